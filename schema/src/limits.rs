@@ -1,0 +1,62 @@
+//! Every bound in onsale, in one place, with what it costs.
+//!
+//! A queue, map, loop or decoder without a bound here is a bug.
+
+/// Largest encoded message accepted from a peer or a client (commands,
+/// replies, pushes). 64 KiB holds a seat list for a whole large section.
+pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
+
+/// Largest encoded snapshot accepted. A 60,000-seat event sold out in
+/// parties of one encodes to about 0.6 MB; 16 MiB leaves room for huge
+/// venues while refusing garbage that claims to be gigabytes long.
+pub const SNAPSHOT_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Largest venue file accepted (JSON). The 60,000-seat example is ~1.3 MB.
+pub const VENUE_FILE_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Seats in one venue. Seat indices are `u32`; this keeps the seat state
+/// array of one event under a few MB.
+pub const VENUE_SEATS_MAX: usize = 250_000;
+
+/// Sections in one venue (`SectionIdx` is `u16`).
+pub const VENUE_SECTIONS_MAX: usize = 4_096;
+
+/// Rows in one section.
+pub const SECTION_ROWS_MAX: usize = 1_000;
+
+/// Seats in one row. Bounds the cost of a best-adjacent scan of a row.
+pub const ROW_SEATS_MAX: usize = 1_000;
+
+/// Price levels in one venue (`PriceLevelIdx` is `u16`).
+pub const VENUE_PRICE_LEVELS_MAX: usize = 256;
+
+/// Length of any name or id string in a venue file, in bytes.
+pub const NAME_BYTES_MAX: usize = 128;
+
+/// Tickets one fan may buy for one event, whatever the event's config says.
+pub const TICKETS_PER_FAN_MAX: u8 = 16;
+
+/// Seats in one hold request (a list, or best-N). Equal to the hard ticket
+/// cap: a request for more could never be granted.
+pub const HOLD_SEATS_MAX: usize = TICKETS_PER_FAN_MAX as usize;
+
+/// Fans admitted and shopping at once for one event, whatever the config
+/// says. Each costs one entry in the shopper map and one timer.
+pub const SHOPPERS_MAX: u32 = 100_000;
+
+/// Fans known to one event core at once (waiting, admitted or done). At
+/// ~40 bytes each this is ~1.3 GB: a core refuses joins beyond it with
+/// `busy` instead of growing without bound.
+pub const EVENT_FANS_MAX: usize = 32_000_000;
+
+/// Voided payments remembered so that a provider confirmation arriving
+/// after the void is refunded rather than lost. Oldest are forgotten first.
+pub const VOIDED_PAYMENTS_MAX: usize = 65_536;
+
+/// Effects one core buffers before the shell must drain them. The shell
+/// drains after every input; this guards against a shell that forgets.
+pub const EFFECTS_MAX: usize = 1_000_000;
+
+/// How long a queue token stays valid after it was issued, in ms.
+/// A week covers presales announced days ahead.
+pub const QUEUE_TOKEN_TTL_MS: u64 = 7 * 24 * 3600 * 1000;

@@ -1,0 +1,382 @@
+//! Commands, replies and pushes: what fans, gateways and operators say to
+//! an event, and what it says back. The event core returns these types
+//! directly, so a reply is defined once, here.
+//!
+//! Business outcomes (a full waiting room, a taken seat) are values, each
+//! with a stable [`ErrorCode`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::SaleState;
+use crate::error::ErrorCode;
+use crate::ids::{
+    EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, PriceLevelIdx, SeatIdx,
+    SectionIdx,
+};
+
+/// Where a fan stands with one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FanStatus {
+    /// In the waiting room. `ahead` estimates the fans still in front.
+    Waiting { position: Position, ahead: u64 },
+    /// Admitted: may browse and hold until `shopping_until`.
+    Admitted {
+        position: Position,
+        shopping_until: Millis,
+    },
+    /// Holding seats until `deadline` (or paying, past it).
+    Holding {
+        hold: HoldId,
+        deadline: Millis,
+        paying: bool,
+    },
+    /// Bought tickets; the turn is over.
+    Purchased { tickets: u8 },
+    /// The turn lapsed (no show, or no hold in the shopping window).
+    Expired,
+    /// Left the waiting room.
+    Left,
+}
+
+/// A successful join or resume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    pub position: Position,
+    /// False when the fan was already known (idempotent rejoin or resume).
+    pub fresh: bool,
+    pub status: FanStatus,
+}
+
+/// Why a fan could not join (or resume).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinRefused {
+    Full,
+    SoldOut,
+    Closed,
+    TicketLimit,
+    /// The counter is waiting for its next durable block, or the core is at
+    /// its fan limit: retry shortly.
+    Busy,
+    /// A resume token whose position this event never handed out.
+    InvalidToken,
+}
+
+impl JoinRefused {
+    #[must_use]
+    pub fn code(self) -> ErrorCode {
+        match self {
+            JoinRefused::Full => ErrorCode::WaitingRoomFull,
+            JoinRefused::SoldOut => ErrorCode::SoldOut,
+            JoinRefused::Closed => ErrorCode::SaleClosed,
+            JoinRefused::TicketLimit => ErrorCode::TicketLimit,
+            JoinRefused::Busy => ErrorCode::Busy,
+            JoinRefused::InvalidToken => ErrorCode::InvalidToken,
+        }
+    }
+}
+
+/// Where best-available seats are sought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "in", rename_all = "snake_case")]
+pub enum Area {
+    Section { section: SectionIdx },
+    PriceLevel { price_level: PriceLevelIdx },
+    Anywhere,
+}
+
+/// What a fan asks to hold. All or nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HoldRequest {
+    /// These exact seats.
+    Seats { seats: Vec<SeatIdx> },
+    /// The best `count` adjacent seats in one row of the area.
+    Best { count: u8, area: Area },
+}
+
+/// Seats held for a fan until `deadline`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldPlaced {
+    pub hold: HoldId,
+    pub seats: Vec<SeatIdx>,
+    pub deadline: Millis,
+    pub total_cents: u64,
+}
+
+/// Why a hold was refused. Nothing was held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum HoldRejected {
+    NotInLine,
+    NotAdmitted,
+    AdmissionExpired,
+    SaleNotOpen,
+    SoldOut,
+    AlreadyHolding {
+        hold: HoldId,
+    },
+    /// Empty, duplicated or too many seats.
+    BadRequest,
+    UnknownSeat {
+        seat: SeatIdx,
+    },
+    UnknownArea,
+    /// Over the fan's ticket limit: at most `max` more tickets.
+    TicketLimit {
+        max: u8,
+    },
+    /// Fans admitted behind this one each keep a claim on one ticket:
+    /// at most `max` tickets can be held now.
+    FairShare {
+        max: u32,
+    },
+    /// Some seats are taken. `alternative` is the nearest available block
+    /// of the same size (same row first, then nearer rows), if any.
+    SeatsUnavailable {
+        taken: Vec<SeatIdx>,
+        alternative: Option<Vec<SeatIdx>>,
+    },
+    /// No row in the area has that many adjacent seats free.
+    NotEnoughSeats,
+}
+
+impl HoldRejected {
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            HoldRejected::NotInLine => ErrorCode::NotInLine,
+            HoldRejected::NotAdmitted => ErrorCode::NotAdmitted,
+            HoldRejected::AdmissionExpired => ErrorCode::AdmissionExpired,
+            HoldRejected::SaleNotOpen => ErrorCode::SaleNotOpen,
+            HoldRejected::SoldOut => ErrorCode::SoldOut,
+            HoldRejected::AlreadyHolding { .. } => ErrorCode::AlreadyHolding,
+            HoldRejected::BadRequest => ErrorCode::BadRequest,
+            HoldRejected::UnknownSeat { .. } => ErrorCode::UnknownSeat,
+            HoldRejected::UnknownArea => ErrorCode::UnknownSection,
+            HoldRejected::TicketLimit { .. } => ErrorCode::TicketLimit,
+            HoldRejected::FairShare { .. } => ErrorCode::FairShare,
+            HoldRejected::SeatsUnavailable { .. } => ErrorCode::SeatsUnavailable,
+            HoldRejected::NotEnoughSeats => ErrorCode::NotEnoughSeats,
+        }
+    }
+}
+
+/// A payment sent to the provider for a hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentStarted {
+    pub payment: PaymentId,
+    pub hold: HoldId,
+    pub amount_cents: u64,
+}
+
+/// Why a payment (or a release) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentRefused {
+    HoldNotFound,
+    /// The checkout deadline passed first; the seats were released.
+    Late,
+    /// A payment for this hold is already with the provider.
+    Pending,
+}
+
+impl PaymentRefused {
+    #[must_use]
+    pub fn code(self) -> ErrorCode {
+        match self {
+            PaymentRefused::HoldNotFound => ErrorCode::HoldNotFound,
+            PaymentRefused::Late => ErrorCode::PaymentLate,
+            PaymentRefused::Pending => ErrorCode::PaymentPending,
+        }
+    }
+}
+
+/// The provider's answer to a payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderAnswer {
+    Confirmed,
+    Declined,
+}
+
+/// What the event made of a provider's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum PaymentSettled {
+    /// The seats are sold (also returned again for a duplicate answer).
+    Sold { order: OrderId },
+    /// Declined; the fan may pay again until `deadline`, else the seats go.
+    Declined {
+        hold: HoldId,
+        retry_until: Option<Millis>,
+    },
+    /// Confirmed after the payment was voided: the money must be refunded.
+    Refund { payment: PaymentId },
+    /// A duplicate decline, or an answer for a payment already settled.
+    Ignored,
+    /// No such payment.
+    Unknown,
+}
+
+/// A section's availability at a glance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionSummary {
+    pub section: SectionIdx,
+    pub seats: u32,
+    pub available: u32,
+    pub price_min_cents: u64,
+    pub price_max_cents: u64,
+}
+
+/// An event's public state: sale state and section summaries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventOverview {
+    pub event: EventId,
+    pub sale: SaleState,
+    pub capacity: u32,
+    pub sold: u32,
+    pub held: u32,
+    pub waiting: u64,
+    pub full: bool,
+    pub admitted_through: Position,
+    pub sections: Vec<SectionSummary>,
+}
+
+/// Seat-level availability of one section: bit `i` of `available` is the
+/// seat `first_seat + i` (least significant bit first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionSeats {
+    pub section: SectionIdx,
+    pub first_seat: SeatIdx,
+    pub seat_count: u32,
+    pub available: Vec<u8>,
+}
+
+impl SectionSeats {
+    #[must_use]
+    pub fn is_available(&self, seat: SeatIdx) -> bool {
+        let Some(i) = seat.0.checked_sub(self.first_seat.0) else {
+            return false;
+        };
+        if i >= self.seat_count {
+            return false;
+        }
+        self.available
+            .get((i / 8) as usize)
+            .is_some_and(|byte| byte & (1 << (i % 8)) != 0)
+    }
+}
+
+/// An operator's command to an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleCommand {
+    Open,
+    Pause,
+    Close,
+}
+
+/// Everything a gateway or operator can ask of an event actor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    Join {
+        fan: FanId,
+    },
+    Resume {
+        fan: FanId,
+        token: String,
+    },
+    Leave {
+        fan: FanId,
+    },
+    Status {
+        fan: FanId,
+    },
+    Overview,
+    SectionSeats {
+        section: SectionIdx,
+    },
+    Hold {
+        fan: FanId,
+        request: HoldRequest,
+    },
+    Release {
+        fan: FanId,
+        hold: HoldId,
+    },
+    SubmitPayment {
+        fan: FanId,
+        hold: HoldId,
+    },
+    ProviderAnswer {
+        payment: PaymentId,
+        answer: ProviderAnswer,
+    },
+    Sale {
+        command: SaleCommand,
+    },
+}
+
+/// The answer to a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Joined { joined: Joined, token: String },
+    JoinRefused { refused: JoinRefused },
+    Status { status: Option<FanStatus> },
+    Overview { overview: EventOverview },
+    SectionSeats { seats: SectionSeats },
+    HoldPlaced { placed: HoldPlaced },
+    HoldRejected { rejected: HoldRejected },
+    Released,
+    PaymentStarted { started: PaymentStarted },
+    PaymentRefused { refused: PaymentRefused },
+    PaymentSettled { settled: PaymentSettled },
+    Sale { state: SaleState },
+    Error { code: ErrorCode, message: String },
+}
+
+/// What an event tells gateways (and they, their fans) without being asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "push", rename_all = "snake_case")]
+pub enum Push {
+    /// Every waiting fan at or below this position has been admitted.
+    AdmittedThrough {
+        position: Position,
+    },
+    /// The waiting room turned full (or stopped being full).
+    Full {
+        full: bool,
+    },
+    SoldOut,
+    Sale {
+        state: SaleState,
+    },
+    /// Seats of one section changed availability.
+    SeatsChanged {
+        section: SectionIdx,
+        seats: Vec<SeatIdx>,
+        available: bool,
+    },
+    /// To one fan: its hold ends soon / ended / its turn lapsed / it bought.
+    HoldExpiring {
+        fan: FanId,
+        hold: HoldId,
+        deadline: Millis,
+    },
+    HoldExpired {
+        fan: FanId,
+        hold: HoldId,
+    },
+    AdmissionExpired {
+        fan: FanId,
+    },
+    Purchased {
+        fan: FanId,
+        order: OrderId,
+        seats: Vec<SeatIdx>,
+    },
+}

@@ -1,0 +1,218 @@
+//! What an event stores: a snapshot, and the journal written after it.
+//!
+//! The snapshot is small on purpose. Waiting fans are *not* in it: a queue
+//! of millions survives as the durable counter ceiling (nothing at or above
+//! it was ever handed out) plus each fan's signed queue token. Admitted
+//! fans, holds, checkouts, payments and sales are in it, because a fan was
+//! told about each of them.
+//!
+//! The journal holds every durable change after the snapshot, in order,
+//! numbered by `seq`. Restoring = snapshot, then replay of the journal.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+use crate::config::{EventConfig, SaleState};
+use crate::ids::{EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, SeatIdx};
+
+/// Bumped whenever the snapshot or journal layout changes. A reader refuses
+/// records from a newer version instead of guessing.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A durable change to an event, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JournalEntry {
+    Sale {
+        state: SaleState,
+    },
+    Admitted {
+        fan: FanId,
+        position: Position,
+        at: Millis,
+    },
+    /// The admitted fan made its first request (it showed up).
+    Entered {
+        fan: FanId,
+    },
+    /// The fan's turn ended without a hold open (no show, window lapsed).
+    AdmissionLapsed {
+        fan: FanId,
+    },
+    HoldPlaced {
+        hold: HoldId,
+        fan: FanId,
+        seats: Vec<SeatIdx>,
+        deadline: Millis,
+    },
+    HoldReleased {
+        hold: HoldId,
+        reason: ReleaseReason,
+    },
+    PaymentSubmitted {
+        hold: HoldId,
+        payment: PaymentId,
+        at: Millis,
+    },
+    PaymentDeclined {
+        hold: HoldId,
+        payment: PaymentId,
+    },
+    Sold {
+        hold: HoldId,
+        order: OrderId,
+        at: Millis,
+    },
+}
+
+/// Why a hold's seats went back on sale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReleaseReason {
+    /// The fan let them go.
+    ByFan,
+    /// The checkout deadline passed without a payment submitted.
+    Expired,
+    /// The payment was declined after the deadline.
+    Declined,
+    /// The provider never answered within the provider timeout.
+    Voided,
+}
+
+/// A journal entry with its sequence number (1, 2, 3, … per event).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecord {
+    pub schema_version: u32,
+    pub event: EventId,
+    pub seq: u64,
+    pub at: Millis,
+    pub entry: JournalEntry,
+}
+
+/// An admitted fan still in its turn.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopperRecord {
+    pub fan: FanId,
+    pub position: Position,
+    pub admitted_at: Millis,
+    pub entered: bool,
+}
+
+/// Where a hold's checkout is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckoutRecord {
+    /// Waiting for the fan to pay before the deadline.
+    Open,
+    /// Payment submitted in time; waiting for the provider until
+    /// `submitted_at` + provider timeout, whatever the deadline.
+    Paying {
+        payment: PaymentId,
+        submitted_at: Millis,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRecord {
+    pub hold: HoldId,
+    pub fan: FanId,
+    pub seats: Vec<SeatIdx>,
+    pub deadline: Millis,
+    pub checkout: CheckoutRecord,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub order: OrderId,
+    pub fan: FanId,
+    pub payment: PaymentId,
+    pub seats: Vec<SeatIdx>,
+    pub at: Millis,
+}
+
+/// The whole durable state of one event at journal sequence `journal_seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSnapshot {
+    pub schema_version: u32,
+    pub event: EventId,
+    pub venue_digest: u64,
+    pub config: EventConfig,
+    pub sale: SaleState,
+    /// Last journal entry folded into this snapshot.
+    pub journal_seq: u64,
+    /// Latest `now` the event saw; time never runs backwards past it.
+    pub clock: Millis,
+    /// No position at or above this was ever handed out.
+    pub counter_ceiling: Position,
+    /// Highest position ever admitted.
+    pub admitted_through: Position,
+    /// Fans waiting when the snapshot was taken (not who: they hold tokens).
+    pub waiting: u64,
+    pub next_hold: HoldId,
+    pub next_payment: PaymentId,
+    pub next_order: OrderId,
+    /// Sorted by fan.
+    pub shoppers: Vec<ShopperRecord>,
+    /// Sorted by hold.
+    pub holds: Vec<HoldRecord>,
+    /// Sorted by order.
+    pub orders: Vec<OrderRecord>,
+    /// Voided payments, oldest first, so a late confirmation is refunded.
+    pub voided: Vec<PaymentId>,
+}
+
+/// Why stored bytes could not become a snapshot or journal record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("record has schema version {found}; this build reads up to {SCHEMA_VERSION}")]
+    FutureVersion { found: u32 },
+    #[error("record has schema version {found}, which is no longer supported")]
+    UnsupportedVersion { found: u32 },
+}
+
+fn check_version(found: u32) -> Result<(), RecordError> {
+    match found {
+        SCHEMA_VERSION => Ok(()),
+        v if v > SCHEMA_VERSION => Err(RecordError::FutureVersion { found: v }),
+        v => Err(RecordError::UnsupportedVersion { found: v }),
+    }
+}
+
+/// Peek at the leading schema version (a varint) without decoding the rest,
+/// so that a future record gets "future version", not "garbage".
+fn leading_version(bytes: &[u8]) -> Option<u32> {
+    bincode::serde::decode_from_slice::<u32, _>(bytes, bincode::config::standard())
+        .ok()
+        .map(|(v, _)| v)
+}
+
+impl EventSnapshot {
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode_record(self)
+    }
+
+    /// Decode a snapshot. Invariants against the venue are checked when the
+    /// event core restores it.
+    pub fn decode(bytes: &[u8]) -> Result<EventSnapshot, RecordError> {
+        if let Some(version) = leading_version(bytes) {
+            check_version(version)?;
+        }
+        let snapshot: EventSnapshot = codec::decode_record(bytes)?;
+        check_version(snapshot.schema_version)?;
+        Ok(snapshot)
+    }
+}
+
+impl JournalRecord {
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode_record(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<JournalRecord, RecordError> {
+        if let Some(version) = leading_version(bytes) {
+            check_version(version)?;
+        }
+        let record: JournalRecord = codec::decode_record(bytes)?;
+        check_version(record.schema_version)?;
+        Ok(record)
+    }
+}

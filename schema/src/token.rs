@@ -1,0 +1,236 @@
+//! Signed queue tokens.
+//!
+//! A queue token names an event, a fan and the fan's position, and is
+//! signed with the cluster's key (BLAKE3 keyed hash, 128-bit tag). It is
+//! the only record of a waiting fan's place that survives a crash: the
+//! store holds the position counter, the fan holds the token. Presenting it
+//! after any restart puts the fan back at its position.
+//!
+//! Text form: 96 lowercase hex characters (48 bytes: event, fan, position,
+//! issued-at, each u64 little-endian, then the tag).
+
+use std::fmt;
+
+use crate::ids::{EventId, FanId, Millis, Position};
+use crate::limits;
+
+const BODY_BYTES: usize = 32;
+const TAG_BYTES: usize = 16;
+const TOKEN_BYTES: usize = BODY_BYTES + TAG_BYTES;
+/// Length of a queue token's text form.
+pub const QUEUE_TOKEN_CHARS: usize = TOKEN_BYTES * 2;
+
+/// Domain separation: a queue token's tag can never verify as another kind.
+const CONTEXT: &[u8] = b"onsale queue token v1";
+
+/// The cluster's signing key. Debug output never shows it.
+#[derive(Clone)]
+pub struct TokenKey([u8; 32]);
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+impl TokenKey {
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> TokenKey {
+        TokenKey(bytes)
+    }
+
+    /// Derive a key from a secret of any length (e.g. an environment variable).
+    #[must_use]
+    pub fn derive(secret: &[u8]) -> TokenKey {
+        TokenKey(blake3::derive_key("onsale token key v1", secret))
+    }
+
+    fn tag(&self, body: &[u8; BODY_BYTES]) -> [u8; TAG_BYTES] {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(CONTEXT);
+        hasher.update(body);
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&hasher.finalize().as_bytes()[..TAG_BYTES]);
+        tag
+    }
+}
+
+/// The claims in a queue token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QueueClaims {
+    pub event: EventId,
+    pub fan: FanId,
+    pub position: Position,
+    pub issued_at: Millis,
+}
+
+/// Claims whose signature, event, fan and age were checked. Only
+/// [`verify`] makes one, so a core that takes this type cannot be handed
+/// an unchecked position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VerifiedQueueToken(QueueClaims);
+
+impl VerifiedQueueToken {
+    #[must_use]
+    pub fn claims(&self) -> &QueueClaims {
+        &self.0
+    }
+}
+
+/// Why a token was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token signature does not verify")]
+    BadSignature,
+    #[error("token is for another event or fan")]
+    Mismatch,
+    #[error("token has expired")]
+    Expired,
+}
+
+impl TokenError {
+    #[must_use]
+    pub fn code(self) -> crate::ErrorCode {
+        match self {
+            TokenError::Expired => crate::ErrorCode::TokenExpired,
+            _ => crate::ErrorCode::InvalidToken,
+        }
+    }
+}
+
+/// Sign claims into a token's text form.
+#[must_use]
+pub fn sign(key: &TokenKey, claims: &QueueClaims) -> String {
+    let body = body(claims);
+    let tag = key.tag(&body);
+    let mut out = String::with_capacity(QUEUE_TOKEN_CHARS);
+    for byte in body.iter().chain(tag.iter()) {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+/// Check a token presented by `fan` for `event` at time `now`.
+pub fn verify(
+    key: &TokenKey,
+    text: &str,
+    event: EventId,
+    fan: FanId,
+    now: Millis,
+) -> Result<VerifiedQueueToken, TokenError> {
+    let bytes = decode_hex(text).ok_or(TokenError::Malformed)?;
+    let mut body = [0u8; BODY_BYTES];
+    body.copy_from_slice(&bytes[..BODY_BYTES]);
+    let expected = key.tag(&body);
+    // Constant-time comparison: the tag must not leak byte by byte.
+    let diff = expected
+        .iter()
+        .zip(&bytes[BODY_BYTES..])
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if diff != 0 {
+        return Err(TokenError::BadSignature);
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&body[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    let claims = QueueClaims {
+        event: EventId(word(0)),
+        fan: FanId(word(1)),
+        position: Position(word(2)),
+        issued_at: Millis(word(3)),
+    };
+    if claims.event != event || claims.fan != fan {
+        return Err(TokenError::Mismatch);
+    }
+    if now.saturating_sub(claims.issued_at) > limits::QUEUE_TOKEN_TTL_MS {
+        return Err(TokenError::Expired);
+    }
+    Ok(VerifiedQueueToken(claims))
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn body(claims: &QueueClaims) -> [u8; BODY_BYTES] {
+    let mut body = [0u8; BODY_BYTES];
+    let words = [
+        claims.event.0,
+        claims.fan.0,
+        claims.position.0,
+        claims.issued_at.0,
+    ];
+    for (i, word) in words.iter().enumerate() {
+        body[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    body
+}
+
+fn decode_hex(text: &str) -> Option<[u8; TOKEN_BYTES]> {
+    let text = text.as_bytes();
+    if text.len() != QUEUE_TOKEN_CHARS {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; TOKEN_BYTES];
+    for (i, pair) in text.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> QueueClaims {
+        QueueClaims {
+            event: EventId(7),
+            fan: FanId(42),
+            position: Position(1_000_003),
+            issued_at: Millis(1_000),
+        }
+    }
+
+    fn check(text: &str, fan: u64, now: u64) -> Result<Position, TokenError> {
+        let key = TokenKey::derive(b"secret");
+        verify(&key, text, EventId(7), FanId(fan), Millis(now)).map(|t| t.claims().position)
+    }
+
+    #[test]
+    fn a_signed_token_verifies_for_its_fan_and_event_only() {
+        let text = sign(&TokenKey::derive(b"secret"), &claims());
+        assert_eq!(text.len(), QUEUE_TOKEN_CHARS);
+        assert_eq!(check(&text, 42, 2_000), Ok(Position(1_000_003)));
+        assert_eq!(check(&text, 43, 2_000), Err(TokenError::Mismatch));
+        let late = 1_000 + limits::QUEUE_TOKEN_TTL_MS + 1;
+        assert_eq!(check(&text, 42, late), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn forged_and_garbled_tokens_are_refused() {
+        let forged = sign(&TokenKey::derive(b"other key"), &claims());
+        assert_eq!(check(&forged, 42, 2_000), Err(TokenError::BadSignature));
+        let mut flipped = sign(&TokenKey::derive(b"secret"), &claims()).into_bytes();
+        flipped[40] = if flipped[40] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        assert_eq!(check(&flipped, 42, 2_000), Err(TokenError::BadSignature));
+        for junk in ["", "zz", "é", &"0".repeat(QUEUE_TOKEN_CHARS + 2)] {
+            assert_eq!(check(junk, 42, 2_000), Err(TokenError::Malformed));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn verify_never_panics(text in ".{0,120}") {
+            let _ = check(&text, 42, 2_000);
+        }
+    }
+}
