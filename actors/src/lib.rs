@@ -1,1 +1,13 @@
-//! Pure cores.
+//! The pure state machines of onsale and (later) the actors that wrap them.
+//!
+//! [`EventCore`] owns one event: waiting room, counter, admissions, seats,
+//! holds, checkouts and sales. [`CheckoutCore`] is one hold's checkout. Both
+//! take `now` as an argument and return effects; neither does I/O.
+
+pub mod checkout_core;
+pub mod event_core;
+pub mod seat_map;
+pub mod waiting_room;
+
+pub use checkout_core::CheckoutCore;
+pub use event_core::{Effect, EventCore, RestoreError};

@@ -14,29 +14,78 @@ use crate::ids::{
     SectionIdx,
 };
 
-/// Where a fan stands with one event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum FanStatus {
-    /// In the waiting room. `ahead` estimates the fans still in front.
-    Waiting { position: Position, ahead: u64 },
-    /// Admitted: may browse and hold until `shopping_until`.
-    Admitted {
-        position: Position,
-        shopping_until: Millis,
-    },
-    /// Holding seats until `deadline` (or paying, past it).
-    Holding {
-        hold: HoldId,
-        deadline: Millis,
-        paying: bool,
-    },
-    /// Bought tickets; the turn is over.
-    Purchased { tickets: u8 },
-    /// The turn lapsed (no show, or no hold in the shopping window).
-    Expired,
-    /// Left the waiting room.
-    Left,
+/// Defines a message enum with two serde forms. In JSON (what the gateway
+/// and the fan page speak) it is internally tagged: `{"cmd":"join","fan":7}`.
+/// In the binary codec it is externally tagged (variant index, then
+/// fields), because bincode cannot decode internally tagged enums: they
+/// need `deserialize_any`. Each form is derived once on a private mirror
+/// (serde `remote`), and `is_human_readable` picks between them.
+macro_rules! message_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident as $remote:literal, tag = $tag:literal { $($body:tt)* }
+    ) => {
+        $(#[$meta])*
+        pub enum $name { $($body)* }
+
+        const _: () = {
+            #[allow(dead_code)]
+            #[derive(Serialize, Deserialize)]
+            #[serde(remote = $remote, tag = $tag, rename_all = "snake_case")]
+            enum Text { $($body)* }
+
+            #[allow(dead_code)]
+            #[derive(Serialize, Deserialize)]
+            #[serde(remote = $remote)]
+            enum Binary { $($body)* }
+
+            impl Serialize for $name {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    if s.is_human_readable() {
+                        Text::serialize(self, s)
+                    } else {
+                        Binary::serialize(self, s)
+                    }
+                }
+            }
+
+            impl<'de> Deserialize<'de> for $name {
+                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    if d.is_human_readable() {
+                        Text::deserialize(d)
+                    } else {
+                        Binary::deserialize(d)
+                    }
+                }
+            }
+        };
+    };
+}
+
+message_enum! {
+    /// Where a fan stands with one event.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum FanStatus as "FanStatus", tag = "status" {
+        /// In the waiting room. `ahead` estimates the fans still in front.
+        Waiting { position: Position, ahead: u64 },
+        /// Admitted: may browse and hold until `shopping_until`.
+        Admitted {
+            position: Position,
+            shopping_until: Millis,
+        },
+        /// Holding seats until `deadline` (or paying, past it).
+        Holding {
+            hold: HoldId,
+            deadline: Millis,
+            paying: bool,
+        },
+        /// Bought tickets; the turn is over.
+        Purchased { tickets: u8 },
+        /// The turn lapsed (no show, or no hold in the shopping window).
+        Expired,
+        /// Left the waiting room.
+        Left,
+    }
 }
 
 /// A successful join or resume.
@@ -77,23 +126,25 @@ impl JoinRefused {
     }
 }
 
-/// Where best-available seats are sought.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "in", rename_all = "snake_case")]
-pub enum Area {
-    Section { section: SectionIdx },
-    PriceLevel { price_level: PriceLevelIdx },
-    Anywhere,
+message_enum! {
+    /// Where best-available seats are sought.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Area as "Area", tag = "in" {
+        Section { section: SectionIdx },
+        PriceLevel { price_level: PriceLevelIdx },
+        Anywhere,
+    }
 }
 
-/// What a fan asks to hold. All or nothing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum HoldRequest {
-    /// These exact seats.
-    Seats { seats: Vec<SeatIdx> },
-    /// The best `count` adjacent seats in one row of the area.
-    Best { count: u8, area: Area },
+message_enum! {
+    /// What a fan asks to hold. All or nothing.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum HoldRequest as "HoldRequest", tag = "kind" {
+        /// These exact seats.
+        Seats { seats: Vec<SeatIdx> },
+        /// The best `count` adjacent seats in one row of the area.
+        Best { count: u8, area: Area },
+    }
 }
 
 /// Seats held for a fan until `deadline`.
@@ -105,41 +156,42 @@ pub struct HoldPlaced {
     pub total_cents: u64,
 }
 
-/// Why a hold was refused. Nothing was held.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum HoldRejected {
-    NotInLine,
-    NotAdmitted,
-    AdmissionExpired,
-    SaleNotOpen,
-    SoldOut,
-    AlreadyHolding {
-        hold: HoldId,
-    },
-    /// Empty, duplicated or too many seats.
-    BadRequest,
-    UnknownSeat {
-        seat: SeatIdx,
-    },
-    UnknownArea,
-    /// Over the fan's ticket limit: at most `max` more tickets.
-    TicketLimit {
-        max: u8,
-    },
-    /// Fans admitted behind this one each keep a claim on one ticket:
-    /// at most `max` tickets can be held now.
-    FairShare {
-        max: u32,
-    },
-    /// Some seats are taken. `alternative` is the nearest available block
-    /// of the same size (same row first, then nearer rows), if any.
-    SeatsUnavailable {
-        taken: Vec<SeatIdx>,
-        alternative: Option<Vec<SeatIdx>>,
-    },
-    /// No row in the area has that many adjacent seats free.
-    NotEnoughSeats,
+message_enum! {
+    /// Why a hold was refused. Nothing was held.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum HoldRejected as "HoldRejected", tag = "reason" {
+        NotInLine,
+        NotAdmitted,
+        AdmissionExpired,
+        SaleNotOpen,
+        SoldOut,
+        AlreadyHolding {
+            hold: HoldId,
+        },
+        /// Empty, duplicated or too many seats.
+        BadRequest,
+        UnknownSeat {
+            seat: SeatIdx,
+        },
+        UnknownArea,
+        /// Over the fan's ticket limit: at most `max` more tickets.
+        TicketLimit {
+            max: u8,
+        },
+        /// Fans admitted behind this one each keep a claim on one ticket:
+        /// at most `max` tickets can be held now.
+        FairShare {
+            max: u32,
+        },
+        /// Some seats are taken. `alternative` is the nearest available block
+        /// of the same size (same row first, then nearer rows), if any.
+        SeatsUnavailable {
+            taken: Vec<SeatIdx>,
+            alternative: Option<Vec<SeatIdx>>,
+        },
+        /// No row in the area has that many adjacent seats free.
+        NotEnoughSeats,
+    }
 }
 
 impl HoldRejected {
@@ -201,23 +253,24 @@ pub enum ProviderAnswer {
     Declined,
 }
 
-/// What the event made of a provider's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum PaymentSettled {
-    /// The seats are sold (also returned again for a duplicate answer).
-    Sold { order: OrderId },
-    /// Declined; the fan may pay again until `deadline`, else the seats go.
-    Declined {
-        hold: HoldId,
-        retry_until: Option<Millis>,
-    },
-    /// Confirmed after the payment was voided: the money must be refunded.
-    Refund { payment: PaymentId },
-    /// A duplicate decline, or an answer for a payment already settled.
-    Ignored,
-    /// No such payment.
-    Unknown,
+message_enum! {
+    /// What the event made of a provider's answer.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum PaymentSettled as "PaymentSettled", tag = "result" {
+        /// The seats are sold (also returned again for a duplicate answer).
+        Sold { order: OrderId },
+        /// Declined; the fan may pay again until `deadline`, else the seats go.
+        Declined {
+            hold: HoldId,
+            retry_until: Option<Millis>,
+        },
+        /// Confirmed after the payment was voided: the money must be refunded.
+        Refund { payment: PaymentId },
+        /// A duplicate decline, or an answer for a payment already settled.
+        Ignored,
+        /// No such payment.
+        Unknown,
+    }
 }
 
 /// A section's availability at a glance.
@@ -278,105 +331,108 @@ pub enum SaleCommand {
     Close,
 }
 
-/// Everything a gateway or operator can ask of an event actor.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Command {
-    Join {
-        fan: FanId,
-    },
-    Resume {
-        fan: FanId,
-        token: String,
-    },
-    Leave {
-        fan: FanId,
-    },
-    Status {
-        fan: FanId,
-    },
-    Overview,
-    SectionSeats {
-        section: SectionIdx,
-    },
-    Hold {
-        fan: FanId,
-        request: HoldRequest,
-    },
-    Release {
-        fan: FanId,
-        hold: HoldId,
-    },
-    SubmitPayment {
-        fan: FanId,
-        hold: HoldId,
-    },
-    ProviderAnswer {
-        payment: PaymentId,
-        answer: ProviderAnswer,
-    },
-    Sale {
-        command: SaleCommand,
-    },
+message_enum! {
+    /// Everything a gateway or operator can ask of an event actor.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Command as "Command", tag = "cmd" {
+        Join {
+            fan: FanId,
+        },
+        Resume {
+            fan: FanId,
+            token: String,
+        },
+        Leave {
+            fan: FanId,
+        },
+        Status {
+            fan: FanId,
+        },
+        Overview,
+        SectionSeats {
+            section: SectionIdx,
+        },
+        Hold {
+            fan: FanId,
+            request: HoldRequest,
+        },
+        Release {
+            fan: FanId,
+            hold: HoldId,
+        },
+        SubmitPayment {
+            fan: FanId,
+            hold: HoldId,
+        },
+        ProviderAnswer {
+            payment: PaymentId,
+            answer: ProviderAnswer,
+        },
+        Sale {
+            command: SaleCommand,
+        },
+    }
 }
 
-/// The answer to a [`Command`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum Reply {
-    Joined { joined: Joined, token: String },
-    JoinRefused { refused: JoinRefused },
-    Status { status: Option<FanStatus> },
-    Overview { overview: EventOverview },
-    SectionSeats { seats: SectionSeats },
-    HoldPlaced { placed: HoldPlaced },
-    HoldRejected { rejected: HoldRejected },
-    Released,
-    PaymentStarted { started: PaymentStarted },
-    PaymentRefused { refused: PaymentRefused },
-    PaymentSettled { settled: PaymentSettled },
-    Sale { state: SaleState },
-    Error { code: ErrorCode, message: String },
+message_enum! {
+    /// The answer to a [`Command`].
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Reply as "Reply", tag = "reply" {
+        Joined { joined: Joined, token: String },
+        JoinRefused { refused: JoinRefused },
+        Status { status: Option<FanStatus> },
+        Overview { overview: EventOverview },
+        SectionSeats { seats: SectionSeats },
+        HoldPlaced { placed: HoldPlaced },
+        HoldRejected { rejected: HoldRejected },
+        Released,
+        PaymentStarted { started: PaymentStarted },
+        PaymentRefused { refused: PaymentRefused },
+        PaymentSettled { settled: PaymentSettled },
+        Sale { state: SaleState },
+        Error { code: ErrorCode, message: String },
+    }
 }
 
-/// What an event tells gateways (and they, their fans) without being asked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "push", rename_all = "snake_case")]
-pub enum Push {
-    /// Every waiting fan at or below this position has been admitted.
-    AdmittedThrough {
-        position: Position,
-    },
-    /// The waiting room turned full (or stopped being full).
-    Full {
-        full: bool,
-    },
-    SoldOut,
-    Sale {
-        state: SaleState,
-    },
-    /// Seats of one section changed availability.
-    SeatsChanged {
-        section: SectionIdx,
-        seats: Vec<SeatIdx>,
-        available: bool,
-    },
-    /// To one fan: its hold ends soon / ended / its turn lapsed / it bought.
-    HoldExpiring {
-        fan: FanId,
-        hold: HoldId,
-        deadline: Millis,
-    },
-    HoldExpired {
-        fan: FanId,
-        hold: HoldId,
-    },
-    AdmissionExpired {
-        fan: FanId,
-    },
-    Purchased {
-        fan: FanId,
-        order: OrderId,
-        seats: Vec<SeatIdx>,
-    },
+message_enum! {
+    /// What an event tells gateways (and they, their fans) without being asked.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Push as "Push", tag = "push" {
+        /// Every waiting fan at or below this position has been admitted.
+        AdmittedThrough {
+            position: Position,
+        },
+        /// The waiting room turned full (or stopped being full).
+        Full {
+            full: bool,
+        },
+        SoldOut,
+        Sale {
+            state: SaleState,
+        },
+        /// Seats of one section changed availability.
+        SeatsChanged {
+            section: SectionIdx,
+            seats: Vec<SeatIdx>,
+            available: bool,
+        },
+        /// To one fan: its hold ends soon / ended / its turn lapsed / it bought.
+        HoldExpiring {
+            fan: FanId,
+            hold: HoldId,
+            deadline: Millis,
+        },
+        HoldExpired {
+            fan: FanId,
+            hold: HoldId,
+        },
+        AdmissionExpired {
+            fan: FanId,
+        },
+        Purchased {
+            fan: FanId,
+            order: OrderId,
+            seats: Vec<SeatIdx>,
+        },
+    }
 }

@@ -75,6 +75,8 @@ pub enum ReleaseReason {
     Declined,
     /// The provider never answered within the provider timeout.
     Voided,
+    /// The sale was closed before payment was submitted.
+    Closed,
 }
 
 /// A journal entry with its sequence number (1, 2, 3, … per event).
@@ -122,6 +124,8 @@ pub struct HoldRecord {
 pub struct OrderRecord {
     pub order: OrderId,
     pub fan: FanId,
+    /// The buyer's position in line (0 if unknown).
+    pub position: Position,
     pub payment: PaymentId,
     pub seats: Vec<SeatIdx>,
     pub at: Millis,

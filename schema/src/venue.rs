@@ -156,9 +156,10 @@ pub enum VenueError {
     UnknownPriceLevel { place: String, id: String },
     #[error("seat {place} has no price level (set one on the seat, its row or its section)")]
     MissingPriceLevel { place: String },
-    #[error("{what} count {count} exceeds the limit of {max}")]
+    #[error("{what} count {count} at {place} exceeds the limit of {max}")]
     TooMany {
         what: &'static str,
+        place: String,
         count: usize,
         max: usize,
     },
@@ -189,7 +190,12 @@ impl Venue {
         if file.sections.is_empty() {
             return Err(VenueError::NoSections);
         }
-        check_count("section", file.sections.len(), limits::VENUE_SECTIONS_MAX)?;
+        check_count(
+            "section",
+            "venue",
+            file.sections.len(),
+            limits::VENUE_SECTIONS_MAX,
+        )?;
         let mut venue = Venue {
             name: file.name.clone(),
             city: file.city.clone(),
@@ -229,7 +235,12 @@ impl Venue {
                 section: section.id.clone(),
             });
         }
-        check_count("row", section.rows.len(), limits::SECTION_ROWS_MAX)?;
+        check_count(
+            "row",
+            &format!("section {:?}", section.id),
+            section.rows.len(),
+            limits::SECTION_ROWS_MAX,
+        )?;
         let section_idx = SectionIdx(self.sections.len() as u16);
         let rows_start = self.rows.len() as u32;
         let seats_start = self.seats.len() as u32;
@@ -268,9 +279,15 @@ impl Venue {
                 row: row.id.clone(),
             });
         }
-        check_count("seat in a row", row.seats.len(), limits::ROW_SEATS_MAX)?;
+        check_count(
+            "seat in a row",
+            &place(),
+            row.seats.len(),
+            limits::ROW_SEATS_MAX,
+        )?;
         check_count(
             "seat",
+            &place(),
             self.seats.len() + row.seats.len(),
             limits::VENUE_SEATS_MAX,
         )?;
@@ -459,9 +476,19 @@ fn check_name(what: &'static str, place: &str, name: &str) -> Result<(), VenueEr
     Ok(())
 }
 
-fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), VenueError> {
+fn check_count(
+    what: &'static str,
+    place: &str,
+    count: usize,
+    max: usize,
+) -> Result<(), VenueError> {
     if count > max {
-        return Err(VenueError::TooMany { what, count, max });
+        return Err(VenueError::TooMany {
+            what,
+            place: place.to_owned(),
+            count,
+            max,
+        });
     }
     Ok(())
 }
@@ -470,7 +497,12 @@ fn check_price_levels(levels: &[PriceLevelFile]) -> Result<Vec<PriceLevel>, Venu
     if levels.is_empty() {
         return Err(VenueError::NoPriceLevels);
     }
-    check_count("price level", levels.len(), limits::VENUE_PRICE_LEVELS_MAX)?;
+    check_count(
+        "price level",
+        "price_levels",
+        levels.len(),
+        limits::VENUE_PRICE_LEVELS_MAX,
+    )?;
     let mut ids = HashSet::new();
     let mut out = Vec::with_capacity(levels.len());
     for level in levels {
