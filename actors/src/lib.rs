@@ -7,6 +7,7 @@
 pub mod checkout_core;
 pub mod event_core;
 pub mod seat_map;
+pub mod testing;
 pub mod waiting_room;
 
 pub use checkout_core::CheckoutCore;

@@ -103,6 +103,11 @@ impl WaitingRoom {
         Some(Position(wanted))
     }
 
+    /// The reservation asked for was not made; it may be asked again.
+    pub fn block_failed(&mut self) {
+        self.requested = None;
+    }
+
     /// The store confirmed that no position below `ceiling` will be reused.
     pub fn block_durable(&mut self, ceiling: Position) {
         if self.requested.is_some_and(|r| r <= ceiling.0) {

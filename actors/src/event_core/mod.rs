@@ -473,6 +473,12 @@ impl EventCore {
         }
     }
 
+    /// The store could not reserve the block last asked for: ask again.
+    pub fn counter_reservation_failed(&mut self) {
+        self.room.block_failed();
+        self.request_block();
+    }
+
     /// The store made positions below `ceiling` durable.
     pub fn counter_durable(&mut self, ceiling: Position) {
         self.room.block_durable(ceiling);
