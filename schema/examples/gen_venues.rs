@@ -31,9 +31,7 @@ use onsale_schema::Venue;
 use onsale_schema::venue::{PriceLevelFile, RowFile, SeatFile, SectionFile, SectionMap, VenueFile};
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let out_dir = std::env::args()
-        .nth(1)
-        .ok_or("usage: gen_venues OUT_DIR")?;
+    let out_dir = std::env::args().nth(1).ok_or("usage: gen_venues OUT_DIR")?;
     let out_dir = Path::new(&out_dir);
     std::fs::create_dir_all(out_dir)?;
 
@@ -81,7 +79,9 @@ fn club() -> VenueFile {
             row(letter(r), price_level, 28, accessible)
         })
         .collect();
-    let balcony_rows = (0..6).map(|r| row(letter(r), None, 26, |_| false)).collect();
+    let balcony_rows = (0..6)
+        .map(|r| row(letter(r), None, 26, |_| false))
+        .collect();
     let box_rows = || (0..2).map(|r| row(letter(r), None, 4, |_| false)).collect();
 
     VenueFile {
@@ -94,10 +94,34 @@ fn club() -> VenueFile {
             level("balcony", "Balcony", 3_500),
         ],
         sections: vec![
-            section("FLOOR", "Floor", "floor", rect(15.0, 18.0, 70.0, 50.0), floor_rows),
-            section("BOX-L", "Box Left", "box", rect(2.0, 25.0, 10.0, 20.0), box_rows()),
-            section("BOX-R", "Box Right", "box", rect(88.0, 25.0, 10.0, 20.0), box_rows()),
-            section("BALCONY", "Balcony", "balcony", rect(5.0, 75.0, 90.0, 22.0), balcony_rows),
+            section(
+                "FLOOR",
+                "Floor",
+                "floor",
+                rect(15.0, 18.0, 70.0, 50.0),
+                floor_rows,
+            ),
+            section(
+                "BOX-L",
+                "Box Left",
+                "box",
+                rect(2.0, 25.0, 10.0, 20.0),
+                box_rows(),
+            ),
+            section(
+                "BOX-R",
+                "Box Right",
+                "box",
+                rect(88.0, 25.0, 10.0, 20.0),
+                box_rows(),
+            ),
+            section(
+                "BALCONY",
+                "Balcony",
+                "balcony",
+                rect(5.0, 75.0, 90.0, 22.0),
+                balcony_rows,
+            ),
         ],
     }
 }
@@ -161,7 +185,9 @@ fn floor_sections() -> Vec<SectionFile> {
                 width - 4.0,
                 height - 4.0,
             );
-            let rows = (0..20).map(|r| row(letter(r), None, 25, |_| false)).collect();
+            let rows = (0..20)
+                .map(|r| row(letter(r), None, 25, |_| false))
+                .collect();
             sections.push(section(
                 &format!("F{n}"),
                 &format!("Floor {n}"),
@@ -231,15 +257,55 @@ fn bowl_sections(bowl: &Bowl) -> Vec<SectionFile> {
     // Clockwise from the north-west corner: the corner square is split
     // into vertical strips, sidelines along x, ends along y.
     let corners = [
-        Rect { x0: outer.x0, y0: outer.y0, x1: inner.x0, y1: inner.y0 },
-        Rect { x0: inner.x1, y0: outer.y0, x1: outer.x1, y1: inner.y0 },
-        Rect { x0: inner.x1, y0: inner.y1, x1: outer.x1, y1: outer.y1 },
-        Rect { x0: outer.x0, y0: inner.y1, x1: inner.x0, y1: outer.y1 },
+        Rect {
+            x0: outer.x0,
+            y0: outer.y0,
+            x1: inner.x0,
+            y1: inner.y0,
+        },
+        Rect {
+            x0: inner.x1,
+            y0: outer.y0,
+            x1: outer.x1,
+            y1: inner.y0,
+        },
+        Rect {
+            x0: inner.x1,
+            y0: inner.y1,
+            x1: outer.x1,
+            y1: outer.y1,
+        },
+        Rect {
+            x0: outer.x0,
+            y0: inner.y1,
+            x1: inner.x0,
+            y1: outer.y1,
+        },
     ];
-    let north = Rect { x0: inner.x0, y0: outer.y0, x1: inner.x1, y1: inner.y0 };
-    let east = Rect { x0: inner.x1, y0: inner.y0, x1: outer.x1, y1: inner.y1 };
-    let south = Rect { x0: inner.x0, y0: inner.y1, x1: inner.x1, y1: outer.y1 };
-    let west = Rect { x0: outer.x0, y0: inner.y0, x1: inner.x0, y1: inner.y1 };
+    let north = Rect {
+        x0: inner.x0,
+        y0: outer.y0,
+        x1: inner.x1,
+        y1: inner.y0,
+    };
+    let east = Rect {
+        x0: inner.x1,
+        y0: inner.y0,
+        x1: outer.x1,
+        y1: inner.y1,
+    };
+    let south = Rect {
+        x0: inner.x0,
+        y0: inner.y1,
+        x1: inner.x1,
+        y1: outer.y1,
+    };
+    let west = Rect {
+        x0: outer.x0,
+        y0: inner.y0,
+        x1: inner.x0,
+        y1: inner.y1,
+    };
     let (c, s, e) = (bowl.per_corner, bowl.per_sideline, bowl.per_end);
     places.extend(corners[0].split_x(c).map(|r| (Side::Corner, r)));
     places.extend(north.split_x(s).map(|r| (Side::Sideline, r)));
@@ -282,7 +348,12 @@ fn bowl_section(bowl: &Bowl, number: u32, side: Side, map: Rect) -> SectionFile 
             };
             let seats = bowl.front_row_seats + r;
             let accessible = |s: u32| accessible_row == Some(r) && (s <= 2 || s + 2 > seats);
-            row((r + 1).to_string(), row_level.map(str::to_owned), seats, accessible)
+            row(
+                (r + 1).to_string(),
+                row_level.map(str::to_owned),
+                seats,
+                accessible,
+            )
         })
         .collect();
     let bowl_name = if bowl.upper { "Upper" } else { "Lower" };
