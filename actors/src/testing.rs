@@ -7,14 +7,14 @@
 //! admissions, holds, payments, sales) and fails loudly when the core
 //! contradicts it, including across crashes and restores.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use onsale_schema::message::{
     FanStatus, HoldPlaced, HoldRejected, HoldRequest, JoinRefused, Joined, PaymentRefused,
     PaymentSettled, PaymentStarted, ProviderAnswer, Push, SaleCommand,
 };
-use onsale_schema::snapshot::{EventSnapshot, JournalEntry, JournalRecord};
+use onsale_schema::snapshot::{EventSnapshot, JournalEntry, JournalRecord, ReleaseReason};
 use onsale_schema::token::{self, QueueClaims, TokenKey};
 use onsale_schema::venue::{
     PriceLevelFile, RowFile, SeatFile, SectionFile, SectionMap, Venue, VenueFile,
@@ -78,8 +78,11 @@ pub fn grid_venue(sections: u32, rows: u32, seats_per_row: u32) -> Arc<Venue> {
 /// What the ledger knows of one payment a fan submitted in time.
 #[derive(Clone, Debug)]
 struct PendingPayment {
+    hold: HoldId,
     seats: Vec<SeatIdx>,
     submitted_at: Millis,
+    /// Declined by the provider, or voided after the provider timeout: the
+    /// only two ways a payment submitted in time may end without a sale.
     dead: bool,
 }
 
@@ -142,6 +145,12 @@ impl Harness {
         // A shell stores the new event's first snapshot before serving it.
         h.snapshot();
         h
+    }
+
+    /// Move the shell's clock without telling the core: its timers are late,
+    /// as an actor's timer may be behind a message that arrived first.
+    pub fn drift(&mut self, delta_ms: u64) {
+        self.now = self.now.saturating_add_ms(delta_ms);
     }
 
     /// Move time by `delta_ms` (negative: a clock that jumped back; the
@@ -226,14 +235,17 @@ impl Harness {
 
     pub fn hold(&mut self, fan: FanId, request: &HoldRequest) -> Result<HoldPlaced, HoldRejected> {
         let r = self.core.hold(fan, request, self.now);
+        // Journal records first: a payment voided by this very input's
+        // timers frees its seats legitimately.
+        self.settle();
         if let Ok(placed) = &r {
             for seat in &placed.seats {
-                assert!(!self.sold.contains_key(seat), "{seat} held after it was sold");
+                let sold = self.sold.get(seat);
+                assert!(sold.is_none(), "{seat} held after it was sold in {sold:?}");
                 let paying = self.pending.values().any(|p| !p.dead && p.seats.contains(seat));
                 assert!(!paying, "{seat} re-held while a payment for it is pending");
             }
         }
-        self.settle();
         r
     }
 
@@ -259,6 +271,7 @@ impl Harness {
             self.pending.insert(
                 started.payment,
                 PendingPayment {
+                    hold,
                     seats,
                     submitted_at: self.core.clock(),
                     dead: false,
@@ -407,21 +420,25 @@ impl Harness {
                 }
                 self.pending.retain(|_, p| p.seats != seats);
             }
-            JournalEntry::HoldReleased { .. } | JournalEntry::PaymentDeclined { .. } => {
-                let live: HashSet<PaymentId> = self
-                    .core
-                    .snapshot()
-                    .holds
-                    .iter()
-                    .filter_map(|h| match h.checkout {
-                        onsale_schema::snapshot::CheckoutRecord::Paying { payment, .. } => Some(payment),
-                        onsale_schema::snapshot::CheckoutRecord::Open => None,
-                    })
-                    .collect();
-                for (id, p) in &mut self.pending {
-                    if !live.contains(id) {
-                        p.dead = true;
+            JournalEntry::PaymentDeclined { payment, .. } => {
+                if let Some(p) = self.pending.get_mut(payment) {
+                    p.dead = true;
+                }
+            }
+            JournalEntry::HoldReleased { hold, reason } => {
+                let timeout_ms = self.core.config().provider_timeout_ms;
+                for (payment, p) in &mut self.pending {
+                    if p.hold != *hold || p.dead {
+                        continue;
                     }
+                    let timed_out = record.at >= p.submitted_at.saturating_add_ms(timeout_ms);
+                    assert!(
+                        *reason == ReleaseReason::Voided && timed_out,
+                        "{hold} released ({reason:?}) at {} while {payment}, submitted in time at {}, awaits the provider",
+                        record.at,
+                        p.submitted_at
+                    );
+                    p.dead = true;
                 }
             }
             _ => {}

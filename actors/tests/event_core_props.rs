@@ -37,6 +37,7 @@ enum Op {
     Pay(u64),
     Answer(usize, bool),
     Advance(i64),
+    Drift(u64),
     Sale(u8),
     /// A decisive fan: holds the best seats, pays and is confirmed at once.
     Buy(u64, u8),
@@ -64,6 +65,7 @@ fn op() -> impl Strategy<Value = Op> {
             1 => 400i64..5_000,
         ]
         .prop_map(Op::Advance),
+        2 => (0u64..200).prop_map(Op::Drift),
         1 => (0u8..200).prop_map(Op::Sale),
         3 => (0..FANS, 1u8..5).prop_map(|(f, n)| Op::Buy(f, n)),
         1 => Just(Op::Snapshot),
@@ -175,6 +177,7 @@ fn apply(h: &mut Harness, op: &Op) {
             let _ = h.provider_answer(payment, answer);
         }
         Op::Advance(ms) => h.advance(*ms),
+        Op::Drift(ms) => h.drift(*ms),
         Op::Sale(c) => {
             // Closing ends the sale for good: keep it rare.
             let command = match c {
