@@ -118,24 +118,40 @@ mod tests {
 
     #[test]
     fn open_checkout_expires_at_its_deadline() {
-        assert_eq!(check(&[("tick", 99), ("tick", 100)]), ["None", "Some(Expired)"]);
+        assert_eq!(
+            check(&[("tick", 99), ("tick", 100)]),
+            ["None", "Some(Expired)"]
+        );
     }
 
     #[test]
     fn payment_in_time_outlives_the_deadline_until_the_provider_timeout() {
-        let out = check(&[("submit", 99), ("tick", 100), ("tick", 1_098), ("tick", 1_099)]);
+        let out = check(&[
+            ("submit", 99),
+            ("tick", 100),
+            ("tick", 1_098),
+            ("tick", 1_099),
+        ]);
         assert_eq!(out, ["paying", "None", "None", "Some(Voided)"]);
     }
 
     #[test]
     fn late_or_duplicate_payment_is_refused() {
         assert_eq!(check(&[("submit", 100)]), ["Late"]);
-        assert_eq!(check(&[("submit", 10), ("submit", 11)]), ["paying", "Pending"]);
+        assert_eq!(
+            check(&[("submit", 10), ("submit", 11)]),
+            ["paying", "Pending"]
+        );
     }
 
     #[test]
     fn declined_payment_reopens_the_checkout() {
-        let out = check(&[("submit", 10), ("decline", 20), ("submit", 30), ("tick", 1_029)]);
+        let out = check(&[
+            ("submit", 10),
+            ("decline", 20),
+            ("submit", 30),
+            ("tick", 1_029),
+        ]);
         assert_eq!(out, ["paying", "open", "paying", "None"]);
     }
 }

@@ -161,7 +161,10 @@ impl Harness {
         self.settle();
     }
 
-    pub fn sale(&mut self, command: SaleCommand) -> Result<onsale_schema::SaleState, onsale_schema::SaleState> {
+    pub fn sale(
+        &mut self,
+        command: SaleCommand,
+    ) -> Result<onsale_schema::SaleState, onsale_schema::SaleState> {
         let r = self.core.sale_command(command, self.now);
         self.settle();
         r
@@ -242,7 +245,10 @@ impl Harness {
             for seat in &placed.seats {
                 let sold = self.sold.get(seat);
                 assert!(sold.is_none(), "{seat} held after it was sold in {sold:?}");
-                let paying = self.pending.values().any(|p| !p.dead && p.seats.contains(seat));
+                let paying = self
+                    .pending
+                    .values()
+                    .any(|p| !p.dead && p.seats.contains(seat));
                 assert!(!paying, "{seat} re-held while a payment for it is pending");
             }
         }
@@ -255,16 +261,26 @@ impl Harness {
         r
     }
 
-    pub fn submit_payment(&mut self, fan: FanId, hold: HoldId) -> Result<PaymentStarted, PaymentRefused> {
+    pub fn submit_payment(
+        &mut self,
+        fan: FanId,
+        hold: HoldId,
+    ) -> Result<PaymentStarted, PaymentRefused> {
         let deadline = match self.core.status(fan) {
-            Some(FanStatus::Holding { hold: h, deadline, .. }) if h == hold => Some(deadline),
+            Some(FanStatus::Holding {
+                hold: h, deadline, ..
+            }) if h == hold => Some(deadline),
             _ => None,
         };
         let r = self.core.submit_payment(fan, hold, self.now);
         if let Some(deadline) = deadline
             && self.now.max(self.core.clock()) >= deadline
         {
-            assert!(r.is_err(), "payment submitted at {} after deadline {deadline} was accepted", self.now);
+            assert!(
+                r.is_err(),
+                "payment submitted at {} after deadline {deadline} was accepted",
+                self.now
+            );
         }
         if let Ok(started) = &r {
             let seats = self.core_hold_seats(fan);
@@ -292,11 +308,16 @@ impl Harness {
             .unwrap_or_default()
     }
 
-    pub fn provider_answer(&mut self, payment: PaymentId, answer: ProviderAnswer) -> PaymentSettled {
+    pub fn provider_answer(
+        &mut self,
+        payment: PaymentId,
+        answer: ProviderAnswer,
+    ) -> PaymentSettled {
         let r = self.core.provider_answer(payment, answer, self.now);
         if let Some(p) = self.pending.get(&payment).cloned() {
             let in_time = self.core.clock()
-                < p.submitted_at.saturating_add_ms(self.core.config().provider_timeout_ms);
+                < p.submitted_at
+                    .saturating_add_ms(self.core.config().provider_timeout_ms);
             if answer == ProviderAnswer::Confirmed && !p.dead && in_time {
                 assert!(
                     matches!(r, PaymentSettled::Sold { .. }),
@@ -328,7 +349,10 @@ impl Harness {
         let snapshot = self.core.snapshot();
         let bytes = snapshot.encode().expect("snapshot encodes");
         let decoded = EventSnapshot::decode(&bytes).expect("snapshot decodes");
-        assert_eq!(decoded, snapshot, "snapshot does not round-trip through bytes");
+        assert_eq!(
+            decoded, snapshot,
+            "snapshot does not round-trip through bytes"
+        );
         self.stored_snapshot = Some(decoded);
         self.stored_journal.clear();
     }
@@ -337,7 +361,10 @@ impl Harness {
     /// fans are forgotten until they resume with their tokens.
     pub fn crash_and_restore(&mut self) {
         let before = self.core.snapshot();
-        let stored = self.stored_snapshot.as_ref().expect("the first snapshot is stored at creation");
+        let stored = self
+            .stored_snapshot
+            .as_ref()
+            .expect("the first snapshot is stored at creation");
         let mut core = EventCore::restore(Arc::clone(&self.venue), stored, self.stored_ceiling)
             .expect("stored snapshot restores");
         for record in &self.stored_journal {
@@ -351,7 +378,10 @@ impl Harness {
         expected.waiting = 0;
         after.counter_ceiling = expected.counter_ceiling;
         // Time passing without a durable change is not durable itself.
-        assert!(after.clock <= expected.clock, "restore moved the clock forward");
+        assert!(
+            after.clock <= expected.clock,
+            "restore moved the clock forward"
+        );
         after.clock = expected.clock;
         assert_eq!(after, expected, "restore lost or changed durable state");
         // Effects of the restore (the next counter block, pushes) go out as
@@ -378,7 +408,11 @@ impl Harness {
             panic!("invariant broken: {e}");
         }
         for (order, seats) in &self.acknowledged_orders {
-            let kept = self.core.orders().iter().any(|o| o.order == *order && &o.seats == seats);
+            let kept = self
+                .core
+                .orders()
+                .iter()
+                .any(|o| o.order == *order && &o.seats == seats);
             assert!(kept, "acknowledged {order} was lost");
         }
     }

@@ -23,7 +23,9 @@ pub enum FanState {
     Waiting,
     /// Admitted; its turn is tracked by the event core's shopper records.
     Admitted,
-    Purchased { tickets: u8 },
+    Purchased {
+        tickets: u8,
+    },
     Expired,
     Left,
 }
@@ -219,7 +221,11 @@ impl WaitingRoom {
     /// Everyone still waiting leaves (sold out, closed). Returns how many.
     pub fn clear_waiting(&mut self) -> u64 {
         let cleared = self.waiting;
-        for (_, fan) in self.queue.drain(..).chain(std::mem::take(&mut self.resumed)) {
+        for (_, fan) in self
+            .queue
+            .drain(..)
+            .chain(std::mem::take(&mut self.resumed))
+        {
             if let Some(entry) = self.fans.get_mut(&fan)
                 && entry.state == FanState::Waiting
             {
@@ -232,9 +238,16 @@ impl WaitingRoom {
 
     /// Check the counts (for tests and the simulator).
     pub fn check(&self) -> Result<(), String> {
-        let waiting = self.fans.values().filter(|e| e.state == FanState::Waiting).count() as u64;
+        let waiting = self
+            .fans
+            .values()
+            .filter(|e| e.state == FanState::Waiting)
+            .count() as u64;
         if waiting != self.waiting {
-            return Err(format!("waiting count {} but {waiting} fans wait", self.waiting));
+            return Err(format!(
+                "waiting count {} but {waiting} fans wait",
+                self.waiting
+            ));
         }
         if self.next > self.ceiling {
             return Err(format!(
@@ -244,7 +257,10 @@ impl WaitingRoom {
         }
         for entry in self.fans.values() {
             if entry.state == FanState::Waiting && entry.position.0 >= self.next {
-                return Err(format!("fan waits at {} not yet handed out", entry.position));
+                return Err(format!(
+                    "fan waits at {} not yet handed out",
+                    entry.position
+                ));
             }
         }
         Ok(())

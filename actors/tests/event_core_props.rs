@@ -143,12 +143,26 @@ fn apply(h: &mut Harness, op: &Op) {
         Op::HoldBest(f, count, area) => {
             let area = match area {
                 0 => Area::Anywhere,
-                1 => Area::Section { section: SectionIdx(0) },
-                2 => Area::Section { section: SectionIdx(1) },
-                3 => Area::PriceLevel { price_level: PriceLevelIdx(1) },
-                _ => Area::Section { section: SectionIdx(9) },
+                1 => Area::Section {
+                    section: SectionIdx(0),
+                },
+                2 => Area::Section {
+                    section: SectionIdx(1),
+                },
+                3 => Area::PriceLevel {
+                    price_level: PriceLevelIdx(1),
+                },
+                _ => Area::Section {
+                    section: SectionIdx(9),
+                },
             };
-            let _ = h.hold(FanId(*f), &HoldRequest::Best { count: *count, area });
+            let _ = h.hold(
+                FanId(*f),
+                &HoldRequest::Best {
+                    count: *count,
+                    area,
+                },
+            );
         }
         Op::Release(f) => {
             if let Some(hold) = holding(h, *f) {

@@ -70,7 +70,11 @@ pub fn run(fans: u64, seed: u64, out: &mut impl Write) -> anyhow::Result<()> {
     let mut agenda: BinaryHeap<Reverse<(u64, u64, Step)>> = BinaryHeap::new();
     for fan in 0..fans {
         // A flash crowd: most arrive in the first 20 s, a tail over 5 min.
-        let at = if rng.below(10) < 8 { rng.below(20_000) } else { rng.below(300_000) };
+        let at = if rng.below(10) < 8 {
+            rng.below(20_000)
+        } else {
+            rng.below(300_000)
+        };
         agenda.push(Reverse((at, fan, Step::Arrive)));
     }
     let start = h.now;
@@ -96,7 +100,15 @@ pub fn run(fans: u64, seed: u64, out: &mut impl Write) -> anyhow::Result<()> {
             }
             agenda.pop();
             h.now = start.saturating_add_ms(at);
-            act(&mut h, &mut rng, &mut agenda, &mut tally, at, FanId(fan), step);
+            act(
+                &mut h,
+                &mut rng,
+                &mut agenda,
+                &mut tally,
+                at,
+                FanId(fan),
+                step,
+            );
         }
         h.now = start.saturating_add_ms(now_ms);
         h.advance(0);
@@ -107,9 +119,13 @@ pub fn run(fans: u64, seed: u64, out: &mut impl Write) -> anyhow::Result<()> {
         }
         if second == CRASH_AT_S {
             h.crash_and_restore();
-            note = "CRASH: restored from snapshot + journal; waiting fans resume with tokens".into();
+            note =
+                "CRASH: restored from snapshot + journal; waiting fans resume with tokens".into();
         }
-        if second >= next_row_s || !note.is_empty() || (h.core.sale() == SaleState::SoldOut && agenda.is_empty()) {
+        if second >= next_row_s
+            || !note.is_empty()
+            || (h.core.sale() == SaleState::SoldOut && agenda.is_empty())
+        {
             row(out, &h, second, &tally, &note)?;
             next_row_s = second + 15;
         }
@@ -138,7 +154,13 @@ pub fn run(fans: u64, seed: u64, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn row(out: &mut impl Write, h: &Harness, second: u64, tally: &Tally, note: &str) -> anyhow::Result<()> {
+fn row(
+    out: &mut impl Write,
+    h: &Harness,
+    second: u64,
+    tally: &Tally,
+    note: &str,
+) -> anyhow::Result<()> {
     let o = h.core.overview();
     writeln!(
         out,
@@ -175,7 +197,11 @@ fn act(
         },
         Step::Answer(payment) => {
             // One in ten payments is declined by the provider.
-            let answer = if rng.below(10) == 0 { ProviderAnswer::Declined } else { ProviderAnswer::Confirmed };
+            let answer = if rng.below(10) == 0 {
+                ProviderAnswer::Declined
+            } else {
+                ProviderAnswer::Confirmed
+            };
             if let PaymentSettled::Declined { .. } = h.provider_answer(payment, answer) {
                 tally.declined += 1;
             }
@@ -185,7 +211,13 @@ fn act(
     }
 }
 
-fn poll(h: &mut Harness, rng: &mut Rng, tally: &mut Tally, fan: FanId, later: &mut impl FnMut(u64, Step)) {
+fn poll(
+    h: &mut Harness,
+    rng: &mut Rng,
+    tally: &mut Tally,
+    fan: FanId,
+    later: &mut impl FnMut(u64, Step),
+) {
     let status = match h.core.status(fan) {
         Some(status) => status,
         // Forgotten by a crash: the fan's page resumes with its token.
@@ -204,9 +236,14 @@ fn poll(h: &mut Harness, rng: &mut Rng, tally: &mut Tally, fan: FanId, later: &m
             h.enter(fan);
             let area = match rng.below(3) {
                 0 => Area::Anywhere,
-                _ => Area::Section { section: SectionIdx(rng.below(4) as u16) },
+                _ => Area::Section {
+                    section: SectionIdx(rng.below(4) as u16),
+                },
             };
-            let request = HoldRequest::Best { count: 1 + rng.below(4) as u8, area };
+            let request = HoldRequest::Best {
+                count: 1 + rng.below(4) as u8,
+                area,
+            };
             match h.hold(fan, &request) {
                 Ok(_) => {
                     tally.holds += 1;
@@ -218,7 +255,11 @@ fn poll(h: &mut Harness, rng: &mut Rng, tally: &mut Tally, fan: FanId, later: &m
                 }
             }
         }
-        FanStatus::Holding { hold, paying: false, .. } => {
+        FanStatus::Holding {
+            hold,
+            paying: false,
+            ..
+        } => {
             // One in twenty lets the checkout clock run out.
             if rng.below(20) == 0 {
                 return;

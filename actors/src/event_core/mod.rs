@@ -28,8 +28,8 @@ use onsale_schema::snapshot::{
 use onsale_schema::token::VerifiedQueueToken;
 use onsale_schema::venue::Venue;
 use onsale_schema::{
-    EventConfig, EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, SaleState,
-    SeatIdx, SectionIdx, limits,
+    EventConfig, EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, SaleState, SeatIdx,
+    SectionIdx, limits,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -310,7 +310,11 @@ impl EventCore {
     /// without gaps or departures; never a walk over the queue.
     fn ahead_estimate(&self, position: Position) -> u64 {
         let span = position.0.saturating_sub(self.admitted_through.0 + 1);
-        let issued = self.room.next_position().0.saturating_sub(self.admitted_through.0 + 1);
+        let issued = self
+            .room
+            .next_position()
+            .0
+            .saturating_sub(self.admitted_through.0 + 1);
         if issued == 0 {
             return 0;
         }
@@ -384,7 +388,11 @@ impl EventCore {
 
     /// A fan comes back with a verified queue token: it gets the token's
     /// position back (or keeps a better one it already has).
-    pub fn resume(&mut self, token: &VerifiedQueueToken, now: Millis) -> Result<Joined, JoinRefused> {
+    pub fn resume(
+        &mut self,
+        token: &VerifiedQueueToken,
+        now: Millis,
+    ) -> Result<Joined, JoinRefused> {
         self.advance(now);
         let result = self.resume_inner(token);
         self.finish();
@@ -400,7 +408,8 @@ impl EventCore {
             return Err(JoinRefused::InvalidToken);
         }
         let known = self.room.fan(claims.fan);
-        let back_in_line = known.is_none_or(|e| matches!(e.state, FanState::Waiting | FanState::Left));
+        let back_in_line =
+            known.is_none_or(|e| matches!(e.state, FanState::Waiting | FanState::Left));
         if back_in_line {
             match self.sale {
                 SaleState::Closed => return Err(JoinRefused::Closed),
@@ -501,7 +510,11 @@ impl EventCore {
         result
     }
 
-    fn hold_inner(&mut self, fan: FanId, request: &HoldRequest) -> Result<HoldPlaced, HoldRejected> {
+    fn hold_inner(
+        &mut self,
+        fan: FanId,
+        request: &HoldRequest,
+    ) -> Result<HoldPlaced, HoldRejected> {
         self.may_hold(fan)?;
         if self.shoppers.get(&fan).is_some_and(|s| !s.entered) {
             self.record(JournalEntry::Entered { fan });
@@ -601,14 +614,20 @@ impl EventCore {
             }
             Area::Anywhere => true,
         };
-        if known { Ok(()) } else { Err(HoldRejected::UnknownArea) }
+        if known {
+            Ok(())
+        } else {
+            Err(HoldRejected::UnknownArea)
+        }
     }
 
     /// The fan lets its (unpaid) hold go.
     pub fn release(&mut self, fan: FanId, hold: HoldId, now: Millis) -> Result<(), PaymentRefused> {
         self.advance(now);
         let result = match self.holds.get(&hold) {
-            Some(h) if h.fan == fan && h.checkout.payment().is_some() => Err(PaymentRefused::Pending),
+            Some(h) if h.fan == fan && h.checkout.payment().is_some() => {
+                Err(PaymentRefused::Pending)
+            }
             Some(h) if h.fan == fan => {
                 self.end_hold(hold, ReleaseReason::ByFan);
                 Ok(())
@@ -630,7 +649,9 @@ impl EventCore {
         }
         // The fan may hold again while its shopping window lasts.
         let turn_over = self.shoppers.get(&fan).is_some_and(|s| {
-            self.clock >= s.admitted_at.saturating_add_ms(self.config.shopping_window_ms)
+            self.clock
+                >= s.admitted_at
+                    .saturating_add_ms(self.config.shopping_window_ms)
         });
         if turn_over || matches!(self.sale, SaleState::Closed | SaleState::SoldOut) {
             self.lapse(fan);
@@ -780,7 +801,11 @@ impl EventCore {
 
     /// An operator opens, pauses or closes the sale. Returns the new state,
     /// or the current one if the command does not apply to it.
-    pub fn sale_command(&mut self, command: SaleCommand, now: Millis) -> Result<SaleState, SaleState> {
+    pub fn sale_command(
+        &mut self,
+        command: SaleCommand,
+        now: Millis,
+    ) -> Result<SaleState, SaleState> {
         self.advance(now);
         let next = match (command, self.sale) {
             (_, SaleState::Closed | SaleState::SoldOut) => Err(self.sale),
@@ -985,13 +1010,17 @@ impl EventCore {
                     self.unresumed = 0;
                 }
             }
-            JournalEntry::Admitted { fan, position, at } => self.apply_admitted(*fan, *position, *at)?,
+            JournalEntry::Admitted { fan, position, at } => {
+                self.apply_admitted(*fan, *position, *at)?
+            }
             JournalEntry::Entered { fan } => {
                 let Some(shopper) = self.shoppers.get_mut(fan) else {
                     return corrupt(format!("{fan} entered without a turn"));
                 };
                 shopper.entered = true;
-                let due = shopper.admitted_at.saturating_add_ms(self.config.shopping_window_ms);
+                let due = shopper
+                    .admitted_at
+                    .saturating_add_ms(self.config.shopping_window_ms);
                 self.timers.push(Reverse((due, Timer::Turn(*fan))));
             }
             JournalEntry::AdmissionLapsed { fan } => {
@@ -1030,7 +1059,12 @@ impl EventCore {
         Ok(())
     }
 
-    fn apply_admitted(&mut self, fan: FanId, position: Position, at: Millis) -> Result<(), RestoreError> {
+    fn apply_admitted(
+        &mut self,
+        fan: FanId,
+        position: Position,
+        at: Millis,
+    ) -> Result<(), RestoreError> {
         if self.shoppers.contains_key(&fan) {
             return corrupt(format!("{fan} admitted twice"));
         }
@@ -1102,7 +1136,12 @@ impl EventCore {
         Ok(())
     }
 
-    fn apply_payment(&mut self, hold: HoldId, payment: PaymentId, at: Millis) -> Result<(), RestoreError> {
+    fn apply_payment(
+        &mut self,
+        hold: HoldId,
+        payment: PaymentId,
+        at: Millis,
+    ) -> Result<(), RestoreError> {
         if payment < self.next_payment {
             return corrupt(format!("{payment} reused"));
         }
@@ -1134,9 +1173,13 @@ impl EventCore {
         self.seats.sell(&h.seats, hold, order);
         self.fan_holds.remove(&h.fan);
         self.payments.remove(&payment);
-        let position = self.shoppers.remove(&h.fan).map_or(Position(0), |s| s.position);
+        let position = self
+            .shoppers
+            .remove(&h.fan)
+            .map_or(Position(0), |s| s.position);
         let tickets = h.seats.len() as u8;
-        self.room.set(h.fan, position, FanState::Purchased { tickets });
+        self.room
+            .set(h.fan, position, FanState::Purchased { tickets });
         self.paid.insert(payment, order);
         self.next_order = OrderId(order.0 + 1);
         self.orders.push(OrderRecord {

@@ -107,8 +107,15 @@ impl EventCore {
             if order.seats.len() > limits::HOLD_SEATS_MAX {
                 return corrupt(format!("{} has too many seats", order.order));
             }
-            if order.seats.iter().any(|s| self.seats.state(*s) != Some(SeatState::Available)) {
-                return corrupt(format!("{} sells a seat twice or an unknown seat", order.order));
+            if order
+                .seats
+                .iter()
+                .any(|s| self.seats.state(*s) != Some(SeatState::Available))
+            {
+                return corrupt(format!(
+                    "{} sells a seat twice or an unknown seat",
+                    order.order
+                ));
             }
             if self.paid.insert(order.payment, order.order).is_some() {
                 return corrupt(format!("{} paid twice", order.payment));
@@ -117,7 +124,8 @@ impl EventCore {
             if self.room.fan(order.fan).is_some() {
                 return corrupt(format!("{} bought twice", order.fan));
             }
-            self.room.set(order.fan, order.position, FanState::Purchased { tickets });
+            self.room
+                .set(order.fan, order.position, FanState::Purchased { tickets });
             self.seats.restore_sold(&order.seats, order.order);
             self.next_order = onsale_schema::OrderId(order.order.0 + 1);
             self.orders.push(order.clone());
@@ -125,24 +133,32 @@ impl EventCore {
         Ok(())
     }
 
-    fn restore_shoppers(&mut self, snapshot: &EventSnapshot, ceiling: Position) -> Result<(), RestoreError> {
+    fn restore_shoppers(
+        &mut self,
+        snapshot: &EventSnapshot,
+        ceiling: Position,
+    ) -> Result<(), RestoreError> {
         let mut last: Option<FanId> = None;
         for s in &snapshot.shoppers {
             if last.is_some_and(|l| l >= s.fan) {
                 return corrupt("shoppers are not sorted by fan");
             }
             last = Some(s.fan);
-            if s.position.0 == 0 || s.position >= ceiling || s.position > snapshot.admitted_through {
+            if s.position.0 == 0 || s.position >= ceiling || s.position > snapshot.admitted_through
+            {
                 return corrupt(format!("{} admitted at impossible {}", s.fan, s.position));
             }
             if self.room.fan(s.fan).is_some() {
                 return corrupt(format!("{} is both a buyer and a shopper", s.fan));
             }
-            self.apply(&JournalEntry::Admitted {
-                fan: s.fan,
-                position: s.position,
-                at: s.admitted_at,
-            }, s.admitted_at)?;
+            self.apply(
+                &JournalEntry::Admitted {
+                    fan: s.fan,
+                    position: s.position,
+                    at: s.admitted_at,
+                },
+                s.admitted_at,
+            )?;
             if s.entered {
                 self.apply(&JournalEntry::Entered { fan: s.fan }, s.admitted_at)?;
             }
@@ -162,7 +178,11 @@ impl EventCore {
                 deadline: h.deadline,
             };
             self.apply(&entry, self.clock)?;
-            if let CheckoutRecord::Paying { payment, submitted_at } = h.checkout {
+            if let CheckoutRecord::Paying {
+                payment,
+                submitted_at,
+            } = h.checkout
+            {
                 if self.paid.contains_key(&payment) {
                     return corrupt(format!("{payment} both pending and paid"));
                 }
@@ -226,7 +246,11 @@ impl EventCore {
             if self.fan_holds.get(&hold.fan) != Some(id) || !self.shoppers.contains_key(&hold.fan) {
                 return Err(format!("{id} belongs to {} whose turn is over", hold.fan));
             }
-            if hold.seats.iter().any(|s| self.seats.state(*s) != Some(SeatState::Held(*id))) {
+            if hold
+                .seats
+                .iter()
+                .any(|s| self.seats.state(*s) != Some(SeatState::Held(*id)))
+            {
                 return Err(format!("{id} names seats not held for it"));
             }
             if let Some(payment) = hold.checkout.payment()
@@ -235,22 +259,36 @@ impl EventCore {
                 return Err(format!("{payment} of {id} is not tracked"));
             }
         }
-        if self.payments.len() != self.holds.values().filter(|h| h.checkout.payment().is_some()).count() {
+        if self.payments.len()
+            != self
+                .holds
+                .values()
+                .filter(|h| h.checkout.payment().is_some())
+                .count()
+        {
             return Err("a tracked payment has no hold".into());
         }
         let mut sold = 0u32;
         for order in &self.orders {
             sold += order.seats.len() as u32;
-            if order.seats.iter().any(|s| self.seats.state(*s) != Some(SeatState::Sold(order.order))) {
+            if order
+                .seats
+                .iter()
+                .any(|s| self.seats.state(*s) != Some(SeatState::Sold(order.order)))
+            {
                 return Err(format!("{} names seats not sold to it", order.order));
             }
         }
         if sold != self.seats.sold() {
-            return Err(format!("orders hold {sold} seats but {} are sold", self.seats.sold()));
+            return Err(format!(
+                "orders hold {sold} seats but {} are sold",
+                self.seats.sold()
+            ));
         }
         for (fan, shopper) in &self.shoppers {
             let entry = self.room.fan(*fan);
-            if entry.is_none_or(|e| e.state != FanState::Admitted || e.position != shopper.position) {
+            if entry.is_none_or(|e| e.state != FanState::Admitted || e.position != shopper.position)
+            {
                 return Err(format!("{fan} shops but the waiting room disagrees"));
             }
             if shopper.position > self.admitted_through {
@@ -259,7 +297,12 @@ impl EventCore {
         }
         let sold_out = self.seats.sold() == self.seats.capacity();
         if sold_out != (self.sale == SaleState::SoldOut) && self.sale != SaleState::Closed {
-            return Err(format!("sale is {:?} with {} of {} sold", self.sale, self.seats.sold(), self.seats.capacity()));
+            return Err(format!(
+                "sale is {:?} with {} of {} sold",
+                self.sale,
+                self.seats.sold(),
+                self.seats.capacity()
+            ));
         }
         Ok(())
     }
