@@ -733,7 +733,6 @@ impl EventCore {
                 let at = self.clock;
                 self.record(JournalEntry::Sold { hold, order, at });
                 let sold = self.orders.last().expect("just sold").clone();
-                self.push_seat_changes_sold(&sold.seats);
                 self.push_effect(Effect::Push(Push::Purchased {
                     fan: sold.fan,
                     order,
@@ -877,9 +876,7 @@ impl EventCore {
         let Some(shopper) = self.shoppers.get(&fan).copied() else {
             return; // stale: the turn already ended
         };
-        let Some(due) = self.turn_due(&shopper) else {
-            return;
-        };
+        let due = self.turn_due(&shopper);
         if self.clock < due {
             self.timers.push(Reverse((due, Timer::Turn(fan))));
             return;
@@ -890,13 +887,13 @@ impl EventCore {
     }
 
     /// When `shopper`'s turn ends unless it shows up or holds.
-    fn turn_due(&self, shopper: &Shopper) -> Option<Millis> {
+    fn turn_due(&self, shopper: &Shopper) -> Millis {
         let window = if shopper.entered {
             self.config.shopping_window_ms
         } else {
             self.config.show_up_window_ms
         };
-        Some(shopper.admitted_at.saturating_add_ms(window))
+        shopper.admitted_at.saturating_add_ms(window)
     }
 
     fn checkout_timer(&mut self, hold: HoldId) {
@@ -942,11 +939,6 @@ impl EventCore {
         }
     }
 
-    fn push_seat_changes_sold(&mut self, _seats: &[SeatIdx]) {
-        // Held seats were already shown unavailable; selling changes nothing
-        // a fan looking at the map can see.
-    }
-
     /// After every input: tell gateways what changed for everyone.
     fn finish(&mut self) {
         if self.admitted_through > self.pushed_through {
@@ -967,7 +959,7 @@ impl EventCore {
     /// is a bug and stops the core.
     fn record(&mut self, entry: JournalEntry) {
         let at = self.clock;
-        if let Err(e) = self.apply(&entry, at) {
+        if let Err(e) = self.apply(&entry) {
             panic!("live journal entry {entry:?} failed to apply: {e}");
         }
         self.journal_seq += 1;
@@ -995,14 +987,14 @@ impl EventCore {
             });
         }
         self.clock = self.clock.max(record.at);
-        self.apply(&record.entry, record.at)?;
+        self.apply(&record.entry)?;
         self.journal_seq = record.seq;
         Ok(())
     }
 
     /// The one place durable state changes. Checks everything so that a
     /// corrupt journal is refused, not believed.
-    fn apply(&mut self, entry: &JournalEntry, at: Millis) -> Result<(), RestoreError> {
+    fn apply(&mut self, entry: &JournalEntry) -> Result<(), RestoreError> {
         match entry {
             JournalEntry::Sale { state } => {
                 self.sale = *state;
@@ -1038,7 +1030,7 @@ impl EventCore {
                 seats,
                 deadline,
             } => self.apply_hold(*hold, *fan, seats, *deadline)?,
-            JournalEntry::HoldReleased { hold, reason } => self.apply_release(*hold, *reason)?,
+            JournalEntry::HoldReleased { hold, .. } => self.apply_release(*hold)?,
             JournalEntry::PaymentSubmitted { hold, payment, at } => {
                 self.apply_payment(*hold, *payment, *at)?;
             }
@@ -1055,7 +1047,6 @@ impl EventCore {
             }
             JournalEntry::Sold { hold, order, at } => self.apply_sold(*hold, *order, *at)?,
         }
-        let _ = at;
         Ok(())
     }
 
@@ -1122,7 +1113,7 @@ impl EventCore {
         Ok(())
     }
 
-    fn apply_release(&mut self, hold: HoldId, reason: ReleaseReason) -> Result<(), RestoreError> {
+    fn apply_release(&mut self, hold: HoldId) -> Result<(), RestoreError> {
         let Some(h) = self.holds.remove(&hold) else {
             return corrupt(format!("release of unknown {hold}"));
         };
@@ -1132,7 +1123,6 @@ impl EventCore {
             self.payments.remove(&payment);
             self.bury(payment);
         }
-        let _ = reason;
         Ok(())
     }
 

@@ -151,16 +151,13 @@ impl EventCore {
             if self.room.fan(s.fan).is_some() {
                 return corrupt(format!("{} is both a buyer and a shopper", s.fan));
             }
-            self.apply(
-                &JournalEntry::Admitted {
-                    fan: s.fan,
-                    position: s.position,
-                    at: s.admitted_at,
-                },
-                s.admitted_at,
-            )?;
+            self.apply(&JournalEntry::Admitted {
+                fan: s.fan,
+                position: s.position,
+                at: s.admitted_at,
+            })?;
             if s.entered {
-                self.apply(&JournalEntry::Entered { fan: s.fan }, s.admitted_at)?;
+                self.apply(&JournalEntry::Entered { fan: s.fan })?;
             }
         }
         Ok(())
@@ -177,7 +174,7 @@ impl EventCore {
                 seats: h.seats.clone(),
                 deadline: h.deadline,
             };
-            self.apply(&entry, self.clock)?;
+            self.apply(&entry)?;
             if let CheckoutRecord::Paying {
                 payment,
                 submitted_at,
@@ -193,7 +190,7 @@ impl EventCore {
                 };
                 // Payments need not be in id order across holds.
                 self.next_payment = onsale_schema::PaymentId(0);
-                self.apply(&entry, submitted_at)?;
+                self.apply(&entry)?;
             }
         }
         Ok(())
