@@ -746,7 +746,8 @@ impl EventCore {
             ProviderAnswer::Declined => {
                 self.record(JournalEntry::PaymentDeclined { hold, payment });
                 let deadline = self.holds[&hold].checkout.deadline;
-                if self.clock < deadline {
+                // A closed sale spared this checkout only while it was paying.
+                if self.clock < deadline && self.sale != SaleState::Closed {
                     return PaymentSettled::Declined {
                         hold,
                         retry_until: Some(deadline),
