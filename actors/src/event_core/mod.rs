@@ -331,7 +331,7 @@ impl EventCore {
             sold: self.seats.sold(),
             held: self.seats.held(),
             waiting: self.waiting(),
-            full: self.is_full(),
+            full: self.is_full() && self.sale != SaleState::SoldOut,
             admitted_through: self.admitted_through,
             sections: (0..self.venue().sections.len())
                 .map(|s| self.seats.section_summary(SectionIdx(s as u16)))
@@ -355,13 +355,22 @@ impl EventCore {
     }
 
     fn join_inner(&mut self, fan: FanId) -> Result<Joined, JoinRefused> {
-        if let Some(entry) = self.room.fan(fan) {
+        let known = self.room.fan(fan);
+        if let Some(entry) = known
+            && entry.state != FanState::Left
+        {
             return Ok(self.joined(fan, entry.position, false));
         }
         match self.sale {
             SaleState::Closed => return Err(JoinRefused::Closed),
             SaleState::SoldOut => return Err(JoinRefused::SoldOut),
             _ => {}
+        }
+        if let Some(entry) = known {
+            // A fan who left comes back to its first position.
+            self.room.resume(fan, entry.position);
+            self.admit();
+            return Ok(self.joined(fan, entry.position, false));
         }
         if self.is_full() {
             return Err(JoinRefused::Full);
