@@ -1,12 +1,21 @@
 //! Seat state of one event: which seats are available, held or sold, with
 //! per-row and per-section counts kept current so that summaries are O(1)
-//! and best-available searches skip full rows without looking at seats.
+//! and best-available searches skip rows (and whole depths of rows) that
+//! hold no block long enough, without looking at seats.
 
 use std::sync::Arc;
 
 use onsale_schema::message::{Area, SectionSeats, SectionSummary};
 use onsale_schema::venue::Venue;
-use onsale_schema::{HoldId, OrderId, PriceLevelIdx, RowIdx, SeatIdx, SectionIdx};
+use onsale_schema::{HoldId, OrderId, PriceLevelIdx, RowIdx, SeatIdx, SectionIdx, limits};
+
+/// Longest-run buckets per depth: 0..=`HOLD_SEATS_MAX`, the last meaning
+/// "at least that long" (no request asks for more).
+const RUN_BUCKETS: usize = limits::HOLD_SEATS_MAX + 1;
+
+fn run_bucket(run: u32) -> usize {
+    (run as usize).min(RUN_BUCKETS - 1)
+}
 
 /// One seat's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +31,14 @@ pub struct SeatMap {
     venue: Arc<Venue>,
     states: Vec<SeatState>,
     row_available: Vec<u32>,
+    /// Longest run of adjacent available seats in each row. Recomputed for
+    /// a row (≤ `ROW_SEATS_MAX` seats) whenever one of its seats changes.
+    row_run: Vec<u32>,
+    /// For each depth (row rank within its section), how many rows there
+    /// have each longest run (bucketed): best-available skips a depth with
+    /// no row long enough in O(`RUN_BUCKETS`), and a full venue costs a
+    /// walk over depths rather than over every row.
+    depth_runs: Vec<[u32; RUN_BUCKETS]>,
     section_available: Vec<u32>,
     /// (min, max) price per section, fixed by the venue.
     section_prices: Vec<(u64, u64)>,
@@ -35,7 +52,11 @@ impl SeatMap {
     #[must_use]
     pub fn new(venue: Arc<Venue>) -> SeatMap {
         let row_available = venue.rows.iter().map(|r| r.seats.len() as u32).collect();
-        let section_available = venue.sections.iter().map(|s| s.seats.len() as u32).collect();
+        let section_available = venue
+            .sections
+            .iter()
+            .map(|s| s.seats.len() as u32)
+            .collect();
         let section_prices = venue
             .sections
             .iter()
@@ -45,10 +66,22 @@ impl SeatMap {
                 (lo, hi)
             })
             .collect();
-        let rows_deepest = venue.sections.iter().map(|s| s.rows.len() as u32).max().unwrap_or(0);
+        let rows_deepest = venue
+            .sections
+            .iter()
+            .map(|s| s.rows.len() as u32)
+            .max()
+            .unwrap_or(0);
+        let row_run: Vec<u32> = venue.rows.iter().map(|r| r.seats.len() as u32).collect();
+        let mut depth_runs = vec![[0; RUN_BUCKETS]; rows_deepest as usize];
+        for (row, run) in row_run.iter().enumerate() {
+            depth_runs[depth_of(&venue, RowIdx(row as u32))][run_bucket(*run)] += 1;
+        }
         SeatMap {
             states: vec![SeatState::Available; venue.seats.len()],
             row_available,
+            row_run,
+            depth_runs,
             section_available,
             section_prices,
             rows_deepest,
@@ -106,6 +139,7 @@ impl SeatMap {
             self.transition(seat, SeatState::Available, SeatState::Held(hold));
             self.count_available(seat, -1);
         }
+        self.refresh_runs(seats);
         self.held += seats.len() as u32;
     }
 
@@ -115,6 +149,7 @@ impl SeatMap {
             self.transition(seat, SeatState::Held(hold), SeatState::Available);
             self.count_available(seat, 1);
         }
+        self.refresh_runs(seats);
         self.held -= seats.len() as u32;
     }
 
@@ -133,6 +168,7 @@ impl SeatMap {
             self.transition(seat, SeatState::Available, SeatState::Sold(order));
             self.count_available(seat, -1);
         }
+        self.refresh_runs(seats);
         self.sold += seats.len() as u32;
     }
 
@@ -149,6 +185,47 @@ impl SeatMap {
         *r = r.checked_add_signed(delta).expect("row count in range");
         let s = &mut self.section_available[section.0 as usize];
         *s = s.checked_add_signed(delta).expect("section count in range");
+    }
+
+    /// Recompute the longest run of each row that `seats` touch (once per
+    /// row for the sorted or contiguous lists holds use).
+    fn refresh_runs(&mut self, seats: &[SeatIdx]) {
+        let mut last = None;
+        for &seat in seats {
+            let row = self.venue.row_of(seat);
+            if last != Some(row) {
+                self.refresh_run(row);
+                last = Some(row);
+            }
+        }
+    }
+
+    fn refresh_run(&mut self, row: RowIdx) {
+        let run = self.longest_run(row);
+        let old = std::mem::replace(&mut self.row_run[row.0 as usize], run);
+        let depth = &mut self.depth_runs[depth_of(&self.venue, row)];
+        depth[run_bucket(old)] -= 1;
+        depth[run_bucket(run)] += 1;
+    }
+
+    fn longest_run(&self, row: RowIdx) -> u32 {
+        let (mut run, mut longest) = (0, 0);
+        for seat in self.venue.row(row).seats.clone() {
+            if self.states[seat as usize] == SeatState::Available {
+                run += 1;
+                longest = longest.max(run);
+            } else {
+                run = 0;
+            }
+        }
+        longest
+    }
+
+    /// Whether some row at `depth` may hold `count` adjacent seats.
+    fn depth_may_hold(&self, depth: u32, count: u32) -> bool {
+        self.depth_runs[depth as usize][run_bucket(count)..]
+            .iter()
+            .any(|rows| *rows > 0)
     }
 
     #[must_use]
@@ -200,6 +277,9 @@ impl SeatMap {
             Area::Anywhere => (0..self.venue.sections.len(), None),
         };
         for depth in 0..self.rows_deepest {
+            if !self.depth_may_hold(depth, count) {
+                continue;
+            }
             for section in sections.clone() {
                 let rows = &self.venue.sections[section].rows;
                 let Some(row) = rows.clone().nth(depth as usize) else {
@@ -255,7 +335,7 @@ impl SeatMap {
         target: u32,
         level: Option<PriceLevelIdx>,
     ) -> Option<Vec<SeatIdx>> {
-        if count == 0 || self.row_available[row.0 as usize] < count {
+        if count == 0 || self.row_run[row.0 as usize] < count {
             return None;
         }
         let seats = self.venue.row(row).seats.clone();
@@ -308,6 +388,25 @@ impl SeatMap {
         if rows != self.row_available || sections != self.section_available {
             return Err("per-row or per-section availability disagrees with states".into());
         }
+        let mut depth_runs = vec![[0; RUN_BUCKETS]; self.depth_runs.len()];
+        for (row, run) in self.row_run.iter().enumerate() {
+            let row = RowIdx(row as u32);
+            if *run != self.longest_run(row) {
+                return Err(format!(
+                    "longest available run of {row} disagrees with states"
+                ));
+            }
+            depth_runs[depth_of(&self.venue, row)][run_bucket(*run)] += 1;
+        }
+        if depth_runs != self.depth_runs {
+            return Err("per-depth longest runs disagree with the rows".into());
+        }
         Ok(())
     }
+}
+
+/// A row's rank within its section, front row 0.
+fn depth_of(venue: &Venue, row: RowIdx) -> usize {
+    let section = venue.row(row).section;
+    (row.0 - venue.sections[section.0 as usize].rows.start) as usize
 }
