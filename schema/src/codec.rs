@@ -43,6 +43,20 @@ pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError
     )
 }
 
+/// Encode a node RPC frame body.
+pub fn encode_rpc<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    encode_limited(value, limits::RPC_FRAME_BYTES_MAX)
+}
+
+/// Decode a node RPC frame body from untrusted bytes.
+pub fn decode_rpc<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    check_size(bytes, limits::RPC_FRAME_BYTES_MAX)?;
+    finish(
+        bytes.len(),
+        bincode::serde::decode_from_slice(bytes, config_with_limit!(limits::RPC_FRAME_BYTES_MAX)),
+    )
+}
+
 /// Encode a stored record (snapshot, journal entry).
 pub fn encode_record<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     encode_limited(value, limits::SNAPSHOT_BYTES_MAX)

@@ -11,7 +11,9 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod message;
+pub mod rpc;
 pub mod snapshot;
+pub mod spec;
 pub mod token;
 pub mod venue;
 

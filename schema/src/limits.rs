@@ -6,6 +6,11 @@
 /// replies, pushes). 64 KiB holds a seat list for a whole large section.
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 
+/// Largest node RPC frame. Larger than a message because an operator's
+/// `CreateEvent` carries a whole venue file (the 60,000-seat example is
+/// ~0.8 MB); each connection buffers at most one frame.
+pub const RPC_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// Largest encoded snapshot accepted. A 60,000-seat event sold out in
 /// parties of one encodes to about 0.6 MB; 16 MiB leaves room for huge
 /// venues while refusing garbage that claims to be gigabytes long.
