@@ -4,3 +4,5 @@
 //! Not built yet: this crate is a placeholder in the dependency chain
 //! `schema ← actors ← cluster ← gateway`, filled by the work on actors and
 //! persistence.
+
+pub mod store;

@@ -1,0 +1,213 @@
+//! The store: everything the cluster keeps durably, behind one narrow trait.
+//!
+//! - node leases (which nodes are alive),
+//! - event leases with fencing epochs (which node owns which event),
+//! - per event: one snapshot, an append-only journal after it, and the
+//!   position counter's ceiling,
+//! - the operators' desired state (event specs).
+//!
+//! **Fencing.** Every write on behalf of an event owner names its
+//! [`EventLease`] and is applied only if, inside the same transaction, the
+//! store's current epoch for that event is the lease's epoch. Acquiring an
+//! event always bumps the epoch, so a stale owner (paused, partitioned, or
+//! an earlier incarnation of a restarted process) can never write again.
+//! Expiry times only decide *when* another node may take over (liveness);
+//! epochs alone decide *whether* a write lands (safety), so clock skew can
+//! delay a failover but never corrupt an event.
+//!
+//! **Time.** Callers pass `now` (wall-clock ms); the store keeps no clock.
+//!
+//! Backends: [`sqlite::SqliteStore`] (the embedded default; several
+//! processes on one host may share one file) and, behind the `fdb` cargo
+//! feature, `fdb::FdbStore` (FoundationDB). Both pass [`conformance`].
+
+use std::fmt;
+
+use onsale_schema::{EventId, Millis};
+
+pub mod conformance;
+#[cfg(feature = "fdb")]
+pub mod fdb;
+pub mod sqlite;
+
+/// Largest total of record bytes in one [`Store::append_journal`] call.
+/// FoundationDB refuses transactions over 10 MB; every backend refuses
+/// larger batches alike (`Conflict`), so that code tested on one runs on
+/// the other. A batch of 1,000 records is far below it.
+pub const JOURNAL_APPEND_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// A node's name in the cluster (unique per process incarnation is not
+/// required: epochs fence earlier incarnations).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A live node, as registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub node: NodeId,
+    /// Where the node's router listens (host:port).
+    pub addr: String,
+    pub expires: Millis,
+}
+
+/// The right to own `event` until `expires`, at fencing `epoch`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventLease {
+    pub event: EventId,
+    pub node: NodeId,
+    pub epoch: u64,
+    pub expires: Millis,
+}
+
+/// One encoded journal record and its sequence number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalBytes {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// An event's durable state as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The latest snapshot and the journal sequence it includes.
+    pub snapshot: Option<(u64, Vec<u8>)>,
+    /// Journal records after the snapshot, ascending by `seq`.
+    pub journal: Vec<JournalBytes>,
+    /// No position at or above this was ever handed out (0: none reserved).
+    pub counter_ceiling: u64,
+}
+
+/// Why a store call failed. `Fenced` and `Conflict` are final for the
+/// caller; `Unavailable` may be retried (the write did not land, or landed
+/// whole: every call is one transaction).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{event} is owned at a newer epoch than {epoch}: this owner is fenced")]
+    Fenced { event: EventId, epoch: u64 },
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The narrow interface the cluster needs from a store. Every method is one
+/// transaction: it lands whole or not at all, and may be retried after
+/// `Unavailable` with the same arguments (each is idempotent).
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs ("sqlite", "foundationdb").
+    fn backend(&self) -> &'static str;
+
+    // ----- nodes -----
+
+    /// Register or refresh a node's lease until `now + ttl_ms`.
+    fn heartbeat_node(
+        &self,
+        node: &NodeId,
+        addr: &str,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Nodes whose lease has not expired at `now`, sorted by node.
+    fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError>;
+
+    // ----- event leases -----
+
+    /// Take ownership of `event` for `node` if nobody holds an unexpired
+    /// lease, or `node` itself holds it. Always bumps the epoch. `None` if
+    /// another node holds an unexpired lease.
+    fn acquire_event(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Option<EventLease>, StoreError>;
+
+    /// Extend a lease still current at its epoch. `Fenced` if the epoch
+    /// moved on (even if this node took the event again since).
+    fn renew_event(
+        &self,
+        lease: &EventLease,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<EventLease, StoreError>;
+
+    /// Give an event up (expire the lease now, keep the epoch).
+    fn release_event(&self, lease: &EventLease) -> Result<(), StoreError>;
+
+    /// The current lease of `event`, expired or not.
+    fn event_lease(&self, event: EventId) -> Result<Option<EventLease>, StoreError>;
+
+    // ----- an event's durable state (every write fenced) -----
+
+    /// Append journal records (consecutive, ascending). Re-appending a
+    /// record with the same seq and bytes is a no-op; different bytes at an
+    /// existing seq is a `Conflict`.
+    ///
+    /// The journal never has holes: seqs start at 1 and the batch must
+    /// start at or before the seq after the last stored record (or after
+    /// the snapshot's seq), else `Conflict`. Records at or below the
+    /// snapshot's seq are already in it and are skipped. A batch over
+    /// [`JOURNAL_APPEND_BYTES_MAX`] is a `Conflict`.
+    fn append_journal(
+        &self,
+        lease: &EventLease,
+        records: &[JournalBytes],
+    ) -> Result<(), StoreError>;
+
+    /// Replace the snapshot with one including journal records up to
+    /// `seq`, and delete those records (compaction). A snapshot not newer
+    /// than the stored one (`seq` at or below the stored seq) is ignored,
+    /// so a retry is a no-op.
+    fn put_snapshot(&self, lease: &EventLease, seq: u64, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Raise the counter ceiling to at least `ceiling`; returns the stored
+    /// ceiling (never lowered).
+    fn reserve_counter(&self, lease: &EventLease, ceiling: u64) -> Result<u64, StoreError>;
+
+    /// Everything stored for `event` (empty if nothing).
+    fn load_event(&self, event: EventId) -> Result<StoredEvent, StoreError>;
+
+    // ----- operators' desired state -----
+
+    /// Create or replace an event's spec (opaque bytes; see `schema`).
+    fn put_event_spec(&self, event: EventId, spec: &[u8]) -> Result<(), StoreError>;
+
+    /// Every event spec, sorted by event.
+    fn event_specs(&self) -> Result<Vec<(EventId, Vec<u8>)>, StoreError>;
+}
+
+/// Refuse a journal batch that is not consecutive and ascending from seq
+/// 1 on, or too large. Every backend checks batches with this.
+pub(crate) fn check_batch(records: &[JournalBytes]) -> Result<(), StoreError> {
+    if records.iter().any(|r| r.seq == 0) {
+        return Err(StoreError::Conflict(
+            "journal seq 0 is invalid: seqs start at 1".into(),
+        ));
+    }
+    if let Some(pair) = records
+        .windows(2)
+        .find(|pair| pair[1].seq != pair[0].seq.wrapping_add(1))
+    {
+        return Err(StoreError::Conflict(format!(
+            "journal records not consecutive: seq {} followed by {}",
+            pair[0].seq, pair[1].seq
+        )));
+    }
+    let bytes: usize = records.iter().map(|r| r.bytes.len()).sum();
+    if bytes > JOURNAL_APPEND_BYTES_MAX {
+        return Err(StoreError::Conflict(format!(
+            "journal append of {bytes} bytes exceeds {JOURNAL_APPEND_BYTES_MAX}"
+        )));
+    }
+    Ok(())
+}

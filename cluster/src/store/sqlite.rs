@@ -1,0 +1,652 @@
+//! The embedded store: one SQLite file (or memory), the default for a
+//! single-machine run.
+//!
+//! Several processes on one host may open the same file: the database runs
+//! in WAL mode (readers never block the writer), every write is one
+//! `BEGIN IMMEDIATE` transaction (the write lock is taken before anything
+//! is read, so a check-then-write cannot interleave with another
+//! process's), and a busy timeout makes a process wait for another's write
+//! instead of failing at once. `synchronous=FULL` makes every commit
+//! durable before it returns; batching many journal records into one
+//! [`Store::append_journal`] call is what makes that fast (group commit).
+//!
+//! **Integers.** SQLite stores signed 64-bit integers. Event ids, epochs,
+//! expiry times and counter ceilings are stored bit-cast (`u64 as i64`,
+//! exact both ways) and compared in Rust, never in SQL. Journal and
+//! snapshot sequence numbers are compared in SQL, so they must be at most
+//! `i64::MAX`; a larger one is refused with [`StoreError::Conflict`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use onsale_schema::{EventId, Millis};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{
+    EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent, check_batch,
+};
+
+/// The schema this build writes. Bump it with a migration in
+/// [`SqliteStore::init_schema`]; a file with a newer version is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a write waits for another process's write before giving up
+/// with [`StoreError::Unavailable`].
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection (more than this module uses).
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// Why a store file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "{path}: store schema version {found} is newer than this build supports ({supported}); \
+         run a newer onsale or use another file"
+    )]
+    NewerSchema {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// A [`Store`] in one SQLite database. See the module docs.
+pub struct SqliteStore {
+    /// One connection per store: a process has one writer anyway, and
+    /// SQLite serialises writers across processes.
+    conn: Mutex<Connection>,
+    /// For `Debug` and error messages: the file, or `:memory:`.
+    path: String,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the store in the file at `path`. Other
+    /// processes may open the same file at the same time.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
+        let path: PathBuf = path.as_ref().to_path_buf();
+        let name = path.display().to_string();
+        let conn = Connection::open(&path).map_err(|e| open_error(&name, e))?;
+        SqliteStore::init(conn, name)
+    }
+
+    /// A private store in memory, gone when dropped. Cannot be shared with
+    /// another process (or another `SqliteStore`): for quick tests only.
+    pub fn open_in_memory() -> Result<SqliteStore, OpenError> {
+        let name = ":memory:".to_owned();
+        let conn = Connection::open_in_memory().map_err(|e| open_error(&name, e))?;
+        SqliteStore::init(conn, name)
+    }
+
+    fn init(mut conn: Connection, path: String) -> Result<SqliteStore, OpenError> {
+        let configure = |conn: &Connection| -> rusqlite::Result<()> {
+            // Before anything else, so that switching to WAL waits for a
+            // process that is opening the same file.
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            // `journal_mode` answers with the mode in force: "wal" for a
+            // file, "memory" for an in-memory database.
+            let _mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+            Ok(())
+        };
+        configure(&conn).map_err(|e| open_error(&path, e))?;
+        SqliteStore::init_schema(&mut conn, &path)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// Create the tables if missing and check the schema version, in one
+    /// transaction (two processes may open a new file at once).
+    fn init_schema(conn: &mut Connection, path: &str) -> Result<(), OpenError> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| open_error(path, e))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (
+                 key TEXT PRIMARY KEY,
+                 value INTEGER NOT NULL
+             ) WITHOUT ROWID;",
+        )
+        .map_err(|e| open_error(path, e))?;
+        let found: Option<i64> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| open_error(path, e))?;
+        if let Some(found) = found
+            && found > SCHEMA_VERSION
+        {
+            return Err(OpenError::NewerSchema {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // Version 1 is the first: no migrations yet. Each table keyed as it
+        // is read; `WITHOUT ROWID` keeps rows in key order.
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS nodes (
+                 node TEXT PRIMARY KEY,
+                 addr TEXT NOT NULL,
+                 expires_ms INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS event_leases (
+                 event INTEGER PRIMARY KEY,
+                 node TEXT NOT NULL,
+                 epoch INTEGER NOT NULL,
+                 expires_ms INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS snapshots (
+                 event INTEGER PRIMARY KEY,
+                 seq INTEGER NOT NULL,
+                 bytes BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS journal (
+                 event INTEGER NOT NULL,
+                 seq INTEGER NOT NULL,
+                 bytes BLOB NOT NULL,
+                 PRIMARY KEY (event, seq)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS counters (
+                 event INTEGER PRIMARY KEY,
+                 ceiling INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS event_specs (
+                 event INTEGER PRIMARY KEY,
+                 spec BLOB NOT NULL
+             );",
+        )
+        .map_err(|e| open_error(path, e))?;
+        if found.is_none() {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION],
+            )
+            .map_err(|e| open_error(path, e))?;
+        }
+        tx.commit().map_err(|e| open_error(path, e))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock rolled its transaction back when
+        // the `Transaction` was dropped: the connection is fine to reuse.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Run `f` in one `BEGIN IMMEDIATE` transaction: committed if `f`
+    /// returns `Ok`, rolled back otherwise.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(sql)?;
+        Ok(out)
+    }
+
+    /// Run `f` in one read transaction, so that its reads see one state.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(sql)?;
+        let out = f(&tx)?;
+        // Nothing to keep: ending the read transaction either way is fine.
+        tx.rollback().map_err(sql)?;
+        Ok(out)
+    }
+
+    /// A fenced write: `f` runs only if `lease` is the event's current
+    /// lease (same epoch, same node), inside the same transaction.
+    fn fenced<T>(
+        &self,
+        lease: &EventLease,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|tx| {
+            check_fence(tx, lease)?;
+            f(tx)
+        })
+    }
+}
+
+// ----- conversions and row access -----
+
+/// Exact `u64` ↔ `i64` bit cast for values never compared in SQL.
+fn to_sql(value: u64) -> i64 {
+    value as i64
+}
+
+fn from_sql(value: i64) -> u64 {
+    value as u64
+}
+
+fn event_key(event: EventId) -> i64 {
+    to_sql(event.0)
+}
+
+/// A sequence number compared in SQL: must fit `i64` to keep its order.
+fn seq_key(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| {
+        StoreError::Conflict(format!("seq {seq} is beyond the embedded store's range"))
+    })
+}
+
+fn stored_seq(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative seq {value} stored")))
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(failure, _) => failure.code,
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => return StoreError::Corrupt(e.to_string()),
+        _ => return StoreError::Unavailable(e.to_string()),
+    };
+    match code {
+        ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase | ErrorCode::TypeMismatch => {
+            StoreError::Corrupt(e.to_string())
+        }
+        // Busy, locked, I/O, disk full, out of memory, read-only, can't
+        // open, ...: the transaction did not land, and a retry may succeed
+        // once the cause is gone.
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn open_error(path: &str, e: rusqlite::Error) -> OpenError {
+    OpenError::Store {
+        path: path.to_owned(),
+        source: sql(e),
+    }
+}
+
+/// The stored lease of `event`, if any.
+fn lease_row(tx: &Transaction<'_>, event: EventId) -> Result<Option<EventLease>, StoreError> {
+    tx.prepare_cached("SELECT node, epoch, expires_ms FROM event_leases WHERE event = ?1")
+        .map_err(sql)?
+        .query_row([event_key(event)], |row| {
+            Ok(EventLease {
+                event,
+                node: NodeId(row.get(0)?),
+                epoch: from_sql(row.get(1)?),
+                expires: Millis(from_sql(row.get(2)?)),
+            })
+        })
+        .optional()
+        .map_err(sql)
+}
+
+fn put_lease(tx: &Transaction<'_>, lease: &EventLease) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO event_leases (event, node, epoch, expires_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (event) DO UPDATE SET
+             node = excluded.node, epoch = excluded.epoch, expires_ms = excluded.expires_ms",
+    )
+    .map_err(sql)?
+    .execute((
+        event_key(lease.event),
+        &lease.node.0,
+        to_sql(lease.epoch),
+        to_sql(lease.expires.0),
+    ))
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// `Fenced` unless `lease` is the event's current lease.
+fn check_fence(tx: &Transaction<'_>, lease: &EventLease) -> Result<(), StoreError> {
+    match lease_row(tx, lease.event)? {
+        Some(current) if current.epoch == lease.epoch && current.node == lease.node => Ok(()),
+        _ => Err(StoreError::Fenced {
+            event: lease.event,
+            epoch: lease.epoch,
+        }),
+    }
+}
+
+fn snapshot_seq(tx: &Transaction<'_>, event: EventId) -> Result<Option<u64>, StoreError> {
+    let seq: Option<i64> = tx
+        .prepare_cached("SELECT seq FROM snapshots WHERE event = ?1")
+        .map_err(sql)?
+        .query_row([event_key(event)], |row| row.get(0))
+        .optional()
+        .map_err(sql)?;
+    seq.map(stored_seq).transpose()
+}
+
+fn last_journal_seq(tx: &Transaction<'_>, event: EventId) -> Result<Option<u64>, StoreError> {
+    let seq: Option<i64> = tx
+        .prepare_cached("SELECT max(seq) FROM journal WHERE event = ?1")
+        .map_err(sql)?
+        .query_row([event_key(event)], |row| row.get(0))
+        .map_err(sql)?;
+    seq.map(stored_seq).transpose()
+}
+
+fn counter_ceiling(tx: &Transaction<'_>, event: EventId) -> Result<u64, StoreError> {
+    let ceiling: Option<i64> = tx
+        .prepare_cached("SELECT ceiling FROM counters WHERE event = ?1")
+        .map_err(sql)?
+        .query_row([event_key(event)], |row| row.get(0))
+        .optional()
+        .map_err(sql)?;
+    Ok(ceiling.map_or(0, from_sql))
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn heartbeat_node(
+        &self,
+        node: &NodeId,
+        addr: &str,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let expires = now.saturating_add_ms(ttl_ms);
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO nodes (node, addr, expires_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (node) DO UPDATE SET
+                     addr = excluded.addr, expires_ms = excluded.expires_ms",
+            )
+            .map_err(sql)?
+            .execute((&node.0, addr, to_sql(expires.0)))
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT node, addr, expires_ms FROM nodes ORDER BY node")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok(NodeRecord {
+                        node: NodeId(row.get(0)?),
+                        addr: row.get(1)?,
+                        expires: Millis(from_sql(row.get(2)?)),
+                    })
+                })
+                .map_err(sql)?;
+            let mut live = Vec::new();
+            for row in rows {
+                let record = row.map_err(sql)?;
+                if record.expires > now {
+                    live.push(record);
+                }
+            }
+            Ok(live)
+        })
+    }
+
+    fn acquire_event(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Option<EventLease>, StoreError> {
+        self.write(|tx| {
+            let epoch = match lease_row(tx, event)? {
+                None => 1,
+                Some(current) if current.node == *node || current.expires <= now => {
+                    current.epoch.checked_add(1).ok_or_else(|| {
+                        StoreError::Corrupt(format!("{event}: lease epoch exhausted"))
+                    })?
+                }
+                Some(_) => return Ok(None),
+            };
+            let lease = EventLease {
+                event,
+                node: node.clone(),
+                epoch,
+                expires: now.saturating_add_ms(ttl_ms),
+            };
+            put_lease(tx, &lease)?;
+            Ok(Some(lease))
+        })
+    }
+
+    fn renew_event(
+        &self,
+        lease: &EventLease,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<EventLease, StoreError> {
+        self.fenced(lease, |tx| {
+            let renewed = EventLease {
+                expires: now.saturating_add_ms(ttl_ms),
+                ..lease.clone()
+            };
+            put_lease(tx, &renewed)?;
+            Ok(renewed)
+        })
+    }
+
+    fn release_event(&self, lease: &EventLease) -> Result<(), StoreError> {
+        self.fenced(lease, |tx| {
+            put_lease(
+                tx,
+                &EventLease {
+                    expires: Millis(0),
+                    ..lease.clone()
+                },
+            )
+        })
+    }
+
+    fn event_lease(&self, event: EventId) -> Result<Option<EventLease>, StoreError> {
+        self.read(|tx| lease_row(tx, event))
+    }
+
+    fn append_journal(
+        &self,
+        lease: &EventLease,
+        records: &[JournalBytes],
+    ) -> Result<(), StoreError> {
+        check_batch(records)?;
+        let event = event_key(lease.event);
+        self.fenced(lease, |tx| {
+            let Some(first) = records.first() else {
+                return Ok(());
+            };
+            // `check_batch` made the batch consecutive: the last seq bounds all.
+            seq_key(records[records.len() - 1].seq)?;
+            let snapshot = snapshot_seq(tx, lease.event)?.unwrap_or(0);
+            let last = last_journal_seq(tx, lease.event)?
+                .unwrap_or(0)
+                .max(snapshot);
+            if first.seq > last + 1 {
+                return Err(StoreError::Conflict(format!(
+                    "{}: journal gap: next seq is {}, got {}",
+                    lease.event,
+                    last + 1,
+                    first.seq
+                )));
+            }
+            let mut existing = tx
+                .prepare_cached("SELECT bytes FROM journal WHERE event = ?1 AND seq = ?2")
+                .map_err(sql)?;
+            let mut insert = tx
+                .prepare_cached("INSERT INTO journal (event, seq, bytes) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            for record in records {
+                let seq = seq_key(record.seq)?;
+                if record.seq <= snapshot {
+                    // Already folded into the snapshot: a retry, nothing to do.
+                    continue;
+                }
+                if record.seq > last {
+                    insert.execute((event, seq, &record.bytes)).map_err(sql)?;
+                    continue;
+                }
+                let stored: Option<Vec<u8>> = existing
+                    .query_row((event, seq), |row| row.get(0))
+                    .optional()
+                    .map_err(sql)?;
+                match stored {
+                    Some(bytes) if bytes == record.bytes => {}
+                    Some(_) => {
+                        return Err(StoreError::Conflict(format!(
+                            "{}: journal seq {} already holds different bytes",
+                            lease.event, record.seq
+                        )));
+                    }
+                    None => {
+                        return Err(StoreError::Corrupt(format!(
+                            "{}: journal seq {} missing below seq {last}",
+                            lease.event, record.seq
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn put_snapshot(&self, lease: &EventLease, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let seq_sql = seq_key(seq)?;
+        let event = event_key(lease.event);
+        self.fenced(lease, |tx| {
+            if snapshot_seq(tx, lease.event)?.is_some_and(|stored| seq <= stored) {
+                return Ok(());
+            }
+            tx.prepare_cached(
+                "INSERT INTO snapshots (event, seq, bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (event) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes",
+            )
+            .map_err(sql)?
+            .execute((event, seq_sql, bytes))
+            .map_err(sql)?;
+            tx.prepare_cached("DELETE FROM journal WHERE event = ?1 AND seq <= ?2")
+                .map_err(sql)?
+                .execute((event, seq_sql))
+                .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn reserve_counter(&self, lease: &EventLease, ceiling: u64) -> Result<u64, StoreError> {
+        self.fenced(lease, |tx| {
+            let stored = counter_ceiling(tx, lease.event)?;
+            if ceiling <= stored {
+                return Ok(stored);
+            }
+            tx.prepare_cached(
+                "INSERT INTO counters (event, ceiling) VALUES (?1, ?2)
+                 ON CONFLICT (event) DO UPDATE SET ceiling = excluded.ceiling",
+            )
+            .map_err(sql)?
+            .execute((event_key(lease.event), to_sql(ceiling)))
+            .map_err(sql)?;
+            Ok(ceiling)
+        })
+    }
+
+    fn load_event(&self, event: EventId) -> Result<StoredEvent, StoreError> {
+        self.read(|tx| {
+            let snapshot: Option<(i64, Vec<u8>)> = tx
+                .prepare_cached("SELECT seq, bytes FROM snapshots WHERE event = ?1")
+                .map_err(sql)?
+                .query_row([event_key(event)], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .map_err(sql)?;
+            let snapshot = snapshot
+                .map(|(seq, bytes)| Ok((stored_seq(seq)?, bytes)))
+                .transpose()?;
+            let after = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, bytes FROM journal WHERE event = ?1 AND seq > ?2 ORDER BY seq",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map((event_key(event), seq_key(after)?), |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(sql)?;
+            let mut journal = Vec::new();
+            for row in rows {
+                let (seq, bytes) = row.map_err(sql)?;
+                journal.push(JournalBytes {
+                    seq: stored_seq(seq)?,
+                    bytes,
+                });
+            }
+            let counter_ceiling = counter_ceiling(tx, event)?;
+            Ok(StoredEvent {
+                snapshot,
+                journal,
+                counter_ceiling,
+            })
+        })
+    }
+
+    fn put_event_spec(&self, event: EventId, spec: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO event_specs (event, spec) VALUES (?1, ?2)
+                 ON CONFLICT (event) DO UPDATE SET spec = excluded.spec",
+            )
+            .map_err(sql)?
+            .execute((event_key(event), spec))
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn event_specs(&self) -> Result<Vec<(EventId, Vec<u8>)>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT event, spec FROM event_specs")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |row| Ok((EventId(from_sql(row.get(0)?)), row.get(1)?)))
+                .map_err(sql)?;
+            let mut specs = rows
+                .collect::<Result<Vec<(EventId, Vec<u8>)>, _>>()
+                .map_err(sql)?;
+            // Event ids are bit-cast into SQL: sort as unsigned here.
+            specs.sort_unstable_by_key(|(event, _)| *event);
+            Ok(specs)
+        })
+    }
+}
