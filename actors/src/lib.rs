@@ -4,8 +4,12 @@
 //! holds, checkouts and sales. [`CheckoutCore`] is one hold's checkout. Both
 //! take `now` as an argument and return effects; neither does I/O.
 
+pub mod checkout_actor;
 pub mod checkout_core;
+pub mod event_actor;
 pub mod event_core;
+pub mod journal;
+pub mod provider;
 pub mod seat_map;
 pub mod testing;
 pub mod waiting_room;

@@ -5,4 +5,7 @@
 //! `schema ← actors ← cluster ← gateway`, filled by the work on actors and
 //! persistence.
 
+pub mod event_log;
+pub mod node;
+pub mod rpc;
 pub mod store;

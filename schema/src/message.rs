@@ -322,6 +322,15 @@ impl SectionSeats {
     }
 }
 
+/// The result of an audit: `problem` names the first broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    pub problem: Option<String>,
+    pub journal_seq: u64,
+    pub next_position: Position,
+    pub orders: Vec<crate::snapshot::OrderRecord>,
+}
+
 /// An operator's command to an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -343,6 +352,10 @@ message_enum! {
             token: String,
         },
         Leave {
+            fan: FanId,
+        },
+        /// An admitted fan showed up (opened the seat map).
+        Enter {
             fan: FanId,
         },
         Status {
@@ -371,6 +384,9 @@ message_enum! {
         Sale {
             command: SaleCommand,
         },
+        /// An operator's audit: the event checks every invariant and lists
+        /// its orders.
+        Audit,
     }
 }
 
@@ -390,6 +406,7 @@ message_enum! {
         PaymentRefused { refused: PaymentRefused },
         PaymentSettled { settled: PaymentSettled },
         Sale { state: SaleState },
+        Audit { audit: Audit },
         Error { code: ErrorCode, message: String },
     }
 }

@@ -36,10 +36,19 @@ pub enum ClientFrame {
 /// From a node to a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerFrame {
-    Response { id: u64, reply: Reply },
-    Push { event: EventId, push: Push },
+    Response {
+        id: u64,
+        reply: Reply,
+    },
+    Push {
+        event: EventId,
+        push: Push,
+    },
     /// The connection is about to be closed because of this.
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Encode a frame with its length header.

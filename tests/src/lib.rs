@@ -1,1 +1,206 @@
-//! Cross-crate integration tests live in `tests/tests/`.
+//! Support for the cross-crate tests in `tests/tests/`: real node
+//! processes on a real store, driven over the node RPC on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use onsale_schema::spec::EventSpec;
+use onsale_schema::venue::{PriceLevelFile, RowFile, SeatFile, SectionFile, VenueFile};
+use onsale_schema::{EventConfig, EventId, Millis};
+
+/// A free loopback port (bound, then released for the node to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A fresh directory for one test's store.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("onsale-{name}-{}-{}", std::process::id(), nanos()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Wall-clock milliseconds, as the node sees them.
+pub fn now_ms() -> u64 {
+    onsale_actors::event_actor::wall_now().0
+}
+
+/// A small venue: `sections` × `rows` × `seats` seats.
+pub fn venue_json(sections: u32, rows: u32, seats: u32) -> String {
+    let file = VenueFile {
+        name: "Test Hall".into(),
+        city: "Loopback".into(),
+        price_levels: vec![PriceLevelFile {
+            id: "std".into(),
+            name: "Standard".into(),
+            price_cents: 5_000,
+        }],
+        sections: (0..sections)
+            .map(|s| SectionFile {
+                id: format!("S{s}"),
+                name: format!("Section {s}"),
+                price_level: Some("std".into()),
+                map: None,
+                rows: (0..rows)
+                    .map(|r| RowFile {
+                        id: format!("{}", r + 1),
+                        price_level: None,
+                        seats: (0..seats)
+                            .map(|n| SeatFile {
+                                id: format!("{}", n + 1),
+                                price_level: None,
+                                accessible: false,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&file).expect("venue encodes")
+}
+
+/// An event spec over `venue_json` with `config`.
+pub fn spec(event: u64, venue_json: String, config: EventConfig) -> EventSpec {
+    EventSpec {
+        event: EventId(event),
+        name: format!("Test event {event}"),
+        city: "Loopback".into(),
+        starts_at: Millis(now_ms() + 86_400_000),
+        venue_json,
+        config,
+    }
+}
+
+/// A node process under test.
+#[derive(Debug)]
+pub struct NodeProcess {
+    bin: PathBuf,
+    child: Option<Child>,
+    pub addr: String,
+    store: PathBuf,
+    extra: Vec<String>,
+    /// Time from spawn to the "serving" line, for the last start.
+    pub ready_in: Duration,
+}
+
+impl NodeProcess {
+    /// Start the node binary `bin` (tests pass
+    /// `env!("CARGO_BIN_EXE_onsale-node-under-test")`) on `store`, serving
+    /// the node RPC on a free port.
+    pub fn start(bin: &str, store: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+        let mut node = NodeProcess {
+            bin: PathBuf::from(bin),
+            child: None,
+            addr: format!("127.0.0.1:{}", free_port()),
+            store: store.to_path_buf(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            ready_in: Duration::ZERO,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut child = Command::new(&self.bin)
+            .arg("--rpc")
+            .arg(&self.addr)
+            .arg("--store")
+            .arg(&self.store)
+            .args(&self.extra)
+            .env(
+                "ONSALE_LOG",
+                std::env::var("ONSALE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env("ONSALE_TOKEN_SECRET", "test secret shared by every node")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning the node")?;
+        let stdout = child.stdout.take().context("node stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("node did not start serving within 30 s");
+            }
+            match lines.next() {
+                Some(Ok(line)) if line.contains(" serving on ") => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("reading node stdout: {e}"),
+                None => bail!("node exited before serving: {:?}", child.wait()),
+            }
+        }
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.ready_in = started.elapsed();
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kill -9 and start again on the same store and address.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    /// Stop the process (SIGSTOP) or let it go on (SIGCONT), to model a
+    /// node that is paused or partitioned.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A tiny deterministic generator for test drivers (SplitMix64).
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}

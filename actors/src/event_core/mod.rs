@@ -249,6 +249,17 @@ impl EventCore {
         (self.shoppers.len() - self.fan_holds.len()) as u32
     }
 
+    /// Every open checkout, by hold.
+    #[must_use]
+    pub fn checkouts(&self) -> Vec<(HoldId, CheckoutCore)> {
+        self.holds.iter().map(|(id, h)| (*id, h.checkout)).collect()
+    }
+
+    #[must_use]
+    pub fn checkout(&self, hold: HoldId) -> Option<CheckoutCore> {
+        self.holds.get(&hold).map(|h| h.checkout)
+    }
+
     #[must_use]
     pub fn orders(&self) -> &[OrderRecord] {
         &self.orders

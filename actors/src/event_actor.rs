@@ -1,0 +1,595 @@
+//! `EventActor`: the shell around one event's `EventCore`.
+//!
+//! **Messages.** `Command` (from the router: a fan's or operator's command
+//! with a reply port), `Written` (from the journal writer), `CheckoutDue`
+//! (from a checkout session's timer), `ProviderAnswer` (from an in-process
+//! payment provider), `Tick` (its own periodic timer, for admission
+//! windows and snapshots).
+//!
+//! **Ordering.** One message at a time, in arrival order; the core sees
+//! every input with the wall-clock time it is handled at.
+//!
+//! **The output gate.** Nothing the event says leaves before the journal
+//! records it depends on are durable: replies, pushes to gateways, charges
+//! sent to the provider and refunds wait in `gated`, tagged with the
+//! journal sequence they need, and go out in order when the writer reports
+//! that sequence durable. The actor keeps serving meanwhile, so the next
+//! commit batches everything that arrived during this one (group commit).
+//!
+//! **Capacity.** Callers go through [`EventHandle`], which answers `busy`
+//! without queueing when `MAILBOX_MAX` commands are already waiting; the
+//! actor answers `busy` itself while more than `JOURNAL_PENDING_MAX`
+//! records are not yet durable (the store is behind). Memory is therefore
+//! bounded whatever the offered load.
+//!
+//! **Shutdown.** On `Stopped` from the writer (store failing past its retry
+//! window, or fenced by a new owner) the actor stops at once: gated replies
+//! are dropped (their callers see the call fail and retry elsewhere), never
+//! sent. Its checkout sessions stop with it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use onsale_schema::message::{Command, Push, Reply};
+use onsale_schema::snapshot::{CheckoutRecord, JournalEntry};
+use onsale_schema::token::{self, QueueClaims, TokenKey};
+use onsale_schema::{ErrorCode, EventId, HoldId, Millis, PaymentId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rustc_hash::FxHashMap;
+use tokio::sync::broadcast;
+
+use crate::checkout_actor::{CheckoutActor, CheckoutArgs, CheckoutMsg};
+use crate::event_core::EventCore;
+use crate::journal::{EventLog, WriteDone, WriteOp, Writer};
+use crate::provider::Provider;
+
+/// Commands waiting in one event's mailbox before callers get `busy`.
+pub const MAILBOX_MAX: usize = 16_384;
+/// Journal records not yet durable before the event answers `busy`.
+pub const JOURNAL_PENDING_MAX: u64 = 200_000;
+/// Journal records after which a snapshot is taken (compaction), unless
+/// the node configures another number.
+pub const SNAPSHOT_EVERY_RECORDS: u64 = 50_000;
+/// A snapshot is also taken this often if anything changed.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
+/// How often the event runs its timers (admission windows).
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// Wall-clock time as the cores see it.
+#[must_use]
+pub fn wall_now() -> Millis {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Millis(ms)
+}
+
+#[derive(Debug)]
+pub enum EventMsg {
+    Command {
+        command: Command,
+        reply: RpcReplyPort<Reply>,
+    },
+    Written(WriteDone),
+    CheckoutDue {
+        hold: HoldId,
+    },
+    ProviderAnswer {
+        payment: PaymentId,
+        answer: onsale_schema::message::ProviderAnswer,
+    },
+    Tick,
+}
+
+impl ractor::Message for EventMsg {}
+
+/// A handle to an event actor that bounds its mailbox.
+#[derive(Clone, Debug)]
+pub struct EventHandle {
+    pub event: EventId,
+    pub actor: ActorRef<EventMsg>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl EventHandle {
+    /// Send a command and wait for its (durable) reply. `busy` at once if
+    /// the mailbox is full; an error if the event stopped meanwhile.
+    pub async fn call(&self, command: Command) -> Reply {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= MAILBOX_MAX {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return error(ErrorCode::Busy, "event mailbox is full; retry shortly");
+        }
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let msg = EventMsg::Command {
+            command,
+            reply: tx.into(),
+        };
+        if self.actor.cast(msg).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return error(ErrorCode::Busy, "event is restarting; retry shortly");
+        }
+        match rx.await {
+            Ok(reply) => reply,
+            Err(_) => error(ErrorCode::Busy, "event stopped before answering; retry"),
+        }
+    }
+
+    /// Commands queued and not yet taken up by the actor.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+}
+
+fn error(code: ErrorCode, message: &str) -> Reply {
+    Reply::Error {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+#[derive(Debug)]
+pub struct EventActor;
+
+/// What an event actor starts from.
+pub struct EventArgs {
+    pub core: EventCore,
+    pub log: Box<dyn EventLog>,
+    pub key: TokenKey,
+    pub provider: Provider,
+    pub pushes: broadcast::Sender<(EventId, Push)>,
+    /// Journal records between snapshots.
+    pub snapshot_every_records: u64,
+}
+
+impl std::fmt::Debug for EventArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventArgs")
+            .field("event", &self.core.event())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something the event said, waiting for the journal it depends on.
+#[derive(Debug)]
+enum Gated {
+    Reply(RpcReplyPort<Reply>, Reply),
+    Push(Push),
+    Charge { hold: HoldId, payment: PaymentId },
+    Refund(PaymentId),
+}
+
+pub struct EventState {
+    core: EventCore,
+    writer: Writer,
+    key: TokenKey,
+    provider: Provider,
+    pushes: broadcast::Sender<(EventId, Push)>,
+    queued: Arc<AtomicUsize>,
+    durable_seq: u64,
+    gated: VecDeque<(u64, Gated)>,
+    checkouts: FxHashMap<HoldId, ActorRef<CheckoutMsg>>,
+    records_since_snapshot: u64,
+    snapshot_every_records: u64,
+    last_snapshot: std::time::Instant,
+    snapshot_in_flight: bool,
+}
+
+impl std::fmt::Debug for EventState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventState")
+            .field("event", &self.core.event())
+            .field("durable_seq", &self.durable_seq)
+            .field("gated", &self.gated.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventActor {
+    /// Spawn an event actor (linked to `supervisor` if given) and its
+    /// journal writer; returns the bounded handle.
+    pub async fn start(
+        args: EventArgs,
+        supervisor: Option<ractor::ActorCell>,
+    ) -> Result<EventHandle, ActorProcessingErr> {
+        let event = args.core.event();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let start = StartArgs {
+            args,
+            queued: Arc::clone(&queued),
+        };
+        let (actor, _) = match supervisor {
+            Some(sup) => Actor::spawn_linked(None, EventActor, start, sup).await?,
+            None => Actor::spawn(None, EventActor, start).await?,
+        };
+        Ok(EventHandle {
+            event,
+            actor,
+            queued,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct StartArgs {
+    args: EventArgs,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Actor for EventActor {
+    type Msg = EventMsg;
+    type State = EventState;
+    type Arguments = StartArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        start: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let StartArgs { args, queued } = start;
+        let event = args.core.event();
+        let me = myself.clone();
+        let writer = Writer::spawn(format!("journal-{}", event.0), args.log, move |done| {
+            let _ = me.cast(EventMsg::Written(done));
+        })?;
+        let durable_seq = args.core.journal_seq();
+        let mut state = EventState {
+            core: args.core,
+            writer,
+            key: args.key,
+            provider: args.provider,
+            pushes: args.pushes,
+            queued,
+            durable_seq,
+            gated: VecDeque::new(),
+            checkouts: FxHashMap::default(),
+            records_since_snapshot: 0,
+            snapshot_every_records: args.snapshot_every_records.max(1),
+            last_snapshot: std::time::Instant::now(),
+            snapshot_in_flight: false,
+        };
+        state.rearm_checkouts(&myself).await?;
+        myself.send_interval(TICK, || EventMsg::Tick);
+        state.after_input(&myself).await?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            EventMsg::Command { command, reply } => {
+                state.queued.fetch_sub(1, Ordering::AcqRel);
+                let answer = state.command(command);
+                state.after_input(&myself).await?;
+                state.gate(Gated::Reply(reply, answer));
+            }
+            EventMsg::Written(done) => state.written(&myself, done)?,
+            EventMsg::CheckoutDue { .. } | EventMsg::Tick => {
+                state.core.handle_timeout(wall_now());
+                state.after_input(&myself).await?;
+                state.maybe_snapshot(false);
+            }
+            EventMsg::ProviderAnswer { payment, answer } => {
+                state.core.provider_answer(payment, answer, wall_now());
+                state.after_input(&myself).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checkout sessions end whenever their hold does: that is no reason to
+    /// stop the event (ractor's default). A session that failed is logged;
+    /// the core's own timers still end its hold on time.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: ractor::SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorFailed(cell, error) = message {
+            tracing::error!(event = %state.core.event(), actor = ?cell.get_id(), %error, "checkout session failed");
+            state.checkouts.retain(|_, c| c.get_id() != cell.get_id());
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for (_, checkout) in state.checkouts.drain() {
+            checkout.stop(None);
+        }
+        Ok(())
+    }
+}
+
+impl EventState {
+    fn command(&mut self, command: Command) -> Reply {
+        let now = wall_now();
+        let pending = self.core.journal_seq() - self.durable_seq;
+        if pending > JOURNAL_PENDING_MAX && mutates(&command) {
+            return error(ErrorCode::Busy, "the store is behind; retry shortly");
+        }
+        let core = &mut self.core;
+        match command {
+            Command::Join { fan } => match core.join(fan, now) {
+                Ok(joined) => {
+                    let token = self.sign(fan, joined.position, now);
+                    Reply::Joined { joined, token }
+                }
+                Err(refused) => Reply::JoinRefused { refused },
+            },
+            Command::Resume { fan, token } => {
+                let verified = match token::verify(&self.key, &token, core.event(), fan, now) {
+                    Ok(verified) => verified,
+                    Err(e) => return error(e.code(), &e.to_string()),
+                };
+                match core.resume(&verified, now) {
+                    Ok(joined) => Reply::Joined { joined, token },
+                    Err(refused) => Reply::JoinRefused { refused },
+                }
+            }
+            Command::Leave { fan } => Reply::Status {
+                status: core.leave(fan, now),
+            },
+            Command::Enter { fan } => Reply::Status {
+                status: core.enter(fan, now),
+            },
+            Command::Status { fan } => Reply::Status {
+                status: core.status(fan),
+            },
+            Command::Overview => Reply::Overview {
+                overview: core.overview(),
+            },
+            Command::SectionSeats { section } => match core.section_seats(section) {
+                Some(seats) => Reply::SectionSeats { seats },
+                None => error(ErrorCode::UnknownSection, "no such section"),
+            },
+            Command::Hold { fan, request } => match core.hold(fan, &request, now) {
+                Ok(placed) => Reply::HoldPlaced { placed },
+                Err(rejected) => Reply::HoldRejected { rejected },
+            },
+            Command::Release { fan, hold } => match core.release(fan, hold, now) {
+                Ok(()) => Reply::Released,
+                Err(refused) => Reply::PaymentRefused { refused },
+            },
+            Command::SubmitPayment { fan, hold } => match core.submit_payment(fan, hold, now) {
+                Ok(started) => Reply::PaymentStarted { started },
+                Err(refused) => Reply::PaymentRefused { refused },
+            },
+            Command::ProviderAnswer { payment, answer } => Reply::PaymentSettled {
+                settled: core.provider_answer(payment, answer, now),
+            },
+            Command::Audit => Reply::Audit {
+                audit: onsale_schema::message::Audit {
+                    problem: core.check_invariants().err(),
+                    journal_seq: core.journal_seq(),
+                    next_position: core.next_position(),
+                    orders: core.orders().to_vec(),
+                },
+            },
+            Command::Sale { command } => match core.sale_command(command, now) {
+                Ok(state) => Reply::Sale { state },
+                Err(state) => error(
+                    ErrorCode::BadRequest,
+                    &format!("the sale is {} and cannot take that", state.as_str()),
+                ),
+            },
+        }
+    }
+
+    fn sign(
+        &self,
+        fan: onsale_schema::FanId,
+        position: onsale_schema::Position,
+        now: Millis,
+    ) -> String {
+        let claims = QueueClaims {
+            event: self.core.event(),
+            fan,
+            position,
+            issued_at: now,
+        };
+        token::sign(&self.key, &claims)
+    }
+
+    /// Route the core's effects: journal to the writer, the rest through
+    /// the gate.
+    async fn after_input(&mut self, myself: &ActorRef<EventMsg>) -> Result<(), ActorProcessingErr> {
+        let effects: Vec<crate::Effect> = self.core.drain_effects().collect();
+        let mut batch = Vec::new();
+        for effect in effects {
+            match effect {
+                crate::Effect::Journal(record) => {
+                    self.on_journal(myself, &record.entry).await?;
+                    batch.push(record);
+                }
+                crate::Effect::ReserveCounter { ceiling } => {
+                    self.write(WriteOp::Counter(ceiling))?
+                }
+                crate::Effect::Push(push) => self.gate(Gated::Push(push)),
+                crate::Effect::RequestPayment { payment, hold, .. } => {
+                    self.gate(Gated::Charge { hold, payment });
+                }
+                crate::Effect::Refund { payment } => self.gate(Gated::Refund(payment)),
+            }
+        }
+        if !batch.is_empty() {
+            self.records_since_snapshot += batch.len() as u64;
+            self.write(WriteOp::Journal(batch))?;
+            self.maybe_snapshot(true);
+        }
+        Ok(())
+    }
+
+    fn write(&self, op: WriteOp) -> Result<(), ActorProcessingErr> {
+        self.writer
+            .send(op)
+            .map_err(|_| "the journal writer stopped".into())
+    }
+
+    /// Start, re-arm or stop checkout sessions as holds change.
+    async fn on_journal(
+        &mut self,
+        myself: &ActorRef<EventMsg>,
+        entry: &JournalEntry,
+    ) -> Result<(), ActorProcessingErr> {
+        let timeout_ms = self.core.config().provider_timeout_ms;
+        match entry {
+            JournalEntry::HoldPlaced { hold, deadline, .. } => {
+                self.spawn_checkout(myself, *hold, *deadline).await?;
+            }
+            JournalEntry::PaymentSubmitted { hold, at, .. } => {
+                self.arm(*hold, at.saturating_add_ms(timeout_ms));
+            }
+            JournalEntry::PaymentDeclined { hold, .. } => {
+                if let Some(c) = self.core.checkout(*hold) {
+                    self.arm(*hold, c.deadline);
+                }
+            }
+            JournalEntry::HoldReleased { hold, .. } | JournalEntry::Sold { hold, .. } => {
+                if let Some(checkout) = self.checkouts.remove(hold) {
+                    checkout.stop(None);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn arm(&self, hold: HoldId, at: Millis) {
+        if let Some(checkout) = self.checkouts.get(&hold) {
+            let _ = checkout.cast(CheckoutMsg::Arm { at });
+        }
+    }
+
+    async fn spawn_checkout(
+        &mut self,
+        myself: &ActorRef<EventMsg>,
+        hold: HoldId,
+        first_alarm: Millis,
+    ) -> Result<(), ActorProcessingErr> {
+        let args = CheckoutArgs {
+            event: self.core.event(),
+            hold,
+            event_ref: myself.clone(),
+            provider: self.provider.clone(),
+            first_alarm,
+        };
+        let (checkout, _) =
+            Actor::spawn_linked(None, CheckoutActor, args, myself.get_cell()).await?;
+        self.checkouts.insert(hold, checkout);
+        Ok(())
+    }
+
+    /// After a restore: one session per hold, armed from stored deadlines;
+    /// payments that were with the provider are asked about again.
+    async fn rearm_checkouts(
+        &mut self,
+        myself: &ActorRef<EventMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let timeout_ms = self.core.config().provider_timeout_ms;
+        for (hold, checkout) in self.core.checkouts() {
+            self.spawn_checkout(myself, hold, checkout.next_timeout(timeout_ms))
+                .await?;
+            if let CheckoutRecord::Paying { payment, .. } = checkout.state {
+                self.provider.charge(self.core.event(), payment, myself);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue something said until the journal it depends on is durable.
+    fn gate(&mut self, gated: Gated) {
+        let needed = self.core.journal_seq();
+        if needed <= self.durable_seq && self.gated.is_empty() {
+            self.emit(gated);
+        } else {
+            self.gated.push_back((needed, gated));
+        }
+    }
+
+    fn release(&mut self) {
+        while let Some((needed, _)) = self.gated.front() {
+            if *needed > self.durable_seq {
+                break;
+            }
+            let (_, gated) = self.gated.pop_front().expect("peeked");
+            self.emit(gated);
+        }
+    }
+
+    fn emit(&mut self, gated: Gated) {
+        let event = self.core.event();
+        match gated {
+            Gated::Reply(port, reply) => {
+                let _ = port.send(reply); // the caller may have given up
+            }
+            Gated::Push(push) => {
+                let _ = self.pushes.send((event, push)); // no gateway listening
+            }
+            Gated::Charge { hold, payment } => {
+                if let Some(checkout) = self.checkouts.get(&hold) {
+                    let _ = checkout.cast(CheckoutMsg::Pay { payment });
+                }
+            }
+            Gated::Refund(payment) => self.provider.refund(event, payment),
+        }
+    }
+
+    fn written(
+        &mut self,
+        myself: &ActorRef<EventMsg>,
+        done: WriteDone,
+    ) -> Result<(), ActorProcessingErr> {
+        match done {
+            WriteDone::Durable { seq } => {
+                self.durable_seq = self.durable_seq.max(seq);
+                self.release();
+            }
+            WriteDone::Counter { ceiling } => self.core.counter_durable(ceiling),
+            WriteDone::Snapshot { .. } => self.snapshot_in_flight = false,
+            WriteDone::Stopped { error } => {
+                tracing::error!(event = %self.core.event(), %error, "journal writer stopped; stopping the event");
+                // Drop everything gated: none of it may be said now.
+                self.gated.clear();
+                myself.stop(Some(format!("journal writer stopped: {error}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_snapshot(&mut self, by_count_only: bool) {
+        if self.snapshot_in_flight || self.records_since_snapshot == 0 {
+            return;
+        }
+        let due = self.records_since_snapshot >= self.snapshot_every_records
+            || (!by_count_only && self.last_snapshot.elapsed() >= SNAPSHOT_EVERY);
+        if !due {
+            return;
+        }
+        let snapshot = self.core.snapshot();
+        if self.write(WriteOp::Snapshot(Box::new(snapshot))).is_ok() {
+            self.snapshot_in_flight = true;
+            self.records_since_snapshot = 0;
+            self.last_snapshot = std::time::Instant::now();
+        }
+    }
+}
+
+/// Whether a command may write the journal (and so is refused while the
+/// store is behind).
+fn mutates(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Status { .. } | Command::Overview | Command::SectionSeats { .. } | Command::Audit
+    )
+}
