@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use onsale_actors::provider::{Provider, SimulatedProvider};
 use onsale_cluster::node::{Node, NodeConfig};
+use onsale_cluster::store::faulty::{Faults, FaultyStore};
 use onsale_cluster::store::{NodeId, Store, sqlite::SqliteStore};
 use onsale_schema::token::TokenKey;
 
@@ -52,6 +53,30 @@ pub struct Args {
     #[arg(long, env = "ONSALE_SNAPSHOT_EVERY", default_value_t = onsale_actors::event_actor::SNAPSHOT_EVERY_RECORDS,
           value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every: u64,
+    /// Fault injection (tests and drills): every store write sleeps this long.
+    #[arg(
+        long,
+        env = "ONSALE_FAULT_WRITE_DELAY_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    fault_write_delay_ms: u64,
+    /// Fault injection: every n-th store write fails without landing.
+    #[arg(
+        long,
+        env = "ONSALE_FAULT_FAIL_EVERY",
+        default_value_t = 0,
+        hide = true
+    )]
+    fault_fail_every: u64,
+    /// Fault injection: every n-th store write lands, then reports failure.
+    #[arg(
+        long,
+        env = "ONSALE_FAULT_LAND_THEN_FAIL_EVERY",
+        default_value_t = 0,
+        hide = true
+    )]
+    fault_land_then_fail_every: u64,
     /// Address to serve HTTP on (the gateway is not built yet; accepted so
     /// that scripts can already pass it).
     #[arg(long)]
@@ -87,10 +112,19 @@ pub fn main() -> anyhow::Result<()> {
 
 fn run_node(args: &Args, rpc: std::net::SocketAddr) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&args.store)
-            .with_context(|| format!("opening the store {}", args.store.display()))?,
-    );
+    let sqlite = SqliteStore::open(&args.store)
+        .with_context(|| format!("opening the store {}", args.store.display()))?;
+    let faults = Faults {
+        write_delay_ms: args.fault_write_delay_ms,
+        fail_every: args.fault_fail_every,
+        land_then_fail_every: args.fault_land_then_fail_every,
+    };
+    let store: Arc<dyn Store> = if faults == Faults::default() {
+        Arc::new(sqlite)
+    } else {
+        tracing::warn!(?faults, "store fault injection is ON");
+        Arc::new(FaultyStore::new(sqlite, faults))
+    };
     let key = token_key(&args.store)?;
     let node = NodeId(
         args.node_id

@@ -34,9 +34,9 @@ fn config() -> EventConfig {
     EventConfig {
         tickets_per_fan_max: 4,
         full_factor: 50,
-        shoppers_max: 8,
-        show_up_window_ms: 10_000,
-        shopping_window_ms: 20_000,
+        shoppers_max: 16,
+        show_up_window_ms: 1_000,
+        shopping_window_ms: 3_000,
         checkout_window_ms: CHECKOUT_MS,
         provider_timeout_ms: PROVIDER_TIMEOUT_MS,
         counter_block: 8,
@@ -57,6 +57,9 @@ struct Ledger {
     submitted: HashMap<PaymentId, (HoldId, u64)>,
     /// The provider's decision for each payment.
     decided: HashMap<PaymentId, ProviderAnswer>,
+    /// Payments whose webhook delivery was acknowledged: a provider does
+    /// not deliver those again.
+    delivered: HashSet<PaymentId>,
     /// Sales acknowledged to fans.
     sales: HashMap<OrderId, Vec<SeatIdx>>,
 }
@@ -93,7 +96,7 @@ async fn run_seed(seed: u64, crashes: u32) {
     .expect("node starts");
     let client = Client::connect(&node.addr).await.expect("connects");
     let created = client
-        .create_event(spec(EVENT.0, venue_json(2, 5, 10), config()))
+        .create_event(spec(EVENT.0, venue_json(2, 8, 10), config()))
         .await
         .expect("create");
     assert!(
@@ -116,7 +119,7 @@ async fn run_seed(seed: u64, crashes: u32) {
     let mut rng = Rng(seed.wrapping_mul(7_919) + 1);
     for round in 0..crashes {
         let client = Arc::new(Client::connect(&node.addr).await.expect("connects"));
-        let fans = (0..25).map(|i| FanId(u64::from(round) * 1_000 + i + seed * 100_000));
+        let fans = (0..40).map(|i| FanId(u64::from(round) * 1_000 + i + seed * 100_000));
         let mut tasks = Vec::new();
         for fan in fans {
             let (client, ledger, rng) = (
@@ -132,7 +135,7 @@ async fn run_seed(seed: u64, crashes: u32) {
             Rng(rng.next_u64()),
         ));
         // Kill while fans are mid-hold, mid-payment, mid-snapshot.
-        tokio::time::sleep(Duration::from_millis(100 + rng.below(700))).await;
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(1_000))).await;
         node.kill9();
         for task in tasks {
             let _ = task.await;
@@ -161,6 +164,8 @@ async fn run_seed(seed: u64, crashes: u32) {
 }
 
 async fn fan_journey(client: Arc<Client>, ledger: Shared, mut rng: Rng, fan: FanId) {
+    // Arrivals spread over the whole window in which the kill may land.
+    tokio::time::sleep(Duration::from_millis(rng.below(1_200))).await;
     let Ok(Reply::Joined { joined, token }) = client.call(EVENT, Command::Join { fan }).await
     else {
         return;
@@ -243,7 +248,7 @@ async fn provider(client: Arc<Client>, ledger: Shared, mut rng: Rng) {
             };
             ledger.lock().unwrap().decided.insert(payment, answer);
             let (client, ledger) = (Arc::clone(&client), Arc::clone(&ledger));
-            let delay = rng.below(500);
+            let delay = rng.below(250);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 let reply = client
@@ -274,6 +279,12 @@ async fn verify(addr: &str, ledger: &Shared) {
         other => panic!("audit: {other:?}"),
     };
     assert_eq!(audit.problem, None, "an invariant broke across the crash");
+    if let Ok(Reply::Overview { overview: o }) = client.call(EVENT, Command::Overview).await {
+        eprintln!(
+            "  after restart: {} sold {} held {} waiting, frontier {}",
+            o.sold, o.held, o.waiting, o.admitted_through
+        );
+    }
     let orders: HashMap<OrderId, Vec<SeatIdx>> = audit
         .orders
         .iter()
@@ -303,12 +314,14 @@ async fn verify(addr: &str, ledger: &Shared) {
             l.positions_max
         );
     }
-    // Webhooks: every decided answer is delivered again (providers retry
-    // until acknowledged). A confirmation inside the provider timeout wins.
+    // Webhooks: every answer not yet acknowledged is delivered again
+    // (providers retry until acknowledged), including those decided while
+    // the node was down. A confirmation inside the provider timeout wins.
     let decided: Vec<(PaymentId, ProviderAnswer, u64)> = {
         let l = ledger.lock().unwrap();
         l.decided
             .iter()
+            .filter(|(p, _)| !l.delivered.contains(*p))
             .map(|(p, a)| (*p, *a, l.submitted[p].1))
             .collect()
     };
@@ -370,20 +383,23 @@ async fn verify(addr: &str, ledger: &Shared) {
     check_holds(&client, ledger).await;
 }
 
-/// Unexpired holds (never paid for) are still held after the restart, with
-/// their deadlines, and are released once those deadlines pass.
+/// Unexpired holds are still held after the restart, with their
+/// deadlines (paying or not: a payment sent as the node died may have been
+/// journaled), and those never paid for are released once their deadlines
+/// pass (timers re-armed from stored deadlines).
 async fn check_holds(client: &Client, ledger: &Shared) {
     let now = now_ms();
-    let live: Vec<(HoldId, FanId, Millis)> = {
+    let live: Vec<(HoldId, FanId, Millis, bool)> = {
         let l = ledger.lock().unwrap();
+        let answered: HashSet<HoldId> = l.submitted.values().map(|(h, _)| *h).collect();
         l.holds
             .iter()
-            .filter(|(h, (_, _, d))| !l.pay_attempted.contains(h) && d.0 > now + 300)
-            .map(|(h, (f, _, d))| (*h, *f, *d))
+            .filter(|(h, (_, _, d))| !answered.contains(h) && d.0 > now + 300)
+            .map(|(h, (f, _, d))| (*h, *f, *d, l.pay_attempted.contains(h)))
             .collect()
     };
     eprintln!("  {} unexpired holds carried across the crash", live.len());
-    for (hold, fan, deadline) in &live {
+    for (hold, fan, deadline, _) in &live {
         let status = client
             .call(EVENT, Command::Status { fan: *fan })
             .await
@@ -406,11 +422,12 @@ async fn check_holds(client: &Client, ledger: &Shared) {
             other => panic!("{fan}'s unexpired {hold} did not survive the crash: {other:?}"),
         }
     }
-    let Some(last) = live.iter().map(|(_, _, d)| d.0).max() else {
+    let unpaid: Vec<&(HoldId, FanId, Millis, bool)> = live.iter().filter(|h| !h.3).collect();
+    let Some(last) = unpaid.iter().map(|(_, _, d, _)| d.0).max() else {
         return;
     };
     tokio::time::sleep(Duration::from_millis(last.saturating_sub(now_ms()) + 700)).await;
-    for (hold, fan, _) in &live {
+    for (hold, fan, _, _) in unpaid {
         let status = client
             .call(EVENT, Command::Status { fan: *fan })
             .await
@@ -425,4 +442,132 @@ async fn check_holds(client: &Client, ledger: &Shared) {
             );
         }
     }
+}
+
+/// The output gate, made visible: with a store that takes 300 ms per
+/// write, every acknowledgement is followed at once by kill -9. Whatever
+/// was acknowledged must be there after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_is_never_ahead_of_the_store() {
+    let dir = scratch_dir("gate");
+    let store = dir.join("onsale.db");
+    let args = [
+        "--provider",
+        "webhook",
+        "--fault-write-delay-ms",
+        "300",
+        "--lease-ttl-ms",
+        "1000",
+    ];
+    let mut node = NodeProcess::start(NODE, &store, &args).expect("node starts");
+    let client = Client::connect(&node.addr).await.expect("connects");
+    let created = client
+        .create_event(spec(EVENT.0, venue_json(1, 2, 10), config()))
+        .await
+        .expect("create");
+    assert!(
+        matches!(created, Reply::Overview { .. }),
+        "create: {created:?}"
+    );
+    let opened = call(
+        &client,
+        Command::Sale {
+            command: SaleCommand::Open,
+        },
+    )
+    .await;
+    assert!(matches!(opened, Reply::Sale { .. }), "open: {opened:?}");
+    let fan = FanId(7);
+    let joined = call(&client, Command::Join { fan }).await;
+    assert!(matches!(joined, Reply::Joined { .. }), "join: {joined:?}");
+    node.kill9();
+    node.restart().expect("restarts");
+
+    let client = Client::connect(&node.addr).await.expect("reconnects");
+    let status = call(&client, Command::Status { fan }).await;
+    assert!(
+        matches!(
+            status,
+            Reply::Status {
+                status: Some(FanStatus::Admitted { .. })
+            }
+        ),
+        "the admission told to the fan was lost: {status:?}"
+    );
+    let request = HoldRequest::Seats {
+        seats: vec![SeatIdx(3), SeatIdx(4)],
+    };
+    let placed = match call(&client, Command::Hold { fan, request }).await {
+        Reply::HoldPlaced { placed } => placed,
+        other => panic!("hold: {other:?}"),
+    };
+    node.kill9();
+    node.restart().expect("restarts");
+
+    let client = Client::connect(&node.addr).await.expect("reconnects");
+    match call(&client, Command::Status { fan }).await {
+        Reply::Status {
+            status: Some(FanStatus::Holding { hold, .. }),
+        } => assert_eq!(hold, placed.hold),
+        other => panic!("the hold told to the fan was lost: {other:?}"),
+    }
+    let hold = placed.hold;
+    let started = match call(&client, Command::SubmitPayment { fan, hold }).await {
+        Reply::PaymentStarted { started } => started,
+        other => panic!("pay: {other:?}"),
+    };
+    node.kill9();
+    node.restart().expect("restarts");
+
+    let client = Client::connect(&node.addr).await.expect("reconnects");
+    let answer = ProviderAnswer::Confirmed;
+    let settled = call(
+        &client,
+        Command::ProviderAnswer {
+            payment: started.payment,
+            answer,
+        },
+    )
+    .await;
+    let Reply::PaymentSettled {
+        settled: PaymentSettled::Sold { order },
+    } = settled
+    else {
+        panic!("the payment told to the fan was lost: {settled:?}");
+    };
+    node.kill9();
+    node.restart().expect("restarts");
+
+    let client = Client::connect(&node.addr).await.expect("reconnects");
+    let Reply::Audit { audit } = call(&client, Command::Audit).await else {
+        panic!("audit failed");
+    };
+    let sold = audit
+        .orders
+        .iter()
+        .find(|o| o.order == order)
+        .expect("the sale told to the fan was lost");
+    assert_eq!(sold.seats, vec![SeatIdx(3), SeatIdx(4)]);
+    assert_eq!(audit.problem, None);
+}
+
+/// A call that retries while the event says "busy, retry".
+async fn call(client: &Client, command: Command) -> Reply {
+    for _ in 0..100 {
+        let reply = client.call(EVENT, command.clone()).await.expect("reply");
+        let busy = matches!(
+            reply,
+            Reply::JoinRefused {
+                refused: onsale_schema::message::JoinRefused::Busy
+            } | Reply::Error {
+                code: onsale_schema::ErrorCode::Busy,
+                ..
+            }
+        );
+        if !busy {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("still busy after 5 s: {command:?}");
 }

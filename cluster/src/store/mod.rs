@@ -26,6 +26,7 @@ use std::fmt;
 use onsale_schema::{EventId, Millis};
 
 pub mod conformance;
+pub mod faulty;
 #[cfg(feature = "fdb")]
 pub mod fdb;
 pub mod sqlite;
