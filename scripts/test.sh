@@ -4,13 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: none are needed yet beyond the toolchain and a C
-# compiler (blake3 builds its assembly with cc). Checked, not assumed.
-if ! command -v cc >/dev/null 2>&1; then
+# System packages: a C compiler (blake3's assembly, SQLite is bundled) and
+# libclang (bindgen, for compiling the FoundationDB backend). Checked, not
+# assumed; installed when missing.
+need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq gcc >/dev/null
+        echo "== installing ${need[*]}"
+        apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
     else
-        echo "a C compiler (gcc) is required: apt-get install gcc" >&2
+        echo "missing system packages: ${need[*]} (apt-get install ${need[*]})" >&2
         exit 1
     fi
 fi
@@ -20,6 +25,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo clippy --features fdb (FoundationDB backend: compiled, not run here)"
+cargo clippy -p onsale-cluster --all-targets --locked --features fdb -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== the run command works"

@@ -138,13 +138,15 @@ async fn handle(frame: ClientFrame, node: &Node, out: &mpsc::Sender<ServerFrame>
     }
 }
 
+/// Calls waiting for their response; `None` once the connection is gone.
+type Waiting = Arc<std::sync::Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
+
 /// A node RPC client: many requests in flight over one connection.
 #[derive(Debug)]
 pub struct Client {
     writer: Mutex<tokio::net::tcp::OwnedWriteHalf>,
     next_id: AtomicU64,
-    /// Calls waiting for their response; `None` once the connection is gone.
-    waiting: Arc<std::sync::Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>,
+    waiting: Waiting,
     pushes: Mutex<mpsc::UnboundedReceiver<(EventId, Push)>>,
 }
 
@@ -164,8 +166,7 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (mut reader, writer) = stream.into_split();
-        let waiting: Arc<std::sync::Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>> =
-            Arc::new(std::sync::Mutex::new(Some(HashMap::new())));
+        let waiting: Waiting = Arc::new(std::sync::Mutex::new(Some(HashMap::new())));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let waiting_reader = Arc::clone(&waiting);
         tokio::spawn(async move {

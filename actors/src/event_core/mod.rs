@@ -86,7 +86,7 @@ enum Timer {
 /// from the caller's point of view: a failed restore yields no core.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
-    #[error("snapshot is for {found}, not {expected}")]
+    #[error("state belongs to {found}, not {expected}")]
     WrongEvent { expected: EventId, found: EventId },
     #[error("snapshot was taken over a different venue")]
     WrongVenue,
