@@ -334,7 +334,11 @@ fn bowl_section(bowl: &Bowl, number: u32, side: Side, map: Rect) -> SectionFile 
     // Wheelchair platforms: the back row of every even lower-bowl section,
     // the front row of every fourth upper-bowl section; two seats at each
     // end of the row.
-    let accessible_row = match (bowl.upper, number.is_multiple_of(2), number.is_multiple_of(4)) {
+    let accessible_row = match (
+        bowl.upper,
+        number.is_multiple_of(2),
+        number.is_multiple_of(4),
+    ) {
         (false, true, _) => Some(bowl.rows - 1),
         (true, _, true) => Some(0),
         _ => None,
