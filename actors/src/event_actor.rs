@@ -99,7 +99,7 @@ impl EventHandle {
     pub async fn call(&self, command: Command) -> Reply {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= MAILBOX_MAX {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            return error(ErrorCode::Busy, "event mailbox is full; retry shortly");
+            return Reply::error(ErrorCode::Busy, "event mailbox is full; retry shortly");
         }
         let (tx, rx) = ractor::concurrency::oneshot();
         let msg = EventMsg::Command {
@@ -108,11 +108,11 @@ impl EventHandle {
         };
         if self.actor.cast(msg).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            return error(ErrorCode::Busy, "event is restarting; retry shortly");
+            return Reply::error(ErrorCode::Busy, "event is restarting; retry shortly");
         }
         match rx.await {
             Ok(reply) => reply,
-            Err(_) => error(ErrorCode::Busy, "event stopped before answering; retry"),
+            Err(_) => Reply::error(ErrorCode::Busy, "event stopped before answering; retry"),
         }
     }
 
@@ -120,13 +120,6 @@ impl EventHandle {
     #[must_use]
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
-    }
-}
-
-fn error(code: ErrorCode, message: &str) -> Reply {
-    Reply::Error {
-        code,
-        message: message.to_owned(),
     }
 }
 
@@ -316,7 +309,7 @@ impl EventState {
         let now = wall_now();
         let pending = self.core.journal_seq() - self.durable_seq;
         if pending > JOURNAL_PENDING_MAX && mutates(&command) {
-            return error(ErrorCode::Busy, "the store is behind; retry shortly");
+            return Reply::error(ErrorCode::Busy, "the store is behind; retry shortly");
         }
         let core = &mut self.core;
         match command {
@@ -330,7 +323,7 @@ impl EventState {
             Command::Resume { fan, token } => {
                 let verified = match token::verify(&self.key, &token, core.event(), fan, now) {
                     Ok(verified) => verified,
-                    Err(e) => return error(e.code(), &e.to_string()),
+                    Err(e) => return Reply::error(e.code(), e.to_string()),
                 };
                 match core.resume(&verified, now) {
                     Ok(joined) => Reply::Joined { joined, token },
@@ -351,7 +344,7 @@ impl EventState {
             },
             Command::SectionSeats { section } => match core.section_seats(section) {
                 Some(seats) => Reply::SectionSeats { seats },
-                None => error(ErrorCode::UnknownSection, "no such section"),
+                None => Reply::error(ErrorCode::UnknownSection, "no such section"),
             },
             Command::Hold { fan, request } => match core.hold(fan, &request, now) {
                 Ok(placed) => Reply::HoldPlaced { placed },
@@ -378,9 +371,9 @@ impl EventState {
             },
             Command::Sale { command } => match core.sale_command(command, now) {
                 Ok(state) => Reply::Sale { state },
-                Err(state) => error(
+                Err(state) => Reply::error(
                     ErrorCode::BadRequest,
-                    &format!("the sale is {} and cannot take that", state.as_str()),
+                    format!("the sale is {} and cannot take that", state.as_str()),
                 ),
             },
         }

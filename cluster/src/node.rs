@@ -112,7 +112,10 @@ impl Node {
         let result = ractor::call!(self.router, |reply| RouterMsg::Activate { event, reply });
         match result {
             Ok(result) => result,
-            Err(e) => Err(error(ErrorCode::Busy, &format!("router unavailable: {e}"))),
+            Err(e) => Err(Reply::error(
+                ErrorCode::Busy,
+                format!("router unavailable: {e}"),
+            )),
         }
     }
 
@@ -126,7 +129,7 @@ impl Node {
                 Err(reply) => reply,
             },
             Ok(Err(reply)) => reply,
-            Err(e) => error(ErrorCode::Busy, &format!("router unavailable: {e}")),
+            Err(e) => Reply::error(ErrorCode::Busy, format!("router unavailable: {e}")),
         }
     }
 
@@ -152,13 +155,6 @@ impl Node {
 
     pub fn stop(&self) {
         self.router.stop(None);
-    }
-}
-
-fn error(code: ErrorCode, message: &str) -> Reply {
-    Reply::Error {
-        code,
-        message: message.to_owned(),
     }
 }
 
@@ -300,14 +296,14 @@ impl RouterState {
 
     async fn create(&mut self, spec: EventSpec) -> Result<(), Reply> {
         spec.venue()
-            .map_err(|e| error(ErrorCode::BadRequest, &format!("event spec refused: {e}")))?;
+            .map_err(|e| Reply::error(ErrorCode::BadRequest, format!("event spec refused: {e}")))?;
         let bytes = spec
             .encode()
-            .map_err(|e| error(ErrorCode::BadRequest, &e.to_string()))?;
+            .map_err(|e| Reply::error(ErrorCode::BadRequest, &e.to_string()))?;
         let event = spec.event;
         self.blocking(move |s| s.put_event_spec(event, &bytes))
             .await
-            .map_err(|e| error(ErrorCode::Internal, &e.to_string()))
+            .map_err(|e| Reply::error(ErrorCode::Internal, &e.to_string()))
     }
 
     async fn activate(
@@ -318,19 +314,20 @@ impl RouterState {
         if let Some(handle) = self.events.read().expect("not poisoned").get(&event) {
             return Ok(handle.clone());
         }
-        let internal = |e: StoreError| error(ErrorCode::Internal, &e.to_string());
+        let internal = |e: StoreError| Reply::error(ErrorCode::Internal, &e.to_string());
         let specs = self.blocking(|s| s.event_specs()).await.map_err(internal)?;
         let Some((_, spec_bytes)) = specs.into_iter().find(|(e, _)| *e == event) else {
-            return Err(error(ErrorCode::UnknownEvent, "no such event"));
+            return Err(Reply::error(ErrorCode::UnknownEvent, "no such event"));
         };
-        let spec = EventSpec::decode(&spec_bytes)
-            .map_err(|e| error(ErrorCode::Internal, &format!("stored spec is corrupt: {e}")))?;
+        let spec = EventSpec::decode(&spec_bytes).map_err(|e| {
+            Reply::error(ErrorCode::Internal, format!("stored spec is corrupt: {e}"))
+        })?;
         let (node, ttl) = (self.config.node.clone(), self.config.lease_ttl_ms);
         let lease = self
             .blocking(move |s| s.acquire_event(event, &node, ttl, wall_now()))
             .await
             .map_err(internal)?
-            .ok_or_else(|| error(ErrorCode::Busy, "another node owns this event"))?;
+            .ok_or_else(|| Reply::error(ErrorCode::Busy, "another node owns this event"))?;
         let started = std::time::Instant::now();
         let stored = self
             .blocking(move |s| s.load_event(event))
@@ -338,9 +335,9 @@ impl RouterState {
             .map_err(internal)?;
         let core = restore(&spec, stored).map_err(|e| {
             tracing::error!(%event, error = %e, "event state cannot be restored");
-            error(
+            Reply::error(
                 ErrorCode::Internal,
-                &format!("event state cannot be restored: {e}"),
+                format!("event state cannot be restored: {e}"),
             )
         })?;
         tracing::info!(
@@ -361,9 +358,9 @@ impl RouterState {
         let handle = EventActor::start(args, Some(myself.get_cell()))
             .await
             .map_err(|e| {
-                error(
+                Reply::error(
                     ErrorCode::Internal,
-                    &format!("event actor failed to start: {e}"),
+                    format!("event actor failed to start: {e}"),
                 )
             })?;
         self.leases.insert(event, lease);

@@ -322,6 +322,17 @@ impl SectionSeats {
     }
 }
 
+impl Reply {
+    /// An error reply with a stable code and a human message.
+    #[must_use]
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
 /// The result of an audit: `problem` names the first broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audit {
