@@ -299,11 +299,11 @@ impl RouterState {
             .map_err(|e| Reply::error(ErrorCode::BadRequest, format!("event spec refused: {e}")))?;
         let bytes = spec
             .encode()
-            .map_err(|e| Reply::error(ErrorCode::BadRequest, &e.to_string()))?;
+            .map_err(|e| Reply::error(ErrorCode::BadRequest, e.to_string()))?;
         let event = spec.event;
         self.blocking(move |s| s.put_event_spec(event, &bytes))
             .await
-            .map_err(|e| Reply::error(ErrorCode::Internal, &e.to_string()))
+            .map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))
     }
 
     async fn activate(
@@ -314,7 +314,7 @@ impl RouterState {
         if let Some(handle) = self.events.read().expect("not poisoned").get(&event) {
             return Ok(handle.clone());
         }
-        let internal = |e: StoreError| Reply::error(ErrorCode::Internal, &e.to_string());
+        let internal = |e: StoreError| Reply::error(ErrorCode::Internal, e.to_string());
         let specs = self.blocking(|s| s.event_specs()).await.map_err(internal)?;
         let Some((_, spec_bytes)) = specs.into_iter().find(|(e, _)| *e == event) else {
             return Err(Reply::error(ErrorCode::UnknownEvent, "no such event"));
