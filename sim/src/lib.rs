@@ -1,3 +1,26 @@
-//! `onsale-sim`: deterministic onsale simulation. Not built yet beyond the
-//! workspace entry; the pure event core it will drive lives in
-//! `onsale-actors`.
+//! `onsale-sim`: a deterministic simulation of an onsale, driving the real
+//! event core (`onsale_actors::EventCore`) through a lean shell in virtual
+//! time.
+//!
+//! - [`scenario`]: TOML scenario files, checked field by field.
+//! - [`engine`]: the discrete-event loop, the fans' behaviour, the
+//!   simulated store, payment provider and crashes.
+//! - [`ledger`]: the referee that checks the product's invariants
+//!   independently of the core.
+//! - [`metrics`], [`output`], [`report`], [`compare`]: what a run measured
+//!   and how it is written (`summary.json`, `timeseries.csv`, `report.html`).
+//!
+//! Same scenario + seed + code → byte-identical outputs: one thread, one
+//! seeded generator per concern, no wall clock, no hash-order iteration in
+//! anything written.
+
+pub mod agenda;
+pub mod arrivals;
+pub mod compare;
+pub mod engine;
+pub mod ledger;
+pub mod metrics;
+pub mod output;
+pub mod report;
+pub mod rng;
+pub mod scenario;
