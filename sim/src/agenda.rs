@@ -96,6 +96,16 @@ impl<E> Agenda<E> {
         Some((entry.at, entry.event))
     }
 
+    /// Keep only the events `keep` accepts (one pass over everything).
+    pub fn retain(&mut self, mut keep: impl FnMut(&E) -> bool) {
+        self.heap.retain(|e| keep(&e.event));
+        for entries in self.later.values_mut() {
+            entries.retain(|e| keep(&e.event));
+        }
+        self.later.retain(|_, entries| !entries.is_empty());
+        self.len = self.heap.len() + self.later.values().map(Vec::len).sum::<usize>();
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
         self.len

@@ -606,8 +606,23 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Sold out or closed: the core sent every waiting fan away.
+    /// Sold out or closed: the core sent every waiting fan away, and what
+    /// fans planned to do next (retry, reload, give up waiting) is moot.
+    /// Only the provider's answers (refunds), the store and the node's
+    /// crashes still matter; arrivals still come, and are told at the edge.
     fn send_waiting_away(&mut self) {
+        self.agenda.retain(|e| {
+            matches!(
+                e,
+                Ev::Answer { .. }
+                    | Ev::Pay(_)
+                    | Ev::CounterDurable { .. }
+                    | Ev::SaleClose
+                    | Ev::Crash(_)
+                    | Ev::Restart
+                    | Ev::Reload(_, Reload::Reconnect)
+            )
+        });
         for slot in self.ledger.take_waiting() {
             let f = &mut self.fans[slot as usize];
             if f.phase == Phase::Waiting {
