@@ -60,6 +60,8 @@ fn draw_lines(
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
+        .x_label_formatter(&|x| number(*x))
+        .y_label_formatter(&|y| number(*y))
         .light_line_style(WHITE)
         .draw()?;
     for line in lines {
@@ -109,6 +111,8 @@ fn histogram(
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
+            .x_label_formatter(&|x| number(*x))
+            .y_label_formatter(&|y| number(*y))
             .light_line_style(WHITE)
             .draw()?;
         chart.draw_series(counts.iter().enumerate().map(|(i, c)| {
@@ -141,6 +145,8 @@ fn scatter(title: &str, x_desc: &str, y_desc: &str, points: &[(f64, f64, bool)])
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
+            .x_label_formatter(&|x| number(*x))
+            .y_label_formatter(&|y| number(*y))
             .light_line_style(WHITE)
             .draw()?;
         chart.draw_series(points.iter().map(|(x, y, bot)| {
@@ -154,6 +160,15 @@ fn scatter(title: &str, x_desc: &str, y_desc: &str, points: &[(f64, f64, bool)])
         return format!("<p>plot failed: {}</p>", escape(&e.to_string()));
     }
     svg
+}
+
+/// An axis label: whole numbers without decimals.
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 || x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 fn max_of(values: impl Iterator<Item = f64>) -> f64 {
