@@ -163,7 +163,7 @@ pub struct EventState {
     queued: Arc<AtomicUsize>,
     durable_seq: u64,
     gated: VecDeque<(u64, Gated)>,
-    checkouts: FxHashMap<HoldId, ActorRef<CheckoutMsg>>,
+    checkouts: FxHashMap<HoldId, CheckoutActor>,
     records_since_snapshot: u64,
     snapshot_every_records: u64,
     last_snapshot: std::time::Instant,
@@ -276,30 +276,13 @@ impl Actor for EventActor {
         Ok(())
     }
 
-    /// Checkout sessions end whenever their hold does: that is no reason to
-    /// stop the event (ractor's default). A session that failed is logged;
-    /// the core's own timers still end its hold on time.
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        message: ractor::SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let ractor::SupervisionEvent::ActorFailed(cell, error) = message {
-            tracing::error!(event = %state.core.event(), actor = ?cell.get_id(), %error, "checkout session failed");
-            state.checkouts.retain(|_, c| c.get_id() != cell.get_id());
-        }
-        Ok(())
-    }
-
     async fn post_stop(
         &self,
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        for (_, checkout) in state.checkouts.drain() {
-            checkout.stop(None);
-        }
+        // Dropping the handles ends the sessions and their timers.
+        state.checkouts.clear();
         Ok(())
     }
 }
@@ -449,9 +432,8 @@ impl EventState {
                 }
             }
             JournalEntry::HoldReleased { hold, .. } | JournalEntry::Sold { hold, .. } => {
-                if let Some(checkout) = self.checkouts.remove(hold) {
-                    checkout.stop(None);
-                }
+                // Dropping the handle ends the session and its timer.
+                self.checkouts.remove(hold);
             }
             _ => {}
         }
@@ -460,7 +442,7 @@ impl EventState {
 
     fn arm(&self, hold: HoldId, at: Millis) {
         if let Some(checkout) = self.checkouts.get(&hold) {
-            let _ = checkout.cast(CheckoutMsg::Arm { at });
+            checkout.send(CheckoutMsg::Arm { at });
         }
     }
 
@@ -477,9 +459,7 @@ impl EventState {
             provider: self.provider.clone(),
             first_alarm,
         };
-        let (checkout, _) =
-            Actor::spawn_linked(None, CheckoutActor, args, myself.get_cell()).await?;
-        self.checkouts.insert(hold, checkout);
+        self.checkouts.insert(hold, CheckoutActor::start(args));
         Ok(())
     }
 
@@ -531,7 +511,7 @@ impl EventState {
             }
             Gated::Charge { hold, payment } => {
                 if let Some(checkout) = self.checkouts.get(&hold) {
-                    let _ = checkout.cast(CheckoutMsg::Pay { payment });
+                    checkout.send(CheckoutMsg::Pay { payment });
                 }
             }
             Gated::Refund(payment) => self.provider.refund(event, payment),
