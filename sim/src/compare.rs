@@ -11,7 +11,7 @@ use crate::output::{self, SUMMARY_FILE, TIMESERIES_FILE};
 use crate::report::{self, Line};
 
 /// The summaries' key figures, as JSON pointers.
-pub const KEY_METRICS: [&str; 22] = [
+pub const KEY_METRICS: [&str; 23] = [
     "/fans",
     "/joined",
     "/turned_away_full",
@@ -24,6 +24,7 @@ pub const KEY_METRICS: [&str; 22] = [
     "/tickets_sold",
     "/sell_through",
     "/sold_out_after_s",
+    "/sold_99_after_s",
     "/abandoned_waiting",
     "/abandoned_checkout",
     "/bot_ticket_share",

@@ -1353,6 +1353,13 @@ impl<'a> Sim<'a> {
         t.sold_out_after_s = self
             .sold_out_at
             .map(|at| at.saturating_sub(self.opened_at.unwrap_or(0)) as f64 / 1000.0);
+        let opened = self.opened_at.unwrap_or(0);
+        let target = u64::from(t.capacity) * 99 / 100;
+        let mut sold = 0u64;
+        t.sold_99_after_s = self.purchases.iter().find_map(|p| {
+            sold += u64::from(p.tickets);
+            (sold >= target.max(1)).then(|| p.at_ms.saturating_sub(opened) as f64 / 1000.0)
+        });
         t.bot_ticket_share = if t.tickets_sold == 0 {
             0.0
         } else {

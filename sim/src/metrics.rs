@@ -124,6 +124,9 @@ pub struct Summary {
     pub sale_opened_at_s: f64,
     /// From the opening to the last ticket, if it sold out.
     pub sold_out_after_s: Option<f64>,
+    /// From the opening until 99 % of the seats were sold (the last few
+    /// can wait for silent payments to be voided).
+    pub sold_99_after_s: Option<f64>,
     pub abandoned_waiting: u64,
     pub abandoned_checkout: u64,
     pub gave_up_no_seats: u64,

@@ -273,6 +273,11 @@ pub fn run_report(scenario: &Scenario, run: &RunOutput) -> anyhow::Result<String
         ("sell-through", format!("{:.2} %", s.sell_through * 100.0)),
         ("sold out", sold_out),
         (
+            "99 % sold",
+            s.sold_99_after_s
+                .map_or("no".to_owned(), |t| format!("{t:.1} s after opening")),
+        ),
+        (
             "abandoned waiting / at checkout",
             format!("{} / {}", s.abandoned_waiting, s.abandoned_checkout),
         ),
