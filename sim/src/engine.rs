@@ -43,6 +43,8 @@ use crate::scenario::{Curve, Scenario, ScenarioFile, Span};
 const EVENT: EventId = EventId(1);
 /// Fans told "busy" (the counter awaits its next durable block) retry after this.
 const BUSY_RETRY_MS: u64 = 200;
+/// "Busy" answers one fan takes before giving up.
+const BUSY_TRIES_MAX: u8 = 50;
 /// Steps between progress reports.
 const PROGRESS_EVERY_STEPS: u64 = 1 << 20;
 const NOT_YET: u32 = u32::MAX;
@@ -134,6 +136,7 @@ struct Fan {
     phase: Phase,
     party: u8,
     tries: u8,
+    busy_tries: u8,
     refreshes: u8,
     flags: u8,
 }
@@ -759,6 +762,7 @@ impl<'a> Sim<'a> {
             phase: Phase::Arriving,
             party,
             tries: 0,
+            busy_tries: 0,
             refreshes: 0,
             flags,
         });
@@ -788,10 +792,7 @@ impl<'a> Sim<'a> {
                 self.t.turned_away_sold_out += 1;
                 self.fans[slot as usize].phase = Phase::Gone;
             }
-            Err(JoinRefused::Busy) => {
-                self.fans[slot as usize].phase = Phase::Arriving;
-                self.agenda.push(self.now + BUSY_RETRY_MS, Ev::Retry(slot));
-            }
+            Err(JoinRefused::Busy) => self.busy(slot),
             Err(other) => self.fail(format!("join of {} refused as {other:?}", fan_id(slot))),
         }
         self.settle();
@@ -832,6 +833,21 @@ impl<'a> Sim<'a> {
             let at = self.now + self.draw_ms(self.sc.fans.refresh_every_s, 1000.0);
             self.agenda.push(at, Ev::Reload(slot, Reload::Refresh));
         }
+    }
+
+    /// "Busy": the counter awaits its next durable block (or the core is
+    /// at its fan limit). Retried soon, at most `BUSY_TRIES_MAX` times.
+    fn busy(&mut self, slot: u32) {
+        self.t.busy_answers += 1;
+        let f = &mut self.fans[slot as usize];
+        if f.busy_tries >= BUSY_TRIES_MAX {
+            f.phase = Phase::Gone;
+            self.t.gave_up_busy += 1;
+            return;
+        }
+        f.busy_tries += 1;
+        f.phase = Phase::Arriving;
+        self.agenda.push(self.now + BUSY_RETRY_MS, Ev::Retry(slot));
     }
 
     fn turned_away_full(&mut self, slot: u32) {

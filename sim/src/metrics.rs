@@ -105,6 +105,10 @@ pub struct Summary {
     /// "Full" answers, and accounts that gave up after them.
     pub turned_away_full: u64,
     pub gave_up_full: u64,
+    /// "Busy" answers (the counter awaited a durable block), and accounts
+    /// that gave up after too many.
+    pub busy_answers: u64,
+    pub gave_up_busy: u64,
     /// Accounts told "sold out" (on arrival, retry, or while waiting).
     pub turned_away_sold_out: u64,
     pub admitted: u64,
