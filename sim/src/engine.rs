@@ -1051,7 +1051,14 @@ impl<'a> Sim<'a> {
             ProviderAnswer::Declined
         };
         let now = Millis(self.now);
+        let deadline = match self.core_mut().status(fan_id(slot)) {
+            Some(FanStatus::Holding { deadline, .. }) => Some(deadline),
+            _ => None,
+        };
         let settled = self.core_mut().provider_answer(payment, answer, now);
+        if matches!(settled, PaymentSettled::Sold { .. }) && deadline.is_some_and(|d| now >= d) {
+            self.t.sold_after_deadline += 1;
+        }
         let clock = self.core_mut().clock();
         let r = self.ledger.answered(payment, answer, clock, &settled);
         self.check(r);

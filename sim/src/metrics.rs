@@ -122,6 +122,9 @@ pub struct Summary {
     pub payments_silent: u64,
     pub payments_answered_late: u64,
     pub refunds: u64,
+    /// Sales whose confirmation came after the checkout deadline: payment
+    /// submitted in time, honoured late.
+    pub sold_after_deadline: u64,
     pub orders: u64,
     pub tickets_sold: u32,
     pub sell_through: f64,

@@ -267,6 +267,10 @@ pub fn run_report(scenario: &Scenario, run: &RunOutput) -> anyhow::Result<String
             ),
         ),
         (
+            "sales confirmed after the checkout deadline (honoured)",
+            s.sold_after_deadline.to_string(),
+        ),
+        (
             "orders / tickets sold",
             format!("{} / {}", s.orders, s.tickets_sold),
         ),
