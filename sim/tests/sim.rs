@@ -90,6 +90,11 @@ fn same_seed_gives_byte_identical_outputs_and_another_seed_differs() {
     let s = summary(&a);
     assert_eq!(s["invariants"]["verdict"], "ok");
     assert_eq!(s["tickets_sold"], 508, "the club sells out");
+    // The race the design turns on is exercised: payments submitted in
+    // time but confirmed after the checkout deadline were honoured, and
+    // confirmations after the provider timeout were refunded.
+    assert!(s["sold_after_deadline"].as_u64().unwrap() > 0);
+    assert!(s["refunds"].as_u64().unwrap() > 0);
     assert!(s["invariants"]["core_checks"].as_u64().unwrap() > 1);
 }
 
