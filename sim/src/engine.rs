@@ -230,7 +230,8 @@ struct Sim<'a> {
     samples: Vec<Sample>,
     next_sample_ms: u64,
     marks: Marks,
-    last_waiting: u64,
+    /// The core's gauges at the last sample it was up for (shown while down).
+    last_gauges: (u64, u32, u32),
     waits_ms: Vec<u32>,
     purchases: Vec<Purchase>,
     violation: Option<Violation>,
@@ -334,7 +335,7 @@ impl<'a> Sim<'a> {
             samples: Vec::new(),
             next_sample_ms: 0,
             marks: Marks::default(),
-            last_waiting: 0,
+            last_gauges: (0, 0, 0),
             waits_ms: Vec::new(),
             purchases: Vec::new(),
             violation: None,
@@ -1331,7 +1332,9 @@ impl<'a> Sim<'a> {
             sale: "down",
             node_up: self.core.is_some(),
             full: self.edge.full,
-            waiting: self.last_waiting,
+            waiting: self.last_gauges.0,
+            shopping: self.last_gauges.1,
+            held: self.last_gauges.2,
             arrivals: now.arrivals - last.arrivals,
             joined: now.joined - last.joined,
             turned_away: now.turned_away - last.turned_away,
@@ -1349,7 +1352,7 @@ impl<'a> Sim<'a> {
             sample.shopping = core.shopping();
             sample.held = core.seats().held();
             sample.sold = core.seats().sold();
-            self.last_waiting = sample.waiting;
+            self.last_gauges = (sample.waiting, sample.shopping, sample.held);
         }
         self.samples.push(sample);
         self.marks = now;

@@ -192,7 +192,9 @@ pub struct Invariants {
 }
 
 /// One row of `timeseries.csv`: the state at `t_s`, and counts over the
-/// interval that ends there.
+/// interval that ends there. While the node is down (`node_up` 0, sale
+/// "down"), the core's gauges (waiting, shopping, held) repeat their last
+/// values.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sample {
     pub t_s: u64,
