@@ -1344,7 +1344,6 @@ impl<'a> Sim<'a> {
             admitted_per_s: per_s(now.admitted - last.admitted),
             sales_per_s: per_s(now.tickets - last.tickets),
             sold: self.ledger.sold(),
-            ..Sample::default()
         };
         if let Some(core) = self.core.as_ref() {
             sample.sale = core.sale().as_str();
