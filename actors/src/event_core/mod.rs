@@ -148,21 +148,22 @@ impl EventCore {
         now: Millis,
     ) -> Result<EventCore, ConfigError> {
         config.check()?;
-        let mut core = EventCore::empty(event, venue, config, now, Position(1));
+        let digest = venue.digest();
+        let mut core = EventCore::empty(event, (venue, digest), config, now, Position(1));
         core.request_block();
         Ok(core)
     }
 
     fn empty(
         event: EventId,
-        venue: Arc<Venue>,
+        (venue, venue_digest): (Arc<Venue>, u64),
         config: EventConfig,
         now: Millis,
         ceiling: Position,
     ) -> EventCore {
         EventCore {
             event,
-            venue_digest: venue.digest(),
+            venue_digest,
             room: WaitingRoom::new(ceiling.0, config.counter_block),
             seats: SeatMap::new(venue),
             config,
@@ -1088,6 +1089,11 @@ impl EventCore {
                 entered: false,
             },
         );
+        if self.room.fan(fan).is_none() && position < self.restored_floor {
+            // Replayed after a restore: one of the fans counted as waiting
+            // in the snapshot has been admitted meanwhile.
+            self.unresumed = self.unresumed.saturating_sub(1);
+        }
         self.room.set(fan, position, FanState::Admitted);
         self.admitted_through = self.admitted_through.max(position);
         if self.admitted_through >= self.restored_floor {

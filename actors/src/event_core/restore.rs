@@ -71,24 +71,26 @@ impl EventCore {
         if snapshot.schema_version != SCHEMA_VERSION {
             return Err(RestoreError::Version(snapshot.schema_version));
         }
-        if snapshot.venue_digest != venue.digest() {
+        let digest = venue.digest();
+        if snapshot.venue_digest != digest {
             return Err(RestoreError::WrongVenue);
         }
         snapshot.config.check()?;
         let ceiling = snapshot.counter_ceiling.max(store_ceiling).max(Position(1));
         let mut core = EventCore::empty(
             snapshot.event,
-            venue,
+            (venue, digest),
             snapshot.config.clone(),
             snapshot.clock,
             ceiling,
         );
         core.sale = snapshot.sale;
         core.restored_floor = ceiling;
-        core.unresumed = snapshot.waiting;
         core.restore_orders(snapshot)?;
         core.restore_shoppers(snapshot, ceiling)?;
         core.restore_holds(&snapshot.holds)?;
+        // Set after the shoppers, whose admission is not a waiting fan's.
+        core.unresumed = snapshot.waiting;
         for payment in &snapshot.voided {
             core.bury(*payment);
         }
