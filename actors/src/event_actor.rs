@@ -49,6 +49,9 @@ use crate::provider::Provider;
 pub const MAILBOX_MAX: usize = 16_384;
 /// Journal records not yet durable before the event answers `busy`.
 pub const JOURNAL_PENDING_MAX: u64 = 200_000;
+/// Replies and pushes waiting for durability before every command (reads
+/// too) is answered `busy` at once, ungated.
+pub const GATED_MAX: usize = 400_000;
 /// Journal records after which a snapshot is taken (compaction), unless
 /// the node configures another number.
 pub const SNAPSHOT_EVERY_RECORDS: u64 = 50_000;
@@ -258,6 +261,13 @@ impl Actor for EventActor {
         match message {
             EventMsg::Command { command, reply } => {
                 state.queued.fetch_sub(1, Ordering::AcqRel);
+                if state.gated.len() >= GATED_MAX {
+                    let _ = reply.send(Reply::error(
+                        ErrorCode::Busy,
+                        "the store is behind; retry shortly",
+                    ));
+                    return Ok(());
+                }
                 let answer = state.command(command);
                 state.after_input(&myself).await?;
                 state.gate(Gated::Reply(reply, answer));
@@ -550,6 +560,8 @@ impl EventState {
             return;
         }
         let snapshot = self.core.snapshot();
+        // A failed send means the writer is gone; the next journal write
+        // stops the event.
         if self.write(WriteOp::Snapshot(Box::new(snapshot))).is_ok() {
             self.snapshot_in_flight = true;
             self.records_since_snapshot = 0;

@@ -89,9 +89,18 @@ impl Writer {
         report: impl Fn(WriteDone) + Send + 'static,
     ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        thread::Builder::new()
-            .name(name)
-            .spawn(move || run(log, &rx, &report))?;
+        thread::Builder::new().name(name).spawn(move || {
+            // A panic in the store must still stop the event, or its
+            // gated replies would wait forever.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run(log, &rx, &report);
+            }));
+            if result.is_err() {
+                report(WriteDone::Stopped {
+                    error: LogError::Failed("the journal writer panicked".into()),
+                });
+            }
+        })?;
         Ok(Writer { tx })
     }
 

@@ -189,6 +189,9 @@ pub struct RouterState {
     events: Events,
     pushes: broadcast::Sender<(EventId, Push)>,
     leases: FxHashMap<EventId, EventLease>,
+    /// Events whose stored state failed to restore here: not adopted again
+    /// automatically (a request still retries, and reports the error).
+    unrestorable: rustc_hash::FxHashSet<EventId>,
 }
 
 impl Actor for RouterActor {
@@ -206,6 +209,7 @@ impl Actor for RouterActor {
             events: args.events,
             pushes: args.pushes,
             leases: FxHashMap::default(),
+            unrestorable: rustc_hash::FxHashSet::default(),
         };
         state.heartbeat().await?;
         // Recovery: take up every event nobody else holds.
@@ -301,6 +305,22 @@ impl RouterState {
             .encode()
             .map_err(|e| Reply::error(ErrorCode::BadRequest, e.to_string()))?;
         let event = spec.event;
+        // An event's spec never changes once it exists: its journal and
+        // snapshots index seats of that venue under that config, and a
+        // replay over another venue could resell a sold seat.
+        let exists = self
+            .blocking(move |s| {
+                let known = s.event_specs()?.iter().any(|(e, _)| *e == event);
+                Ok(known || s.event_lease(event)?.is_some())
+            })
+            .await
+            .map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))?;
+        if exists {
+            return Err(Reply::error(
+                ErrorCode::BadRequest,
+                format!("{event} already exists; an event's venue and settings cannot be replaced"),
+            ));
+        }
         self.blocking(move |s| s.put_event_spec(event, &bytes))
             .await
             .map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))
@@ -333,13 +353,21 @@ impl RouterState {
             .blocking(move |s| s.load_event(event))
             .await
             .map_err(internal)?;
-        let core = restore(&spec, stored).map_err(|e| {
-            tracing::error!(%event, error = %e, "event state cannot be restored");
-            Reply::error(
-                ErrorCode::Internal,
-                format!("event state cannot be restored: {e}"),
-            )
-        })?;
+        let core = match restore(&spec, stored) {
+            Ok(core) => core,
+            Err(e) => {
+                tracing::error!(%event, error = %e, "event state cannot be restored");
+                // Give the lease back and stop adopting this event: it
+                // needs an operator, not a retry every tick.
+                let failed = lease.clone();
+                let _ = self.blocking(move |s| s.release_event(&failed)).await;
+                self.unrestorable.insert(event);
+                return Err(Reply::error(
+                    ErrorCode::Internal,
+                    format!("event state cannot be restored: {e}"),
+                ));
+            }
+        };
         tracing::info!(
             %event,
             epoch = lease.epoch,
@@ -402,7 +430,7 @@ impl RouterState {
             return;
         };
         for (event, _) in specs {
-            if self.leases.contains_key(&event) {
+            if self.leases.contains_key(&event) || self.unrestorable.contains(&event) {
                 continue;
             }
             let lease = self.blocking(move |s| s.event_lease(event)).await;

@@ -25,6 +25,8 @@ use crate::node::Node;
 pub const INFLIGHT_PER_CONNECTION: usize = 1_024;
 /// Frames queued for one connection's writer.
 pub const OUTBOX_FRAMES: usize = 4_096;
+/// Event subscriptions one connection may hold.
+pub const SUBSCRIPTIONS_PER_CONNECTION: usize = 64;
 
 /// Serve the node RPC on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, node: Node) {
@@ -54,8 +56,20 @@ async fn connection(stream: TcpStream, node: Node) -> std::io::Result<()> {
         let mut writer = BufWriter::new(writer);
         while let Some(frame) = outbox.recv().await {
             let closing = matches!(frame, ServerFrame::Error { .. });
-            let Ok(bytes) = rpc::encode_frame(&frame) else {
-                continue;
+            let bytes = match rpc::encode_frame(&frame) {
+                Ok(bytes) => bytes,
+                // Too large to send (an audit of a huge event, say): the
+                // caller still gets an answer.
+                Err(e) => match frame {
+                    ServerFrame::Response { id, .. } => {
+                        let reply = Reply::error(ErrorCode::PayloadTooLarge, e.to_string());
+                        match rpc::encode_frame(&ServerFrame::Response { id, reply }) {
+                            Ok(bytes) => bytes,
+                            Err(_) => continue,
+                        }
+                    }
+                    _ => continue,
+                },
             };
             writer.write_all(&bytes).await?;
             if outbox.is_empty() || closing {
@@ -68,9 +82,15 @@ async fn connection(stream: TcpStream, node: Node) -> std::io::Result<()> {
         writer.shutdown().await
     });
     let inflight = Arc::new(Semaphore::new(INFLIGHT_PER_CONNECTION));
-    let result = read_frames(&mut reader, &node, &out, &inflight).await;
+    let mut subscriptions = Vec::new();
+    let result = read_frames(&mut reader, &node, &out, &inflight, &mut subscriptions).await;
     if let Err((code, message)) = result {
         let _ = out.send(ServerFrame::Error { code, message }).await;
+    }
+    // The peer is gone (or was cut off): its subscriptions end with it, so
+    // the connection's tasks and socket do not outlive it.
+    for subscription in subscriptions {
+        subscription.abort();
     }
     drop(out);
     let _ = writer_task.await;
@@ -82,6 +102,7 @@ async fn read_frames(
     node: &Node,
     out: &mpsc::Sender<ServerFrame>,
     inflight: &Arc<Semaphore>,
+    subscriptions: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(), (ErrorCode, String)> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     loop {
@@ -96,6 +117,16 @@ async fn read_frames(
             .map_err(|_| (ErrorCode::Undecodable, "truncated frame".to_owned()))?;
         let frame: ClientFrame = rpc::decode_frame(&body)
             .map_err(|e| (ErrorCode::Undecodable, format!("undecodable frame: {e}")))?;
+        if let ClientFrame::Subscribe { event } = frame {
+            if subscriptions.len() >= SUBSCRIPTIONS_PER_CONNECTION {
+                return Err((ErrorCode::BadRequest, "too many subscriptions".to_owned()));
+            }
+            let (node, out) = (node.clone(), out.clone());
+            subscriptions.push(tokio::spawn(
+                async move { subscribe(event, &node, &out).await },
+            ));
+            continue;
+        }
         let permit = Arc::clone(inflight)
             .acquire_owned()
             .await
@@ -118,22 +149,26 @@ async fn handle(frame: ClientFrame, node: &Node, out: &mpsc::Sender<ServerFrame>
             let reply = node.create_event(*spec).await;
             let _ = out.send(ServerFrame::Response { id, reply }).await;
         }
-        ClientFrame::Subscribe { event } => {
-            let mut pushes = node.subscribe();
-            loop {
-                match pushes.recv().await {
-                    Ok((e, push)) if e == event => {
-                        if out.send(ServerFrame::Push { event, push }).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(%event, lost = n, "subscriber lagged; pushes dropped");
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        ClientFrame::Subscribe { event } => subscribe(event, node, out).await,
+    }
+}
+
+/// Forward `event`'s pushes to the connection until it closes (the task
+/// is aborted when the peer goes away).
+async fn subscribe(event: EventId, node: &Node, out: &mpsc::Sender<ServerFrame>) {
+    let mut pushes = node.subscribe();
+    loop {
+        match pushes.recv().await {
+            Ok((e, push)) if e == event => {
+                if out.send(ServerFrame::Push { event, push }).await.is_err() {
+                    return;
                 }
             }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(%event, lost = n, "subscriber lagged; pushes dropped");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }

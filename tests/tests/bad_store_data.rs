@@ -133,6 +133,22 @@ async fn corrupt_stored_state_is_refused_clearly_and_other_events_go_on() {
             other => panic!("{damage}: the node served an event it cannot trust: {other:?}"),
         }
     }
+    // An existing event's venue and settings cannot be replaced: its
+    // journal indexes seats of the venue it was created with.
+    let replaced = client
+        .create_event(spec(GOOD.0, venue_json(2, 2, 5), EventConfig::default()))
+        .await
+        .expect("create again");
+    assert!(
+        matches!(
+            replaced,
+            Reply::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ),
+        "an event's spec was replaced: {replaced:?}"
+    );
     // The good event, and the node, are unaffected.
     let opened = client
         .call(
