@@ -6,18 +6,25 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use onsale_actors::event_actor::wall_now;
 use onsale_actors::provider::{Provider, SimulatedProvider};
 use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::store::faulty::{Faults, FaultyStore};
 use onsale_cluster::store::{NodeId, Store, sqlite::SqliteStore};
+use onsale_schema::message::{Command, Reply, SaleCommand};
+use onsale_schema::spec::EventSpec;
 use onsale_schema::token::TokenKey;
+use onsale_schema::{ErrorCode, EventConfig, EventId, Millis, SaleState};
 
 /// The onsale node.
 ///
-/// With `--rpc ADDR` it runs a node: it owns the events in its store (the
-/// embedded SQLite file given by `--store`), recovers them after a crash,
-/// and serves the node RPC on ADDR. With `--demo` alone it runs a short
-/// deterministic onsale through the event core and prints it as a table.
+/// With `--rpc ADDR` and/or `--listen ADDR` it runs a node: it owns the
+/// events in its store (the embedded SQLite file given by `--store`),
+/// recovers them after a crash, and serves the node RPC on the `--rpc`
+/// address and the HTTP gateway on the `--listen` address. With `--demo`
+/// alone it runs a short deterministic onsale through the event core and
+/// prints it as a table; `--demo --listen ADDR` instead serves a demo event
+/// (event 1, the club venue, sale open) over HTTP.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
@@ -34,9 +41,10 @@ pub struct Args {
     #[arg(long, env = "ONSALE_RPC")]
     rpc: Option<std::net::SocketAddr>,
     /// The embedded store's file (SQLite, WAL mode; shared by the nodes of
-    /// one host).
-    #[arg(long, env = "ONSALE_STORE", default_value = "onsale.db")]
-    store: PathBuf,
+    /// one host). Default: `onsale.db`, or `onsale-demo.db` with
+    /// `--demo --listen`.
+    #[arg(long, env = "ONSALE_STORE")]
+    store: Option<PathBuf>,
     /// This node's name in the cluster (default: `node@` + the RPC address,
     /// so that a node restarted in place takes its events back at once).
     #[arg(long, env = "ONSALE_NODE_ID")]
@@ -77,9 +85,9 @@ pub struct Args {
         hide = true
     )]
     fault_land_then_fail_every: u64,
-    /// Address to serve HTTP on (the gateway is not built yet; accepted so
-    /// that scripts can already pass it).
-    #[arg(long)]
+    /// Serve the HTTP gateway here (e.g. 127.0.0.1:8080), running a node.
+    /// Not authenticated yet: fan ids in requests are trusted.
+    #[arg(long, env = "ONSALE_LISTEN")]
     listen: Option<std::net::SocketAddr>,
 }
 
@@ -100,20 +108,29 @@ pub fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Some(listen) = args.listen {
-        tracing::warn!(%listen, "--listen ignored: the HTTP gateway is not built yet");
-    }
-    match (args.rpc, args.demo) {
-        (Some(rpc), _) => run_node(&args, rpc),
-        (None, true) => crate::demo::run(args.fans, args.seed, &mut std::io::stdout().lock()),
-        (None, false) => bail!("nothing to do: pass --rpc ADDR to run a node, or --demo"),
+    match (args.rpc, args.listen, args.demo) {
+        (None, None, true) => crate::demo::run(args.fans, args.seed, &mut std::io::stdout().lock()),
+        (None, None, false) => {
+            bail!("nothing to do: pass --rpc ADDR and/or --listen ADDR to run a node, or --demo")
+        }
+        _ => run_node(&args),
     }
 }
 
-fn run_node(args: &Args, rpc: std::net::SocketAddr) -> anyhow::Result<()> {
+/// The demo event served by `--demo --listen`.
+pub const DEMO_EVENT: EventId = EventId(1);
+
+fn run_node(args: &Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let sqlite = SqliteStore::open(&args.store)
-        .with_context(|| format!("opening the store {}", args.store.display()))?;
+    let store_path = args.store.clone().unwrap_or_else(|| {
+        PathBuf::from(if args.demo && args.listen.is_some() {
+            "onsale-demo.db"
+        } else {
+            "onsale.db"
+        })
+    });
+    let sqlite = SqliteStore::open(&store_path)
+        .with_context(|| format!("opening the store {}", store_path.display()))?;
     let faults = Faults {
         write_delay_ms: args.fault_write_delay_ms,
         fail_every: args.fault_fail_every,
@@ -125,11 +142,17 @@ fn run_node(args: &Args, rpc: std::net::SocketAddr) -> anyhow::Result<()> {
         tracing::warn!(?faults, "store fault injection is ON");
         Arc::new(FaultyStore::new(sqlite, faults))
     };
-    let key = token_key(&args.store)?;
+    let key = token_key(&store_path)?;
+    // The address registered with the node lease: the RPC's, else the HTTP one.
+    let addr = match (args.rpc, args.listen) {
+        (Some(rpc), _) => rpc.to_string(),
+        (None, Some(listen)) => format!("http://{listen}"),
+        (None, None) => bail!("a node needs --rpc ADDR or --listen ADDR"),
+    };
     let node = NodeId(
         args.node_id
             .clone()
-            .unwrap_or_else(|| format!("node@{rpc}")),
+            .unwrap_or_else(|| format!("node@{addr}")),
     );
     let provider = match args.provider {
         ProviderKind::Simulated => Provider::Simulated(SimulatedProvider::default()),
@@ -140,12 +163,25 @@ fn run_node(args: &Args, rpc: std::net::SocketAddr) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(rpc)
-            .await
-            .with_context(|| format!("binding the node RPC on {rpc}"))?;
+        let rpc_listener = match args.rpc {
+            Some(rpc) => Some(
+                tokio::net::TcpListener::bind(rpc)
+                    .await
+                    .with_context(|| format!("binding the node RPC on {rpc}"))?,
+            ),
+            None => None,
+        };
+        let http_listener = match args.listen {
+            Some(listen) => Some(
+                tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding HTTP on {listen}"))?,
+            ),
+            None => None,
+        };
         let config = NodeConfig {
             node: node.clone(),
-            addr: rpc.to_string(),
+            addr,
             store,
             key,
             provider,
@@ -155,18 +191,110 @@ fn run_node(args: &Args, rpc: std::net::SocketAddr) -> anyhow::Result<()> {
         let node_handle = Node::start(config)
             .await
             .map_err(|e| anyhow::anyhow!("node failed to start: {e}"))?;
+        if args.demo {
+            ensure_demo_event(&node_handle).await?;
+        }
         tracing::info!(
             %node,
-            %rpc,
+            rpc = ?args.rpc,
+            listen = ?args.listen,
             events = node_handle.owned().len(),
             ready_ms = started.elapsed().as_millis() as u64,
             "serving"
         );
-        // Test drivers wait for this exact line on stdout.
-        println!("onsale node {node} serving on {rpc}");
-        onsale_cluster::rpc::serve(listener, node_handle).await;
+        let http = match http_listener {
+            Some(listener) => {
+                let local = listener.local_addr().context("the HTTP address")?;
+                let task = tokio::spawn(crate::http::serve(listener, node_handle.clone()));
+                // Test drivers wait for this exact line on stdout.
+                println!("onsale serving http://{local}");
+                Some(task)
+            }
+            None => None,
+        };
+        let rpc = match (rpc_listener, args.rpc) {
+            (Some(listener), Some(rpc)) => {
+                let task = tokio::spawn(onsale_cluster::rpc::serve(listener, node_handle.clone()));
+                // Test drivers wait for this exact line on stdout.
+                println!("onsale node {node} serving on {rpc}");
+                Some(task)
+            }
+            _ => None,
+        };
+        match (http, rpc) {
+            (Some(http), Some(rpc)) => tokio::select! {
+                served = http => served.context("the HTTP gateway")?.context("serving HTTP")?,
+                served = rpc => served.context("the node RPC")?,
+            },
+            (Some(http), None) => http
+                .await
+                .context("the HTTP gateway")?
+                .context("serving HTTP")?,
+            (None, Some(rpc)) => rpc.await.context("the node RPC")?,
+            (None, None) => bail!("nothing to serve"),
+        }
         Ok(())
     })
+}
+
+/// Create the demo event if the store does not have it yet, and open its
+/// sale (an event already on sale, sold out or closed is left as it is).
+async fn ensure_demo_event(node: &Node) -> anyhow::Result<()> {
+    let overview = call_patiently(node, Command::Overview).await;
+    let state = match overview {
+        Reply::Overview { overview } => overview.sale,
+        Reply::Error {
+            code: ErrorCode::UnknownEvent,
+            ..
+        } => {
+            let spec = EventSpec {
+                event: DEMO_EVENT,
+                name: "Onsale demo night".into(),
+                city: "Loopback".into(),
+                starts_at: Millis(wall_now().0 + 30 * 86_400_000),
+                venue_json: include_str!("../../venues/club.json").into(),
+                config: EventConfig::default(),
+            };
+            match node.create_event(spec).await {
+                Reply::Overview { overview } => overview.sale,
+                other => bail!("creating the demo event: {other:?}"),
+            }
+        }
+        other => bail!("reading the demo event: {other:?}"),
+    };
+    if matches!(state, SaleState::Scheduled | SaleState::Paused) {
+        let opened = call_patiently(
+            node,
+            Command::Sale {
+                command: SaleCommand::Open,
+            },
+        )
+        .await;
+        if !matches!(opened, Reply::Sale { .. }) {
+            bail!("opening the demo sale: {opened:?}");
+        }
+    }
+    Ok(())
+}
+
+/// A command to the demo event, retried while the event is busy (its
+/// counter block is being made durable), for up to 10 s.
+async fn call_patiently(node: &Node, command: Command) -> Reply {
+    let mut reply = node.call(DEMO_EVENT, command.clone()).await;
+    for _ in 0..200 {
+        if !matches!(
+            reply,
+            Reply::Error {
+                code: ErrorCode::Busy,
+                ..
+            }
+        ) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        reply = node.call(DEMO_EVENT, command.clone()).await;
+    }
+    reply
 }
 
 /// The token signing key: `ONSALE_TOKEN_SECRET`, or a key file beside the

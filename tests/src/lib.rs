@@ -94,6 +94,8 @@ pub struct NodeProcess {
     pub addr: String,
     store: PathBuf,
     extra: Vec<String>,
+    /// Serve HTTP (`--listen addr`) instead of the node RPC (`--rpc addr`).
+    http: bool,
     /// Time from spawn to the "serving" line, for the last start.
     pub ready_in: Duration,
 }
@@ -109,6 +111,24 @@ impl NodeProcess {
             addr: format!("127.0.0.1:{}", free_port()),
             store: store.to_path_buf(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            http: false,
+            ready_in: Duration::ZERO,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    /// Start the node binary serving only the HTTP gateway, on a free port
+    /// (`addr` is then the HTTP address). Tests pass `--demo` in `extra` to
+    /// get the demo event.
+    pub fn start_http(bin: &str, store: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+        let mut node = NodeProcess {
+            bin: PathBuf::from(bin),
+            child: None,
+            addr: format!("127.0.0.1:{}", free_port()),
+            store: store.to_path_buf(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            http: true,
             ready_in: Duration::ZERO,
         };
         node.spawn()?;
@@ -117,8 +137,13 @@ impl NodeProcess {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
+        let (flag, ready_line) = if self.http {
+            ("--listen", "onsale serving http://")
+        } else {
+            ("--rpc", " serving on ")
+        };
         let mut child = Command::new(&self.bin)
-            .arg("--rpc")
+            .arg(flag)
             .arg(&self.addr)
             .arg("--store")
             .arg(&self.store)
@@ -142,7 +167,7 @@ impl NodeProcess {
                 bail!("node did not start serving within 30 s");
             }
             match lines.next() {
-                Some(Ok(line)) if line.contains(" serving on ") => break,
+                Some(Ok(line)) if line.contains(ready_line) => break,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("reading node stdout: {e}"),
                 None => bail!("node exited before serving: {:?}", child.wait()),
