@@ -120,6 +120,29 @@ async fn a_paused_owner_is_fenced_and_its_successor_keeps_everything() {
     };
     assert_eq!(hold, placed.hold);
 
+    // A wakes up, still believing it owns the event, before B has written
+    // anything to the journal: only the epoch can stop A's writes now.
+    // Nothing it does may be acknowledged.
+    node_a.signal("CONT");
+    let stale = a
+        .call(
+            EVENT,
+            Command::Hold {
+                fan: fan3,
+                request: seats(&[0, 1, 2]),
+            },
+        )
+        .await;
+    assert!(
+        !matches!(stale, Ok(Reply::HoldPlaced { .. })),
+        "a fenced owner acknowledged a hold on seats its successor owns: {stale:?}"
+    );
+    let stale = a.call(EVENT, Command::Release { fan: fan1, hold }).await;
+    assert!(
+        !matches!(stale, Ok(Reply::Released)),
+        "a fenced owner acknowledged releasing a hold it no longer owns: {stale:?}"
+    );
+
     // B serves: the held seats stay held, fan 1 pays and buys them.
     let fan2 = FanId(2);
     call(&b, Command::Join { fan: fan2 }).await;
@@ -157,28 +180,6 @@ async fn a_paused_owner_is_fenced_and_its_successor_keeps_everything() {
             }
         ),
         "{settled:?}"
-    );
-
-    // A wakes up, still believing it owns the event. Nothing it does may
-    // be acknowledged.
-    node_a.signal("CONT");
-    let stale = a
-        .call(
-            EVENT,
-            Command::Hold {
-                fan: fan3,
-                request: seats(&[0, 1, 2]),
-            },
-        )
-        .await;
-    assert!(
-        !matches!(stale, Ok(Reply::HoldPlaced { .. })),
-        "a fenced owner acknowledged a hold on seats sold by its successor: {stale:?}"
-    );
-    let stale = a.call(EVENT, Command::Release { fan: fan1, hold }).await;
-    assert!(
-        !matches!(stale, Ok(Reply::Released)),
-        "a fenced owner acknowledged releasing a sold hold: {stale:?}"
     );
 
     // B's state is whole: one sale, seats 0 and 1, invariants intact.
