@@ -5,6 +5,8 @@
 //! encodes back to itself. Messages round-trip through both wire forms
 //! (bincode between nodes, JSON to fans).
 
+mod common;
+use common::{apply, edits};
 use onsale_schema::codec::{self, CodecError};
 use onsale_schema::config::{EventConfig, SaleState};
 use onsale_schema::message::{
@@ -274,52 +276,6 @@ fn journal_record() -> impl Strategy<Value = JournalRecord> {
             entry,
         }
     })
-}
-
-/// Damage done to a valid encoding.
-#[derive(Clone, Debug)]
-enum Edit {
-    Set(Index, u8),
-    Flip(Index, u8),
-    Insert(Index, u8),
-    Remove(Index),
-    Truncate(Index),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
-        (any::<Index>(), 0u8..8).prop_map(|(i, bit)| Edit::Flip(i, bit)),
-        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
-        any::<Index>().prop_map(Edit::Remove),
-        any::<Index>().prop_map(Edit::Truncate),
-    ];
-    vec(edit, 1..4)
-}
-
-fn apply(bytes: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut bytes = bytes.to_vec();
-    for edit in edits {
-        if bytes.is_empty() {
-            break;
-        }
-        match edit {
-            Edit::Set(i, b) => {
-                let i = i.index(bytes.len());
-                bytes[i] = *b;
-            }
-            Edit::Flip(i, bit) => {
-                let i = i.index(bytes.len());
-                bytes[i] ^= 1 << bit;
-            }
-            Edit::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), *b),
-            Edit::Remove(i) => {
-                bytes.remove(i.index(bytes.len()));
-            }
-            Edit::Truncate(i) => bytes.truncate(i.index(bytes.len())),
-        }
-    }
-    bytes
 }
 
 // ---------------------------------------------------------------------------

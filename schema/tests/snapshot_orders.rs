@@ -6,6 +6,8 @@
 //! a 60,000-seat stadium sold out in parties of one or two stays under
 //! 1 MB. Every snapshot here goes through [`check`] or [`decode_columns`].
 
+mod common;
+use common::{apply, edits};
 use onsale_schema::codec::{self, CodecError};
 use onsale_schema::config::{EventConfig, SaleState};
 use onsale_schema::snapshot::{EventSnapshot, OrderRecord, RecordError, SCHEMA_VERSION};
@@ -226,52 +228,6 @@ fn orders() -> impl Strategy<Value = Vec<OrderRecord>> {
                 .collect()
         })
     })
-}
-
-/// Damage done to valid bytes.
-#[derive(Clone, Debug)]
-enum Edit {
-    Set(Index, u8),
-    Flip(Index, u8),
-    Insert(Index, u8),
-    Remove(Index),
-    Truncate(Index),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
-        (any::<Index>(), 0u8..8).prop_map(|(i, bit)| Edit::Flip(i, bit)),
-        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
-        any::<Index>().prop_map(Edit::Remove),
-        any::<Index>().prop_map(Edit::Truncate),
-    ];
-    vec(edit, 1..4)
-}
-
-fn apply(bytes: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut bytes = bytes.to_vec();
-    for edit in edits {
-        if bytes.is_empty() {
-            break;
-        }
-        match edit {
-            Edit::Set(i, b) => {
-                let i = i.index(bytes.len());
-                bytes[i] = *b;
-            }
-            Edit::Flip(i, bit) => {
-                let i = i.index(bytes.len());
-                bytes[i] ^= 1 << bit;
-            }
-            Edit::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), *b),
-            Edit::Remove(i) => {
-                bytes.remove(i.index(bytes.len()));
-            }
-            Edit::Truncate(i) => bytes.truncate(i.index(bytes.len())),
-        }
-    }
-    bytes
 }
 
 // ---------------------------------------------------------------------------
