@@ -70,6 +70,17 @@ pub struct Node {
     router: ActorRef<RouterMsg>,
     events: Events,
     pushes: broadcast::Sender<(EventId, Push)>,
+    store: StoreRef,
+}
+
+/// The store, shared (Debug without the backend's internals).
+#[derive(Clone)]
+struct StoreRef(Arc<dyn Store>);
+
+impl std::fmt::Debug for StoreRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.backend())
+    }
 }
 
 impl Node {
@@ -77,6 +88,7 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, ActorProcessingErr> {
         let events: Events = Arc::default();
         let (pushes, _) = broadcast::channel(PUSH_BUFFER);
+        let store = StoreRef(Arc::clone(&config.store));
         let args = RouterArgs {
             config,
             events: Arc::clone(&events),
@@ -87,6 +99,7 @@ impl Node {
             router,
             events,
             pushes,
+            store,
         })
     }
 
@@ -131,6 +144,25 @@ impl Node {
             Ok(Err(reply)) => reply,
             Err(e) => Reply::error(ErrorCode::Busy, format!("router unavailable: {e}")),
         }
+    }
+
+    /// Every event spec in the store (the operators' desired state), for
+    /// catalogues. Specs that do not decode are logged and skipped.
+    pub async fn specs(&self) -> Result<Vec<EventSpec>, StoreError> {
+        let store = Arc::clone(&self.store.0);
+        let stored = tokio::task::spawn_blocking(move || store.event_specs())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("spec read panicked: {e}")))??;
+        Ok(stored
+            .into_iter()
+            .filter_map(|(event, bytes)| match EventSpec::decode(&bytes) {
+                Ok(spec) => Some(spec),
+                Err(e) => {
+                    tracing::warn!(%event, error = %e, "a stored event spec does not decode");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// Every push of every event this node owns.

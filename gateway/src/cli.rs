@@ -85,10 +85,30 @@ pub struct Args {
         hide = true
     )]
     fault_land_then_fail_every: u64,
-    /// Serve the HTTP gateway here (e.g. 127.0.0.1:8080), running a node.
-    /// Not authenticated yet: fan ids in requests are trusted.
+    /// Serve the HTTP gateway (fan API, websockets, web page, operator
+    /// API, /metrics) here, e.g. 127.0.0.1:8080, running a node.
     #[arg(long, env = "ONSALE_LISTEN")]
     listen: Option<std::net::SocketAddr>,
+    /// The operators' bearer token (at least 16 bytes). Default: read from,
+    /// or created in, `<store>.operator-token`.
+    #[arg(long, env = "ONSALE_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<String>,
+    /// The payment provider's webhook secret (HMAC-SHA256). Without it the
+    /// webhook route refuses every call.
+    #[arg(long, env = "ONSALE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Requests per second the gateway accepts on fan routes, all fans together.
+    #[arg(long, env = "ONSALE_GLOBAL_RPS", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    global_rps: u32,
+    /// Requests per second one fan may make (sustained).
+    #[arg(long, env = "ONSALE_FAN_RPS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    fan_rps: u32,
+    /// Requests one fan may make in a burst.
+    #[arg(long, env = "ONSALE_FAN_BURST", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    fan_burst: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -143,6 +163,7 @@ fn run_node(args: &Args) -> anyhow::Result<()> {
         Arc::new(FaultyStore::new(sqlite, faults))
     };
     let key = token_key(&store_path)?;
+    let gateway_config = gateway_config(args, &store_path, key.clone())?;
     // The address registered with the node lease: the RPC's, else the HTTP one.
     let addr = match (args.rpc, args.listen) {
         (Some(rpc), _) => rpc.to_string(),
@@ -205,7 +226,8 @@ fn run_node(args: &Args) -> anyhow::Result<()> {
         let http = match http_listener {
             Some(listener) => {
                 let local = listener.local_addr().context("the HTTP address")?;
-                let task = tokio::spawn(crate::http::serve(listener, node_handle.clone()));
+                let gateway = crate::Gateway::new(node_handle.clone(), gateway_config);
+                let task = tokio::spawn(crate::http::serve(listener, gateway));
                 // Test drivers wait for this exact line on stdout.
                 println!("onsale serving http://{local}");
                 Some(task)
@@ -295,6 +317,73 @@ async fn call_patiently(node: &Node, command: Command) -> Reply {
         reply = node.call(DEMO_EVENT, command.clone()).await;
     }
     reply
+}
+
+/// The gateway's settings, checked, and the open-files limit raised so the
+/// gateway knows how many fan connections it can hold.
+fn gateway_config(
+    args: &Args,
+    store: &Path,
+    key: TokenKey,
+) -> anyhow::Result<crate::GatewayConfig> {
+    crate::telemetry::install();
+    let operator_token = match &args.operator_token {
+        Some(token) if token.len() >= 16 => token.clone(),
+        Some(_) => bail!("the operator token must be at least 16 bytes"),
+        None => {
+            let path = store.with_extension("operator-token");
+            match std::fs::read_to_string(&path) {
+                Ok(token) if token.trim().len() >= 16 => token.trim().to_owned(),
+                Ok(_) => bail!("{} holds a token shorter than 16 bytes", path.display()),
+                Err(_) => {
+                    let mut raw = [0u8; 24];
+                    std::fs::File::open("/dev/urandom")
+                        .and_then(|mut f| f.read_exact(&mut raw))
+                        .context("reading /dev/urandom")?;
+                    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                    std::fs::write(&path, &token)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    tracing::info!(file = %path.display(), "operator token created");
+                    token
+                }
+            }
+        }
+    };
+    let webhook_secret = match &args.webhook_secret {
+        Some(secret) if secret.len() >= 16 => Some(secret.as_bytes().to_vec()),
+        Some(_) => bail!("the webhook secret must be at least 16 bytes"),
+        None => None,
+    };
+    let nonzero = |n: u32| std::num::NonZeroU32::new(n).context("a rate must be at least 1");
+    let files = raise_open_files_limit();
+    // Keep room for the store, the listeners and HTTP requests.
+    let ws_capacity = usize::try_from(files.saturating_sub(512))
+        .unwrap_or(usize::MAX)
+        .max(16);
+    tracing::info!(open_files = files, ws_capacity, "fan connection capacity");
+    metrics::gauge!("onsale_open_files_limit").set(files as f64);
+    Ok(crate::GatewayConfig {
+        key,
+        operator_token,
+        webhook_secret,
+        limits: crate::edge::LimitConfig {
+            global_per_s: nonzero(args.global_rps)?,
+            fan_per_s: nonzero(args.fan_rps)?,
+            fan_burst: nonzero(args.fan_burst)?,
+        },
+        ws_capacity,
+    })
+}
+
+/// Raise the soft open-files limit to the hard limit; the new soft limit.
+fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1_024, |(soft, _)| soft)
+        }
+    }
 }
 
 /// The token signing key: `ONSALE_TOKEN_SECRET`, or a key file beside the

@@ -1,59 +1,217 @@
-//! The HTTP gateway, first slice: a JSON API over an in-process [`Node`].
+//! The HTTP gateway: routes, the shared state, and the fan and operator
+//! handlers. The protocol is documented in `docs/protocol.md`; its types
+//! are in `schema` (`message` for event commands and replies, `api` for
+//! the rest).
 //!
-//! Routes:
-//!
-//! - `GET /healthz`: 200 `ok` while the process serves HTTP.
-//! - `GET /readyz`: 200 `ready` once the node has started (the router is
-//!   only built over a started node, so this is 200 whenever it answers).
-//! - `POST /api/events/{event}/commands`: a JSON [`Command`] in, the JSON
-//!   [`Reply`] out (both internally tagged, e.g. `{"cmd":"join","fan":7}`).
-//! - `GET /api/events/{event}`: the event's overview (`{"reply":"overview",..}`).
-//!
-//! Business outcomes, refusals included (`join_refused`, `hold_rejected`,
-//! `payment_refused`, ...), are values: 200 with the reply. Only
-//! `Reply::Error` maps to an HTTP error status (see [`status_of`]); every
-//! error body, including the gateway's own (malformed JSON, a body over
-//! [`limits::MESSAGE_BYTES_MAX`], a bad event id), is a `Reply::Error`:
-//! `{"reply":"error","code":"...","message":"..."}` with a stable code.
-//!
-//! NOT YET AUTHENTICATED: in this slice the fan id in a command's body is
-//! trusted as given, so anyone reaching this port can act for any fan. The
-//! next slice adds signed session tokens; until then serve it on loopback
-//! or behind something that authenticates. Operator commands (`sale`,
-//! `audit`) and the payment provider's answers (`provider_answer`) are
-//! never accepted on this public route: 403 `unauthorized`.
+//! A request passes, in order: the global rate limit (fan-facing routes),
+//! authentication (session, operator token or webhook signature), the edge
+//! cache (a fresh `join` to a full / sold-out / closed event is answered
+//! here), the per-fan rate limit, and only then the event actor.
+
+use std::num::NonZeroU32;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use onsale_actors::event_actor::wall_now;
 use onsale_cluster::node::Node;
-use onsale_schema::message::{Command, Reply};
-use onsale_schema::{ErrorCode, EventId, limits};
+use onsale_schema::api::{
+    CreateEvent, EventDetail, EventList, ProviderWebhook, SaleRequest, SessionRequest,
+};
+use onsale_schema::message::{Command, JoinRefused, Reply};
+use onsale_schema::spec::EventSpec;
+use onsale_schema::token::TokenKey;
+use onsale_schema::{ErrorCode, EventId, SaleState, SectionIdx, limits};
+use serde::de::DeserializeOwned;
 
-/// The gateway's shared state.
+use crate::auth;
+use crate::catalog::{Catalog, Search};
+use crate::edge::{EdgeCache, LimitConfig, Limits};
+use crate::hub::{self, HubHandle, HubMsg};
+use crate::reply::{ApiError, json_response, reply_response};
+
+/// How the gateway runs.
 #[derive(Clone, Debug)]
-struct Gateway {
-    node: Node,
+pub struct GatewayConfig {
+    /// The cluster's key: signs sessions and queue tokens.
+    pub key: TokenKey,
+    /// The operators' bearer token.
+    pub operator_token: String,
+    /// The payment provider's webhook secret; `None` refuses webhooks.
+    pub webhook_secret: Option<Vec<u8>>,
+    pub limits: LimitConfig,
+    /// Fan websockets this process may hold (from its open-files limit).
+    pub ws_capacity: usize,
 }
 
-/// The gateway's routes over a started node.
-pub fn router(node: Node) -> Router {
+impl GatewayConfig {
+    /// Defaults for tests and the demo: generous limits.
+    #[must_use]
+    pub fn new(key: TokenKey, operator_token: String) -> GatewayConfig {
+        GatewayConfig {
+            key,
+            operator_token,
+            webhook_secret: None,
+            limits: LimitConfig {
+                global_per_s: NonZeroU32::new(50_000).expect("non-zero"),
+                fan_per_s: NonZeroU32::new(10).expect("non-zero"),
+                fan_burst: NonZeroU32::new(30).expect("non-zero"),
+            },
+            ws_capacity: 1_000,
+        }
+    }
+}
+
+/// The gateway's shared state (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Gateway(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub node: Node,
+    pub key: TokenKey,
+    operator_token: String,
+    webhook_secret: Option<Vec<u8>>,
+    pub limits: Limits,
+    pub edge: Arc<EdgeCache>,
+    pub catalog: Catalog,
+    pub hub: HubHandle,
+    pub ws_open: AtomicUsize,
+    pub ws_capacity: usize,
+}
+
+impl Deref for Gateway {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Gateway {
+    /// The gateway over a started node (spawns its hub and upkeep tasks).
+    #[must_use]
+    pub fn new(node: Node, config: GatewayConfig) -> Gateway {
+        crate::telemetry::install();
+        let edge = Arc::new(EdgeCache::default());
+        let hub = hub::spawn(node.clone(), Arc::clone(&edge));
+        let gateway = Gateway(Arc::new(Inner {
+            catalog: Catalog::new(node.clone()),
+            node,
+            key: config.key,
+            operator_token: config.operator_token,
+            webhook_secret: config.webhook_secret,
+            limits: Limits::new(config.limits),
+            edge,
+            hub,
+            ws_open: AtomicUsize::new(0),
+            ws_capacity: config.ws_capacity,
+        }));
+        let weak = Arc::downgrade(&gateway.0);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.limits.forget_idle();
+            }
+        });
+        gateway
+    }
+
+    /// The event's sale state: from the edge cache, else from an overview.
+    pub async fn sale_state(&self, event: EventId) -> Result<SaleState, ApiError> {
+        if let Some(state) = self.edge.get(event) {
+            return Ok(state.sale);
+        }
+        match self.node.call(event, Command::Overview).await {
+            Reply::Overview { overview } => {
+                self.edge.learn(&overview);
+                Ok(overview.sale)
+            }
+            Reply::Error { code, message } => Err(ApiError::new(code, message)),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(reply: &Reply) -> ApiError {
+    tracing::error!(?reply, "an unexpected reply");
+    ApiError::new(ErrorCode::Internal, "unexpected reply from the event")
+}
+
+/// The gateway's routes.
+pub fn router(gateway: Gateway) -> Router {
+    let fan = Router::new()
+        .route("/api/session", post(session))
+        .route("/api/events", get(list_events))
+        .route("/api/events/{event}", get(event_detail))
+        .route(
+            "/api/events/{event}/sections/{section}",
+            get(section_detail),
+        )
+        .route("/api/events/{event}/commands", post(command))
+        .route("/ws", get(crate::ws::upgrade))
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            global_limit,
+        ));
+    let ops = Router::new()
+        .route(
+            "/api/ops/events",
+            post(create_event).layer(DefaultBodyLimit::max(limits::VENUE_FILE_BYTES_MAX)),
+        )
+        .route("/api/ops/events/{event}/sale", post(sale))
+        .route("/api/ops/events/{event}/stats", get(stats))
+        .route("/api/ops/events/{event}/audit", get(audit))
+        .route("/api/webhooks/payments", post(webhook));
     Router::new()
+        .route("/", get(crate::page::index))
+        .route("/app.js", get(crate::page::app_js))
+        .route("/app.css", get(crate::page::app_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/events/{event}", get(overview))
-        .route("/api/events/{event}/commands", post(command))
+        .route("/metrics", get(metrics_text))
+        .merge(fan)
+        .merge(ops)
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits::MESSAGE_BYTES_MAX))
-        .with_state(Gateway { node })
+        .layer(middleware::from_fn(count_requests))
+        .with_state(gateway)
 }
 
 /// Serve the gateway on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, node: Node) -> std::io::Result<()> {
-    axum::serve(listener, router(node)).await
+pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway)).await
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::counter!(
+        "onsale_http_requests_total",
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
+
+async fn global_limit(State(gw): State<Gateway>, request: Request, next: Next) -> Response {
+    match gw.limits.check_global() {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -64,155 +222,344 @@ async fn readyz() -> &'static str {
     "ready"
 }
 
-async fn overview(State(gw): State<Gateway>, Path(event): Path<String>) -> Response {
-    let event = match parse_event(&event) {
-        Ok(event) => event,
-        Err(reply) => return reply_response(reply),
-    };
-    reply_response(gw.node.call(event, Command::Overview).await)
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::render(),
+    )
+        .into_response()
 }
 
-async fn command(
-    State(gw): State<Gateway>,
-    Path(event): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let event = match parse_event(&event) {
-        Ok(event) => event,
-        Err(reply) => return reply_response(reply),
-    };
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::BadRequest,
+        "no such route (see docs/protocol.md)",
+    )
+}
+
+/// A JSON body of type `T`, or the error that explains why not.
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return reply_response(Reply::error(
+            return Err(ApiError::new(
                 ErrorCode::PayloadTooLarge,
-                format!("the body is over {} bytes", limits::MESSAGE_BYTES_MAX),
+                "the body is over this route's size limit",
             ));
         }
         Err(rejection) => {
-            return reply_response(Reply::error(
+            return Err(ApiError::new(
                 ErrorCode::BadRequest,
                 format!("could not read the body: {}", rejection.body_text()),
             ));
         }
     };
-    let command: Command = match serde_json::from_slice(&body) {
-        Ok(command) => command,
-        Err(e) => {
-            return reply_response(Reply::error(
-                ErrorCode::MalformedJson,
-                format!("not a command: {e}"),
-            ));
-        }
-    };
-    if !is_public(&command) {
-        return reply_response(Reply::error(
-            ErrorCode::Unauthorized,
-            "operator and provider commands are not accepted here",
-        ));
-    }
-    reply_response(gw.node.call(event, command).await)
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("malformed JSON: {e}")))
 }
 
-/// Whether a fan may send `command` through the public route.
-fn is_public(command: &Command) -> bool {
-    match command {
-        Command::Join { .. }
-        | Command::Resume { .. }
-        | Command::Leave { .. }
-        | Command::Enter { .. }
-        | Command::Status { .. }
-        | Command::Overview
-        | Command::SectionSeats { .. }
-        | Command::Hold { .. }
-        | Command::Release { .. }
-        | Command::SubmitPayment { .. } => true,
-        // Operators only; and a provider's answer must come from the
-        // provider (its webhook), never from the fan who is paying.
-        Command::ProviderAnswer { .. } | Command::Sale { .. } | Command::Audit => false,
-    }
-}
-
-fn parse_event(text: &str) -> Result<EventId, Reply> {
+fn parse_event(text: &str) -> Result<EventId, ApiError> {
     text.parse::<u64>().map(EventId).map_err(|_| {
-        Reply::error(
+        ApiError::new(
             ErrorCode::BadRequest,
             "the event id must be a non-negative integer",
         )
     })
 }
 
-/// The HTTP status of an error code. Exhaustive on purpose: a new code
-/// must be given a status here.
-#[must_use]
-pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::BadRequest
-        | ErrorCode::MalformedJson
-        | ErrorCode::Undecodable
-        | ErrorCode::UnknownSection
-        | ErrorCode::UnknownSeat
-        | ErrorCode::UnknownPriceLevel
-        | ErrorCode::InvalidToken
-        | ErrorCode::TokenExpired => StatusCode::BAD_REQUEST,
-        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::UnknownEvent => StatusCode::NOT_FOUND,
-        ErrorCode::Unauthorized => StatusCode::FORBIDDEN,
-        ErrorCode::WaitingRoomFull
-        | ErrorCode::SoldOut
-        | ErrorCode::SaleClosed
-        | ErrorCode::SaleNotOpen
-        | ErrorCode::NotInLine
-        | ErrorCode::NotAdmitted
-        | ErrorCode::AdmissionExpired
-        | ErrorCode::SeatsUnavailable
-        | ErrorCode::NotEnoughSeats
-        | ErrorCode::TicketLimit
-        | ErrorCode::FairShare
-        | ErrorCode::AlreadyHolding
-        | ErrorCode::HoldNotFound
-        | ErrorCode::HoldExpired
-        | ErrorCode::PaymentLate
-        | ErrorCode::PaymentPending
-        | ErrorCode::PaymentUnknown => StatusCode::CONFLICT,
-        ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+fn reply_result(reply: Reply) -> Result<Response, ApiError> {
+    Ok(reply_response(reply))
+}
+
+async fn session(
+    State(gw): State<Gateway>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: SessionRequest = parse_body(body)?;
+    let session = auth::login(&gw.key, &request, wall_now())?;
+    Ok(json_response(StatusCode::OK, &session))
+}
+
+async fn list_events(
+    State(gw): State<Gateway>,
+    search: Result<Query<Search>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(search) = search.map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("bad search: {}", e.body_text()),
+        )
+    })?;
+    let found = gw.catalog.search(&search).await;
+    let mut events = Vec::with_capacity(found.len());
+    for info in found {
+        let edge = match gw.edge.get(info.event) {
+            Some(edge) => Some(edge),
+            None => {
+                if let Reply::Overview { overview } =
+                    gw.node.call(info.event, Command::Overview).await
+                {
+                    gw.edge.learn(&overview);
+                }
+                gw.edge.get(info.event)
+            }
+        };
+        let (sale, full) = edge.map_or((SaleState::Scheduled, false), |e| (e.sale, e.full));
+        events.push(info.listing(sale, full));
+    }
+    Ok(json_response(StatusCode::OK, &EventList { events }))
+}
+
+async fn event_detail(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+) -> Result<Response, ApiError> {
+    let event = parse_event(&event)?;
+    let info =
+        gw.catalog.get(event).await.ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownEvent, format!("no event {}", event.0))
+        })?;
+    let overview = match gw.node.call(event, Command::Overview).await {
+        Reply::Overview { overview } => overview,
+        Reply::Error { code, message } => return Err(ApiError::new(code, message)),
+        other => return Err(unexpected(&other)),
+    };
+    gw.edge.learn(&overview);
+    let detail = EventDetail {
+        listing: info.listing(overview.sale, overview.full),
+        sections: info.sections(&overview),
+        overview,
+    };
+    Ok(json_response(StatusCode::OK, &detail))
+}
+
+async fn section_detail(
+    State(gw): State<Gateway>,
+    Path((event, section)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let event = parse_event(&event)?;
+    let section = section
+        .parse::<u16>()
+        .map(SectionIdx)
+        .map_err(|_| ApiError::new(ErrorCode::UnknownSection, "no such section"))?;
+    let info =
+        gw.catalog.get(event).await.ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownEvent, format!("no event {}", event.0))
+        })?;
+    let seats = match gw.node.call(event, Command::SectionSeats { section }).await {
+        Reply::SectionSeats { seats } => seats,
+        Reply::Error { code, message } => return Err(ApiError::new(code, message)),
+        other => return Err(unexpected(&other)),
+    };
+    let detail = info
+        .section_detail(&seats)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownSection, "no such section"))?;
+    Ok(json_response(StatusCode::OK, &detail))
+}
+
+async fn command(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let event = parse_event(&event)?;
+    let fan = auth::fan_of(&gw.key, &headers, wall_now())?;
+    let command: Command = parse_body(body)?;
+    let Some(subject) = fan_of_command(&command) else {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "operator and provider commands are not accepted on the fan route",
+        ));
+    };
+    if subject != fan {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this session acts for another fan",
+        ));
+    }
+    if let Command::Join { .. } = command {
+        // The edge: full, sold out and closed cost the event nothing.
+        let edge = match gw.edge.get(event) {
+            Some(edge) => edge,
+            None => {
+                gw.sale_state(event).await?;
+                gw.edge.get(event).ok_or_else(|| {
+                    ApiError::new(ErrorCode::Busy, "the event's state is not known yet")
+                })?
+            }
+        };
+        if let Some(refused) = edge.refuse_join() {
+            let answer = match refused {
+                JoinRefused::Full => "full",
+                JoinRefused::SoldOut => "sold_out",
+                _ => "closed",
+            };
+            metrics::counter!("onsale_edge_answers_total", "answer" => answer).increment(1);
+            return reply_result(Reply::JoinRefused { refused });
+        }
+    }
+    gw.limits.check_fan(fan)?;
+    let hold_done = match &command {
+        Command::SubmitPayment { hold, .. } | Command::Release { hold, .. } => Some(*hold),
+        _ => None,
+    };
+    let reply = gw.node.call(event, command).await;
+    match &reply {
+        Reply::HoldPlaced { placed } => gw.hub.try_send(HubMsg::Hold {
+            event,
+            fan,
+            hold: placed.hold,
+            deadline: placed.deadline,
+        }),
+        Reply::PaymentStarted { .. } | Reply::Released => {
+            if let Some(hold) = hold_done {
+                gw.hub.try_send(HubMsg::HoldDone { event, hold });
+            }
+        }
+        Reply::JoinRefused { refused } => {
+            if matches!(refused, JoinRefused::Full | JoinRefused::SoldOut) {
+                // The event knows better than the edge did: refresh it.
+                if let Reply::Overview { overview } = gw.node.call(event, Command::Overview).await {
+                    gw.edge.learn(&overview);
+                }
+            }
+        }
+        _ => {}
+    }
+    reply_result(reply)
+}
+
+/// The fan a command acts for; `None` for operator and provider commands,
+/// which never come through the fan route (a provider's answer there
+/// would let a fan confirm its own payment).
+fn fan_of_command(command: &Command) -> Option<onsale_schema::FanId> {
+    match command {
+        Command::Join { fan }
+        | Command::Resume { fan, .. }
+        | Command::Leave { fan }
+        | Command::Enter { fan }
+        | Command::Status { fan }
+        | Command::Hold { fan, .. }
+        | Command::Release { fan, .. }
+        | Command::SubmitPayment { fan, .. } => Some(*fan),
+        Command::Overview
+        | Command::SectionSeats { .. }
+        | Command::ProviderAnswer { .. }
+        | Command::Sale { .. }
+        | Command::Audit => None,
     }
 }
 
-/// A reply as an HTTP response: 200 unless it is `Reply::Error`.
-fn reply_response(reply: Reply) -> Response {
-    let status = match &reply {
-        Reply::Error { code, .. } => status_of(*code),
-        _ => StatusCode::OK,
+async fn webhook(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Some(secret) = gw.webhook_secret.as_deref() else {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "webhooks are off: this gateway has no ONSALE_WEBHOOK_SECRET",
+        ));
     };
-    let body = match serde_json::to_vec(&reply) {
-        Ok(body) => body,
-        Err(e) => {
-            tracing::error!(error = %e, "a reply did not encode as JSON");
-            let fallback = Reply::error(ErrorCode::Internal, "the reply could not be encoded");
-            return reply_response(fallback);
-        }
-    };
-    let mut response = (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
+    let bytes = body.map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("could not read the body: {}", e.body_text()),
+        )
+    })?;
+    let signature = headers
+        .get("onsale-signature")
+        .and_then(|v| v.to_str().ok());
+    auth::verify_webhook(secret, signature, &bytes, wall_now())?;
+    let answer: ProviderWebhook = parse_body(Ok(bytes))?;
+    reply_result(
+        gw.node
+            .call(
+                answer.event,
+                Command::ProviderAnswer {
+                    payment: answer.payment,
+                    answer: answer.answer,
+                },
+            )
+            .await,
     )
-        .into_response();
-    if matches!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-    ) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+}
+
+async fn create_event(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    auth::check_operator(&gw.operator_token, &headers)?;
+    let create: CreateEvent = parse_body(body)?;
+    let venue_json = serde_json::to_string(&create.venue)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("venue re-encoding: {e}")))?;
+    let spec = EventSpec {
+        event: create.event,
+        name: create.name,
+        city: create.city,
+        starts_at: create.starts_at,
+        venue_json,
+        config: create.config,
+    };
+    if let Err(e) = spec.venue() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("event refused: {e}"),
+        ));
     }
-    response
+    let reply = gw.node.create_event(spec).await;
+    gw.catalog.invalidate().await;
+    if let Reply::Overview { overview } = &reply {
+        gw.edge.learn(overview);
+    }
+    reply_result(reply)
+}
+
+async fn sale(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    auth::check_operator(&gw.operator_token, &headers)?;
+    let event = parse_event(&event)?;
+    let request: SaleRequest = parse_body(body)?;
+    reply_result(
+        gw.node
+            .call(
+                event,
+                Command::Sale {
+                    command: request.command,
+                },
+            )
+            .await,
+    )
+}
+
+async fn stats(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check_operator(&gw.operator_token, &headers)?;
+    let event = parse_event(&event)?;
+    let reply = gw.node.call(event, Command::Overview).await;
+    if let Reply::Overview { overview } = &reply {
+        gw.edge.learn(overview);
+    }
+    reply_result(reply)
+}
+
+async fn audit(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check_operator(&gw.operator_token, &headers)?;
+    let event = parse_event(&event)?;
+    reply_result(gw.node.call(event, Command::Audit).await)
 }
 
 #[cfg(test)]
@@ -220,41 +567,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_codes_map_to_statuses() {
-        assert_eq!(status_of(ErrorCode::UnknownEvent), StatusCode::NOT_FOUND);
-        assert_eq!(status_of(ErrorCode::Busy), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(status_of(ErrorCode::MalformedJson), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            status_of(ErrorCode::PayloadTooLarge),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            status_of(ErrorCode::Internal),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
-        for code in ErrorCode::ALL {
-            assert!(status_of(*code).is_client_error() || status_of(*code).is_server_error());
-        }
-    }
-
-    #[test]
-    fn operator_and_provider_commands_are_not_public() {
+    fn operator_and_provider_commands_have_no_fan() {
         let parse = |json: &str| serde_json::from_str::<Command>(json).unwrap();
-        assert!(!is_public(&parse(r#"{"cmd":"sale","command":"open"}"#)));
-        assert!(!is_public(&parse(r#"{"cmd":"audit"}"#)));
-        assert!(!is_public(&parse(
-            r#"{"cmd":"provider_answer","payment":1,"answer":"confirmed"}"#
-        )));
-        assert!(is_public(&parse(r#"{"cmd":"join","fan":7}"#)));
-    }
-
-    #[test]
-    fn busy_carries_retry_after() {
-        let response = reply_response(Reply::error(ErrorCode::Busy, "busy"));
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        let ok = reply_response(Reply::Released);
-        assert_eq!(ok.status(), StatusCode::OK);
-        assert!(ok.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(
+            fan_of_command(&parse(r#"{"cmd":"sale","command":"open"}"#)),
+            None
+        );
+        assert_eq!(fan_of_command(&parse(r#"{"cmd":"audit"}"#)), None);
+        assert_eq!(
+            fan_of_command(&parse(
+                r#"{"cmd":"provider_answer","payment":1,"answer":"confirmed"}"#
+            )),
+            None
+        );
+        assert_eq!(
+            fan_of_command(&parse(r#"{"cmd":"join","fan":7}"#)),
+            Some(onsale_schema::FanId(7))
+        );
     }
 }

@@ -1,7 +1,16 @@
-//! The `onsale` node binary's library: command-line handling, the node
-//! runner, the demo and the HTTP gateway (first slice: JSON API, no
-//! websocket or sessions yet).
+//! The onsale node binary's library: the HTTP and websocket gateway for
+//! fans and operators, the fan web page, and the command line.
 
+pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod demo;
+pub mod edge;
 pub mod http;
+pub mod hub;
+pub mod page;
+pub mod reply;
+pub mod telemetry;
+pub mod ws;
+
+pub use http::{Gateway, GatewayConfig};

@@ -51,6 +51,7 @@ codes! {
     InvalidToken => "invalid_token", "The token is forged, corrupt or for another event or fan.";
     TokenExpired => "token_expired", "The token is older than its lifetime.";
     Unauthorized => "unauthorized", "A valid session or operator token is required.";
+    Forbidden => "forbidden", "This session may not do that (another fan's request, an operator or provider command).";
     WaitingRoomFull => "waiting_room_full", "Waiting room full, please try again later.";
     SoldOut => "sold_out", "Every ticket is sold.";
     SaleClosed => "sale_closed", "The sale is closed.";

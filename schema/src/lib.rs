@@ -5,6 +5,7 @@
 //! queue and decoder obeys, and the codec that turns untrusted bytes into
 //! these types. Nothing here does I/O or keeps time.
 
+pub mod api;
 pub mod codec;
 pub mod config;
 pub mod error;

@@ -65,3 +65,16 @@ pub const EFFECTS_MAX: usize = 1_000_000;
 /// How long a queue token stays valid after it was issued, in ms.
 /// A week covers presales announced days ahead.
 pub const QUEUE_TOKEN_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Largest websocket frame a fan may send (its requests are tiny).
+pub const WS_FRAME_BYTES_MAX: usize = 4 * 1024;
+
+/// Frames queued for one fan's websocket before it counts as too slow and
+/// is closed (it reconnects and resynchronises from its status).
+pub const WS_OUTBOX_FRAMES_MAX: usize = 256;
+
+/// How long a session token lasts, in ms (a day).
+pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// Events returned by one catalogue search.
+pub const EVENT_LIST_MAX: usize = 200;

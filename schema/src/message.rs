@@ -426,9 +426,18 @@ message_enum! {
     /// What an event tells gateways (and they, their fans) without being asked.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum Push as "Push", tag = "push" {
-        /// Every waiting fan at or below this position has been admitted.
+        /// Every waiting fan at or below this position has been admitted;
+        /// the event decided so at `decided_at` (its clock).
         AdmittedThrough {
             position: Position,
+            decided_at: Millis,
+        },
+        /// One fan admitted below the last `AdmittedThrough` (a fan who
+        /// resumed or came back to an early position).
+        FanAdmitted {
+            fan: FanId,
+            position: Position,
+            decided_at: Millis,
         },
         /// The waiting room turned full (or stopped being full).
         Full {

@@ -46,8 +46,14 @@ impl TokenKey {
     }
 
     fn tag(&self, body: &[u8; BODY_BYTES]) -> [u8; TAG_BYTES] {
+        self.tag_in(CONTEXT, body)
+    }
+
+    /// A tag over `body` in one context: a tag made in one context never
+    /// verifies in another.
+    fn tag_in(&self, context: &[u8], body: &[u8]) -> [u8; TAG_BYTES] {
         let mut hasher = blake3::Hasher::new_keyed(&self.0);
-        hasher.update(CONTEXT);
+        hasher.update(context);
         hasher.update(body);
         let mut tag = [0u8; TAG_BYTES];
         tag.copy_from_slice(&hasher.finalize().as_bytes()[..TAG_BYTES]);
@@ -153,6 +159,81 @@ pub fn verify(
     Ok(VerifiedQueueToken(claims))
 }
 
+/// A fan id for an identity's subject (a login name, an identity
+/// provider's subject id): stable for the same subject and key, below
+/// [`crate::api::FAN_ID_MAX`] so that JavaScript reads it exactly.
+#[must_use]
+pub fn derive_fan_id(key: &TokenKey, subject: &str) -> FanId {
+    let tag = key.tag_in(b"onsale fan id v1", subject.as_bytes());
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&tag[..8]);
+    FanId((u64::from_le_bytes(word) & crate::api::FAN_ID_MAX).max(1))
+}
+
+/// Domain separation for session tokens.
+const SESSION_CONTEXT: &[u8] = b"onsale session token v1";
+const SESSION_BODY_BYTES: usize = 16;
+/// Length of a session token's text form: `s` then 64 hex characters
+/// (fan and expiry, each u64 little-endian, then the tag).
+pub const SESSION_TOKEN_CHARS: usize = 1 + (SESSION_BODY_BYTES + TAG_BYTES) * 2;
+
+/// Who a session token says the bearer is, and until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionClaims {
+    pub fan: FanId,
+    pub expires_at: Millis,
+}
+
+/// Sign a fan's session. The gateway issues these after a login (the demo
+/// login, or a real identity provider's assertion mapped to a [`FanId`]).
+#[must_use]
+pub fn sign_session(key: &TokenKey, claims: &SessionClaims) -> String {
+    let mut body = [0u8; SESSION_BODY_BYTES];
+    body[..8].copy_from_slice(&claims.fan.0.to_le_bytes());
+    body[8..].copy_from_slice(&claims.expires_at.0.to_le_bytes());
+    let tag = key.tag_in(SESSION_CONTEXT, &body);
+    let mut out = String::with_capacity(SESSION_TOKEN_CHARS);
+    out.push('s');
+    for byte in body.iter().chain(tag.iter()) {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+/// Check a session token at time `now`.
+pub fn verify_session(
+    key: &TokenKey,
+    text: &str,
+    now: Millis,
+) -> Result<SessionClaims, TokenError> {
+    let hex = text.strip_prefix('s').ok_or(TokenError::Malformed)?;
+    let bytes: [u8; SESSION_BODY_BYTES + TAG_BYTES] =
+        decode_hex_n(hex).ok_or(TokenError::Malformed)?;
+    let (body, tag) = bytes.split_at(SESSION_BODY_BYTES);
+    let expected = key.tag_in(SESSION_CONTEXT, body);
+    let diff = expected
+        .iter()
+        .zip(tag)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if diff != 0 {
+        return Err(TokenError::BadSignature);
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&body[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    let claims = SessionClaims {
+        fan: FanId(word(0)),
+        expires_at: Millis(word(1)),
+    };
+    if now >= claims.expires_at {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn body(claims: &QueueClaims) -> [u8; BODY_BYTES] {
@@ -170,8 +251,12 @@ fn body(claims: &QueueClaims) -> [u8; BODY_BYTES] {
 }
 
 fn decode_hex(text: &str) -> Option<[u8; TOKEN_BYTES]> {
+    decode_hex_n(text)
+}
+
+fn decode_hex_n<const N: usize>(text: &str) -> Option<[u8; N]> {
     let text = text.as_bytes();
-    if text.len() != QUEUE_TOKEN_CHARS {
+    if text.len() != N * 2 {
         return None;
     }
     let nibble = |c: u8| match c {
@@ -179,7 +264,7 @@ fn decode_hex(text: &str) -> Option<[u8; TOKEN_BYTES]> {
         b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
     };
-    let mut out = [0u8; TOKEN_BYTES];
+    let mut out = [0u8; N];
     for (i, pair) in text.chunks_exact(2).enumerate() {
         out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
@@ -227,10 +312,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn sessions_verify_until_they_expire_and_never_as_queue_tokens() {
+        let key = TokenKey::derive(b"secret");
+        let claims = SessionClaims {
+            fan: FanId(9_007_199_254_740_991),
+            expires_at: Millis(5_000),
+        };
+        let text = sign_session(&key, &claims);
+        assert_eq!(text.len(), SESSION_TOKEN_CHARS);
+        assert_eq!(verify_session(&key, &text, Millis(4_999)), Ok(claims));
+        assert_eq!(
+            verify_session(&key, &text, Millis(5_000)),
+            Err(TokenError::Expired)
+        );
+        let other = TokenKey::derive(b"other");
+        assert_eq!(
+            verify_session(&other, &text, Millis(1)),
+            Err(TokenError::BadSignature)
+        );
+        // A queue token's bytes, prefixed, do not pass as a session.
+        let queue = sign(&key, &claims_fixture());
+        assert_eq!(
+            verify_session(&key, &format!("s{}", &queue[..64]), Millis(1)),
+            Err(TokenError::BadSignature)
+        );
+        for junk in ["", "s", "x", &text[1..], &format!("{text}0")] {
+            assert_eq!(
+                verify_session(&key, junk, Millis(1)),
+                Err(TokenError::Malformed)
+            );
+        }
+    }
+
+    fn claims_fixture() -> QueueClaims {
+        claims()
+    }
+
     proptest::proptest! {
         #[test]
         fn verify_never_panics(text in ".{0,120}") {
             let _ = check(&text, 42, 2_000);
+            let _ = verify_session(&TokenKey::derive(b"secret"), &text, Millis(1));
         }
     }
 }

@@ -205,7 +205,17 @@ fn reply() -> impl Strategy<Value = Reply> {
 
 fn push() -> impl Strategy<Value = Push> {
     prop_oneof![
-        position().prop_map(|position| Push::AdmittedThrough { position }),
+        (position(), millis()).prop_map(|(position, decided_at)| Push::AdmittedThrough {
+            position,
+            decided_at
+        }),
+        (fan(), position(), millis()).prop_map(|(fan, position, decided_at)| {
+            Push::FanAdmitted {
+                fan,
+                position,
+                decided_at,
+            }
+        }),
         any::<bool>().prop_map(|full| Push::Full { full }),
         Just(Push::SoldOut),
         sale_state().prop_map(|state| Push::Sale { state }),

@@ -572,7 +572,7 @@ impl<'a> Sim<'a> {
         let p = &mut self.t.pushes;
         p.total += 1;
         match push {
-            Push::AdmittedThrough { .. } => p.admitted_through += 1,
+            Push::AdmittedThrough { .. } | Push::FanAdmitted { .. } => p.admitted_through += 1,
             Push::Full { full } => {
                 p.full += 1;
                 self.edge.full = full;

@@ -492,6 +492,14 @@ impl EventCore {
             self.room.take_next((position, fan));
             let at = self.clock;
             self.record(JournalEntry::Admitted { fan, position, at });
+            if position <= self.pushed_through {
+                // Below the frontier gateways know: tell them about this fan.
+                self.push_effect(Effect::Push(Push::FanAdmitted {
+                    fan,
+                    position,
+                    decided_at: at,
+                }));
+            }
         }
     }
 
@@ -966,7 +974,10 @@ impl EventCore {
         if self.admitted_through > self.pushed_through {
             self.pushed_through = self.admitted_through;
             let position = self.admitted_through;
-            self.push_effect(Effect::Push(Push::AdmittedThrough { position }));
+            self.push_effect(Effect::Push(Push::AdmittedThrough {
+                position,
+                decided_at: self.clock,
+            }));
         }
         let full = self.is_full() && self.sale != SaleState::SoldOut;
         if full != self.pushed_full {

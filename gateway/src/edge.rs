@@ -1,0 +1,211 @@
+//! The edge: what the gateway answers without asking an event.
+//!
+//! - [`EdgeCache`]: each event's sale state and full / sold-out flags, kept
+//!   current by the event's pushes (and by every overview the gateway
+//!   reads). A fresh `join` to an event that is full, sold out or closed
+//!   is answered here, so a flood of arrivals costs the event actor
+//!   nothing. A `resume` (a fan with a queue token) always goes through:
+//!   the fan may already have its place.
+//! - [`Limits`]: a global rate limit and a per-fan one (governor's GCRA).
+//!   Excess gets 429 `rate_limited` with `Retry-After`.
+
+use std::num::NonZeroU32;
+use std::sync::RwLock;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use onsale_schema::message::{EventOverview, JoinRefused, Push};
+use onsale_schema::{ErrorCode, EventId, FanId, SaleState};
+use rustc_hash::FxHashMap;
+
+use crate::reply::ApiError;
+
+/// What the edge knows of one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeState {
+    pub sale: SaleState,
+    pub full: bool,
+}
+
+impl EdgeState {
+    /// The answer to a fresh join, if the edge can give it alone.
+    #[must_use]
+    pub fn refuse_join(self) -> Option<JoinRefused> {
+        match self.sale {
+            SaleState::SoldOut => Some(JoinRefused::SoldOut),
+            SaleState::Closed => Some(JoinRefused::Closed),
+            _ if self.full => Some(JoinRefused::Full),
+            _ => None,
+        }
+    }
+}
+
+/// Each event's sale state and fullness, as last pushed.
+#[derive(Debug, Default)]
+pub struct EdgeCache {
+    events: RwLock<FxHashMap<EventId, EdgeState>>,
+}
+
+impl EdgeCache {
+    #[must_use]
+    pub fn get(&self, event: EventId) -> Option<EdgeState> {
+        self.events
+            .read()
+            .expect("not poisoned")
+            .get(&event)
+            .copied()
+    }
+
+    /// Learn from an overview (the whole truth at that moment).
+    pub fn learn(&self, overview: &EventOverview) {
+        self.events.write().expect("not poisoned").insert(
+            overview.event,
+            EdgeState {
+                sale: overview.sale,
+                full: overview.full,
+            },
+        );
+    }
+
+    /// Learn from a push. Pushes for events never seen are ignored until
+    /// an overview introduces the event (its other fields are unknown).
+    pub fn apply(&self, event: EventId, push: &Push) {
+        let mut events = self.events.write().expect("not poisoned");
+        let Some(state) = events.get_mut(&event) else {
+            return;
+        };
+        match push {
+            Push::Full { full } => state.full = *full,
+            Push::SoldOut => state.sale = SaleState::SoldOut,
+            Push::Sale { state: sale } => state.sale = *sale,
+            _ => {}
+        }
+    }
+
+    /// Forget an event (it moved away, or the push stream lagged).
+    pub fn forget_all(&self) {
+        self.events.write().expect("not poisoned").clear();
+    }
+}
+
+/// Rate limits in requests per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitConfig {
+    pub global_per_s: NonZeroU32,
+    pub fan_per_s: NonZeroU32,
+    pub fan_burst: NonZeroU32,
+}
+
+/// The global and per-fan limiters.
+#[derive(Debug)]
+pub struct Limits {
+    global: DefaultDirectRateLimiter,
+    per_fan: DefaultKeyedRateLimiter<FanId>,
+    clock: DefaultClock,
+}
+
+impl Limits {
+    #[must_use]
+    pub fn new(config: LimitConfig) -> Limits {
+        Limits {
+            global: RateLimiter::direct(Quota::per_second(config.global_per_s)),
+            per_fan: RateLimiter::keyed(
+                Quota::per_second(config.fan_per_s).allow_burst(config.fan_burst),
+            ),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// One request through the global limit.
+    pub fn check_global(&self) -> Result<(), ApiError> {
+        self.global.check().map_err(|not_until| {
+            metrics::counter!("onsale_rate_limited_total", "scope" => "global").increment(1);
+            let wait = not_until.wait_time_from(self.clock.now());
+            ApiError::new(
+                ErrorCode::RateLimited,
+                "the gateway is at its request limit",
+            )
+            .retry_after(wait.as_secs() + 1)
+        })
+    }
+
+    /// One request by `fan` through its own limit.
+    pub fn check_fan(&self, fan: FanId) -> Result<(), ApiError> {
+        self.per_fan.check_key(&fan).map_err(|not_until| {
+            metrics::counter!("onsale_rate_limited_total", "scope" => "fan").increment(1);
+            let wait = not_until.wait_time_from(self.clock.now());
+            ApiError::new(ErrorCode::RateLimited, "too many requests from this fan")
+                .retry_after(wait.as_secs() + 1)
+        })
+    }
+
+    /// Forget fans whose limit has fully recovered (bounds the map).
+    pub fn forget_idle(&self) {
+        self.per_fan.retain_recent();
+        self.per_fan.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap()
+    }
+
+    #[test]
+    fn a_fan_over_its_burst_is_limited_with_a_retry_after() {
+        let limits = Limits::new(LimitConfig {
+            global_per_s: nz(1_000),
+            fan_per_s: nz(1),
+            fan_burst: nz(3),
+        });
+        for _ in 0..3 {
+            limits.check_fan(FanId(1)).unwrap();
+        }
+        let limited = limits.check_fan(FanId(1)).unwrap_err();
+        assert_eq!(limited.code, ErrorCode::RateLimited);
+        assert!(limited.retry_after_s.unwrap() >= 1);
+        // Another fan is not affected.
+        limits.check_fan(FanId(2)).unwrap();
+    }
+
+    #[test]
+    fn the_edge_refuses_joins_only_when_it_knows() {
+        let cache = EdgeCache::default();
+        assert_eq!(cache.get(EventId(1)), None);
+        let mut overview = EventOverview {
+            event: EventId(1),
+            sale: SaleState::OnSale,
+            capacity: 10,
+            sold: 0,
+            held: 0,
+            waiting: 0,
+            full: false,
+            admitted_through: onsale_schema::Position(0),
+            sections: vec![],
+        };
+        cache.learn(&overview);
+        assert_eq!(cache.get(EventId(1)).unwrap().refuse_join(), None);
+        cache.apply(EventId(1), &Push::Full { full: true });
+        assert_eq!(
+            cache.get(EventId(1)).unwrap().refuse_join(),
+            Some(JoinRefused::Full)
+        );
+        cache.apply(EventId(1), &Push::SoldOut);
+        assert_eq!(
+            cache.get(EventId(1)).unwrap().refuse_join(),
+            Some(JoinRefused::SoldOut)
+        );
+        overview.sale = SaleState::Closed;
+        cache.learn(&overview);
+        assert_eq!(
+            cache.get(EventId(1)).unwrap().refuse_join(),
+            Some(JoinRefused::Closed)
+        );
+        // A push for an unknown event teaches nothing.
+        cache.apply(EventId(2), &Push::SoldOut);
+        assert_eq!(cache.get(EventId(2)), None);
+    }
+}

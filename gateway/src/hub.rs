@@ -1,0 +1,585 @@
+//! The hub: one task per gateway that turns each event's pushes into
+//! frames for this gateway's own fan connections.
+//!
+//! **Fan-out is per gateway, not per fan.** The event sends "admitted
+//! through position P" once; the hub keeps its waiting fans ordered by
+//! position and tells exactly those at or below P. Seat changes go only to
+//! the fans viewing that section; per-fan pushes (purchased, hold expired)
+//! only to that fan's connections. A frame for many fans is encoded once.
+//!
+//! **Messages.** [`HubMsg`] from connections (watch, view, hold, gone), the
+//! node's push stream, and a tick every [`TICK`] (hold-expiry warnings;
+//! position and estimated wait every [`POSITION_EVERY`]).
+//!
+//! **Capacity.** The control channel is bounded ([`CONTROL_QUEUE`]);
+//! connections wait for room (backpressure). Each connection's outbox is
+//! bounded ([`limits::WS_OUTBOX_FRAMES_MAX`]); a connection that falls
+//! that far behind is closed, and resynchronises when the fan reconnects.
+//! If the push stream itself lags (the hub fell behind the node), every
+//! watched event is resynchronised from a fresh overview.
+//!
+//! **Shutdown.** The hub ends when the node's push stream closes.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use onsale_cluster::node::Node;
+use onsale_schema::api::WsPush;
+use onsale_schema::message::{Command, FanStatus, Push, Reply};
+use onsale_schema::{EventId, FanId, HoldId, Millis, Position, SectionIdx, limits};
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::{Notify, broadcast, mpsc};
+
+use crate::edge::EdgeCache;
+
+/// How often the hub wakes on its own.
+pub const TICK: Duration = Duration::from_millis(250);
+/// How often waiting fans hear their position and estimated wait.
+pub const POSITION_EVERY: Duration = Duration::from_secs(2);
+/// Hold-expiry warnings go out this long before the deadline.
+pub const HOLD_WARNING_MS: u64 = 60_000;
+/// Control messages queued for the hub.
+pub const CONTROL_QUEUE: usize = 65_536;
+
+/// A fan connection's id, unique within this gateway.
+pub type ConnId = u64;
+
+/// Frames waiting to be written to one connection.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: Mutex<VecDeque<Bytes>>,
+    notify: Notify,
+    closed: AtomicBool,
+    recheck: AtomicBool,
+}
+
+impl Outbox {
+    /// Queue a frame. False (and the outbox closes) when the connection
+    /// is too far behind; false when it is closed already.
+    pub fn push(&self, frame: Bytes) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        {
+            let mut queue = self.queue.lock().expect("not poisoned");
+            if queue.len() >= limits::WS_OUTBOX_FRAMES_MAX {
+                drop(queue);
+                metrics::counter!("onsale_ws_slow_closed_total").increment(1);
+                self.close();
+                return false;
+            }
+            queue.push_back(frame);
+        }
+        self.notify.notify_one();
+        true
+    }
+
+    /// Take every queued frame.
+    pub fn take(&self) -> VecDeque<Bytes> {
+        std::mem::take(&mut *self.queue.lock().expect("not poisoned"))
+    }
+
+    /// Wait until a frame is queued or the outbox closes.
+    pub async fn ready(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Ask the connection to reread its fan's status from the event.
+    pub fn request_recheck(&self) {
+        self.recheck.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Whether a recheck was asked for (and clear the request).
+    pub fn take_recheck(&self) -> bool {
+        self.recheck.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// What connections tell the hub.
+#[derive(Debug)]
+pub enum HubMsg {
+    /// The connection follows `event` as `fan`, whose status is `status`.
+    Watch {
+        conn: ConnId,
+        fan: FanId,
+        event: EventId,
+        status: Option<FanStatus>,
+        outbox: Arc<Outbox>,
+    },
+    /// Seat changes of this section only (or none).
+    View {
+        conn: ConnId,
+        section: Option<SectionIdx>,
+    },
+    /// The fan holds seats until `deadline`: warn it before.
+    Hold {
+        event: EventId,
+        fan: FanId,
+        hold: HoldId,
+        deadline: Millis,
+    },
+    /// The hold was paid for or released: no warning.
+    HoldDone { event: EventId, hold: HoldId },
+    /// The connection closed.
+    Gone { conn: ConnId },
+}
+
+/// How connections reach the hub.
+#[derive(Clone, Debug)]
+pub struct HubHandle {
+    tx: mpsc::Sender<HubMsg>,
+    next: Arc<AtomicU64>,
+}
+
+impl HubHandle {
+    /// A new connection id.
+    #[must_use]
+    pub fn conn_id(&self) -> ConnId {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Tell the hub (waits while its queue is full).
+    pub async fn send(&self, msg: HubMsg) {
+        if self.tx.send(msg).await.is_err() {
+            tracing::debug!("the hub has stopped");
+        }
+    }
+
+    /// Tell the hub without waiting; dropped (and logged) when it is full.
+    pub fn try_send(&self, msg: HubMsg) {
+        if let Err(e) = self.tx.try_send(msg) {
+            tracing::warn!(error = %e, "hub queue full: a message was dropped");
+        }
+    }
+}
+
+/// Start the hub over a node's pushes.
+pub fn spawn(node: Node, edge: Arc<EdgeCache>) -> HubHandle {
+    let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+    let pushes = node.subscribe();
+    let hub = Hub {
+        node,
+        edge,
+        conns: FxHashMap::default(),
+        rooms: FxHashMap::default(),
+        warnings: BTreeSet::new(),
+        last_positions: Instant::now(),
+    };
+    tokio::spawn(hub.run(rx, pushes));
+    HubHandle {
+        tx,
+        next: Arc::new(AtomicU64::new(1)),
+    }
+}
+
+#[derive(Debug)]
+struct Conn {
+    fan: FanId,
+    event: EventId,
+    /// Its position while it waits.
+    waiting: Option<Position>,
+    section: Option<SectionIdx>,
+    outbox: Arc<Outbox>,
+}
+
+/// One event as this gateway's fans see it.
+#[derive(Debug, Default)]
+struct Room {
+    conns: FxHashSet<ConnId>,
+    waiting: BTreeSet<(Position, ConnId)>,
+    by_fan: FxHashMap<FanId, Vec<ConnId>>,
+    viewers: FxHashMap<SectionIdx, FxHashSet<ConnId>>,
+    admitted_through: Position,
+    /// Admission rate estimate (positions per second) and its last sample.
+    rate: f64,
+    sample: Option<(Instant, Position)>,
+}
+
+impl Room {
+    fn note_admissions(&mut self, through: Position) {
+        let now = Instant::now();
+        match self.sample {
+            Some((at, from)) if through > from => {
+                let secs = now.duration_since(at).as_secs_f64().max(0.05);
+                let instant = (through.0 - from.0) as f64 / secs;
+                self.rate = if self.rate == 0.0 {
+                    instant
+                } else {
+                    0.7 * self.rate + 0.3 * instant
+                };
+                self.sample = Some((now, through));
+            }
+            Some(_) => {}
+            None => self.sample = Some((now, through)),
+        }
+    }
+
+    fn eta_ms(&self, ahead: u64) -> Option<u64> {
+        // Stale estimates decay: no admission for 30 s means "unknown".
+        let fresh = self
+            .sample
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(30));
+        (self.rate > 0.0 && fresh).then(|| ((ahead as f64 / self.rate) * 1000.0) as u64)
+    }
+}
+
+struct Hub {
+    node: Node,
+    edge: Arc<EdgeCache>,
+    conns: FxHashMap<ConnId, Conn>,
+    rooms: FxHashMap<EventId, Room>,
+    /// (warn at, event, fan, hold, deadline)
+    warnings: BTreeSet<(Millis, EventId, FanId, HoldId, Millis)>,
+    last_positions: Instant,
+}
+
+fn encode(push: &WsPush) -> Bytes {
+    Bytes::from(serde_json::to_vec(push).expect("pushes always encode"))
+}
+
+impl Hub {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<HubMsg>,
+        mut pushes: broadcast::Receiver<(EventId, Push)>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                push = pushes.recv() => match push {
+                    Ok((event, push)) => self.on_push(event, push),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "the hub lagged behind the node's pushes; resynchronising");
+                        self.edge.forget_all();
+                        self.resync().await;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.on_msg(msg),
+                    None => return,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: HubMsg) {
+        match msg {
+            HubMsg::Watch {
+                conn,
+                fan,
+                event,
+                status,
+                outbox,
+            } => {
+                self.forget(conn);
+                let waiting = match status {
+                    Some(FanStatus::Waiting { position, .. }) => Some(position),
+                    _ => None,
+                };
+                let room = self.rooms.entry(event).or_default();
+                room.conns.insert(conn);
+                room.by_fan.entry(fan).or_default().push(conn);
+                if let Some(position) = waiting {
+                    room.waiting.insert((position, conn));
+                }
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        fan,
+                        event,
+                        waiting,
+                        section: None,
+                        outbox,
+                    },
+                );
+                metrics::gauge!("onsale_ws_watching").set(self.conns.len() as f64);
+            }
+            HubMsg::View { conn, section } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let room = self.rooms.entry(c.event).or_default();
+                if let Some(old) = c.section.take() {
+                    if let Some(viewers) = room.viewers.get_mut(&old) {
+                        viewers.remove(&conn);
+                        if viewers.is_empty() {
+                            room.viewers.remove(&old);
+                        }
+                    }
+                }
+                if let Some(section) = section {
+                    room.viewers.entry(section).or_default().insert(conn);
+                }
+                c.section = section;
+            }
+            HubMsg::Hold {
+                event,
+                fan,
+                hold,
+                deadline,
+            } => {
+                let warn_at = Millis(deadline.0.saturating_sub(HOLD_WARNING_MS));
+                self.warnings.insert((warn_at, event, fan, hold, deadline));
+            }
+            HubMsg::HoldDone { event, hold } => {
+                self.warnings.retain(|w| !(w.1 == event && w.3 == hold));
+            }
+            HubMsg::Gone { conn } => {
+                self.forget(conn);
+                metrics::gauge!("onsale_ws_watching").set(self.conns.len() as f64);
+            }
+        }
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&c.event) else {
+            return;
+        };
+        room.conns.remove(&conn);
+        if let Some(position) = c.waiting {
+            room.waiting.remove(&(position, conn));
+        }
+        if let Some(conns) = room.by_fan.get_mut(&c.fan) {
+            conns.retain(|other| *other != conn);
+            if conns.is_empty() {
+                room.by_fan.remove(&c.fan);
+            }
+        }
+        if let Some(section) = c.section {
+            if let Some(viewers) = room.viewers.get_mut(&section) {
+                viewers.remove(&conn);
+                if viewers.is_empty() {
+                    room.viewers.remove(&section);
+                }
+            }
+        }
+    }
+
+    fn on_push(&mut self, event: EventId, push: Push) {
+        self.edge.apply(event, &push);
+        let Some(room) = self.rooms.get_mut(&event) else {
+            return;
+        };
+        match push {
+            Push::AdmittedThrough {
+                position,
+                decided_at,
+            } => {
+                room.admitted_through = room.admitted_through.max(position);
+                room.note_admissions(position);
+                let mut told = 0u64;
+                while let Some(&(p, conn)) = room.waiting.first() {
+                    if p > position {
+                        break;
+                    }
+                    room.waiting.pop_first();
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.waiting = None;
+                        let frame = encode(&WsPush::Admitted {
+                            event,
+                            position: p,
+                            decided_at,
+                        });
+                        c.outbox.push(frame);
+                        told += 1;
+                    }
+                }
+                metrics::counter!("onsale_admissions_pushed_total").increment(told);
+            }
+            Push::FanAdmitted {
+                fan,
+                position,
+                decided_at,
+            } => {
+                let frame = encode(&WsPush::Admitted {
+                    event,
+                    position,
+                    decided_at,
+                });
+                for conn in room.by_fan.get(&fan).into_iter().flatten() {
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        if let Some(p) = c.waiting.take() {
+                            room.waiting.remove(&(p, *conn));
+                        }
+                        c.outbox.push(frame.clone());
+                    }
+                }
+            }
+            Push::Full { full } => {
+                Self::to_room(&self.conns, room, &encode(&WsPush::Full { event, full }));
+            }
+            Push::SoldOut => {
+                Self::to_room(&self.conns, room, &encode(&WsPush::SoldOut { event }));
+            }
+            Push::Sale { state } => {
+                Self::to_room(&self.conns, room, &encode(&WsPush::Sale { event, state }));
+            }
+            Push::SeatsChanged {
+                section,
+                seats,
+                available,
+            } => {
+                let Some(viewers) = room.viewers.get(&section) else {
+                    return;
+                };
+                let frame = encode(&WsPush::SeatsChanged {
+                    event,
+                    section,
+                    seats,
+                    available,
+                });
+                for conn in viewers {
+                    if let Some(c) = self.conns.get(conn) {
+                        c.outbox.push(frame.clone());
+                    }
+                }
+            }
+            Push::HoldExpiring {
+                fan,
+                hold,
+                deadline,
+            } => Self::to_fan(
+                &self.conns,
+                room,
+                fan,
+                &encode(&WsPush::HoldExpiring {
+                    event,
+                    hold,
+                    deadline,
+                }),
+            ),
+            Push::HoldExpired { fan, hold } => {
+                self.warnings.retain(|w| !(w.1 == event && w.3 == hold));
+                Self::to_fan(
+                    &self.conns,
+                    room,
+                    fan,
+                    &encode(&WsPush::HoldExpired { event, hold }),
+                );
+            }
+            Push::AdmissionExpired { fan } => Self::to_fan(
+                &self.conns,
+                room,
+                fan,
+                &encode(&WsPush::AdmissionExpired { event }),
+            ),
+            Push::Purchased { fan, order, seats } => Self::to_fan(
+                &self.conns,
+                room,
+                fan,
+                &encode(&WsPush::Purchased {
+                    event,
+                    order,
+                    seats,
+                }),
+            ),
+        }
+    }
+
+    fn to_room(conns: &FxHashMap<ConnId, Conn>, room: &Room, frame: &Bytes) {
+        for conn in &room.conns {
+            if let Some(c) = conns.get(conn) {
+                c.outbox.push(frame.clone());
+            }
+        }
+    }
+
+    fn to_fan(conns: &FxHashMap<ConnId, Conn>, room: &Room, fan: FanId, frame: &Bytes) {
+        for conn in room.by_fan.get(&fan).into_iter().flatten() {
+            if let Some(c) = conns.get(conn) {
+                c.outbox.push(frame.clone());
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = onsale_actors::event_actor::wall_now();
+        while let Some(&first) = self.warnings.first() {
+            let (warn_at, event, fan, hold, deadline) = first;
+            if warn_at > now {
+                break;
+            }
+            self.warnings.pop_first();
+            if let Some(room) = self.rooms.get(&event) {
+                let frame = encode(&WsPush::HoldExpiring {
+                    event,
+                    hold,
+                    deadline,
+                });
+                Self::to_fan(&self.conns, room, fan, &frame);
+            }
+        }
+        if self.last_positions.elapsed() >= POSITION_EVERY {
+            self.last_positions = Instant::now();
+            self.send_positions();
+        }
+        // Closed connections whose tasks are gone are cleaned by `Gone`;
+        // rooms nobody watches are dropped here.
+        self.rooms.retain(|_, room| !room.conns.is_empty());
+    }
+
+    fn send_positions(&self) {
+        for (&event, room) in &self.rooms {
+            for &(position, conn) in &room.waiting {
+                let Some(c) = self.conns.get(&conn) else {
+                    continue;
+                };
+                if position <= room.admitted_through {
+                    // Admitted already (the push raced the watch), or a
+                    // fan who resumed below the frontier: ask the event.
+                    c.outbox.request_recheck();
+                    continue;
+                }
+                let ahead = position.0.saturating_sub(room.admitted_through.0 + 1);
+                c.outbox.push(encode(&WsPush::Position {
+                    event,
+                    position,
+                    ahead,
+                    admitted_through: room.admitted_through,
+                    eta_ms: room.eta_ms(ahead),
+                }));
+            }
+        }
+    }
+
+    /// After lagging: read every watched event's overview and admit the
+    /// waiting fans it says are through.
+    async fn resync(&mut self) {
+        let events: Vec<EventId> = self.rooms.keys().copied().collect();
+        for event in events {
+            let reply = self.node.call(event, Command::Overview).await;
+            if let Reply::Overview { overview } = reply {
+                self.edge.learn(&overview);
+                self.on_push(
+                    event,
+                    Push::AdmittedThrough {
+                        position: overview.admitted_through,
+                        decided_at: onsale_actors::event_actor::wall_now(),
+                    },
+                );
+                let sale = overview.sale;
+                self.on_push(event, Push::Sale { state: sale });
+            }
+        }
+    }
+}

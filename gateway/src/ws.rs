@@ -1,0 +1,377 @@
+//! Fan websockets (fastwebsockets over axum's HTTP/1.1 upgrade).
+//!
+//! One task per connection. It reads the fan's requests (`watch`, `view`)
+//! and writes the frames the hub queues in the connection's [`Outbox`].
+//! The socket is split so that a pending read is never cancelled halfway
+//! through a frame: reads come from one long-lived stream, writes go to the
+//! other half.
+//!
+//! Bad input: a frame over [`limits::WS_FRAME_BYTES_MAX`] closes the
+//! connection with 1009; garbage (not JSON, an unknown op, a binary or
+//! fragmented frame) gets an `error` push, and the [`GARBAGE_MAX`]-th
+//! closes the connection with 1008. Nothing a fan sends can panic the task.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
+use futures::StreamExt;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use onsale_actors::event_actor::wall_now;
+use onsale_schema::api::{WsPush, WsRequest};
+use onsale_schema::message::{Command, FanStatus, JoinRefused, Reply};
+use onsale_schema::{ErrorCode, EventId, FanId, SaleState, limits};
+
+use crate::Gateway;
+use crate::auth;
+use crate::hub::{HubMsg, Outbox};
+use crate::reply::ApiError;
+
+/// Bad frames tolerated on one connection before it is closed.
+pub const GARBAGE_MAX: u32 = 3;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct WsQuery {
+    session: Option<String>,
+}
+
+/// `GET /ws?session=...`: upgrade to a fan websocket.
+pub async fn upgrade(
+    State(gw): State<Gateway>,
+    Query(query): Query<WsQuery>,
+    mut request: Request,
+) -> Response {
+    let fan = match query.session.as_deref() {
+        Some(session) => match auth::session_fan(&gw.key, session, wall_now()) {
+            Ok(fan) => fan,
+            Err(e) => return e.into_response(),
+        },
+        None => {
+            return ApiError::new(
+                ErrorCode::Unauthorized,
+                "a session is required: /ws?session=<session>",
+            )
+            .into_response();
+        }
+    };
+    if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        return ApiError::new(ErrorCode::BadRequest, "this is a websocket endpoint")
+            .into_response();
+    }
+    let open = gw.ws_open.load(Ordering::Relaxed);
+    if open >= gw.ws_capacity {
+        return ApiError::new(
+            ErrorCode::Busy,
+            format!("this gateway holds its maximum of {open} fan connections"),
+        )
+        .retry_after(5)
+        .into_response();
+    }
+    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok(parts) => parts,
+        Err(e) => {
+            return ApiError::new(ErrorCode::BadRequest, format!("websocket upgrade: {e}"))
+                .into_response();
+        }
+    };
+    tokio::spawn(async move {
+        match upgraded.await {
+            Ok(ws) => serve(ws, fan, gw).await,
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade did not complete"),
+        }
+    });
+    response.map(Body::new)
+}
+
+/// Counts the connection open while it lives.
+struct OpenGuard(Gateway);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let open = self.0.ws_open.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!("onsale_ws_connections").set(open as f64);
+    }
+}
+
+type Ws = WebSocket<TokioIo<Upgraded>>;
+type Writer = fastwebsockets::WebSocketWrite<tokio::io::WriteHalf<TokioIo<Upgraded>>>;
+
+/// A frame as read: opcode, fin, payload.
+type Read = Result<(OpCode, bool, Bytes), WebSocketError>;
+
+async fn serve(mut ws: Ws, fan: FanId, gw: Gateway) {
+    let open = gw.ws_open.fetch_add(1, Ordering::Relaxed) + 1;
+    metrics::gauge!("onsale_ws_connections").set(open as f64);
+    let _guard = OpenGuard(gw.clone());
+    ws.set_auto_pong(false);
+    ws.set_auto_close(false);
+    ws.set_max_message_size(limits::WS_FRAME_BYTES_MAX);
+    let (read, mut write) = ws.split(tokio::io::split);
+    let frames = futures::stream::unfold(read, |mut read| async move {
+        let frame: Read = read
+            .read_frame(&mut |_| async { Ok::<(), WebSocketError>(()) })
+            .await
+            .map(|f| (f.opcode, f.fin, Bytes::copy_from_slice(&f.payload)));
+        Some((frame, read))
+    });
+    let mut frames = std::pin::pin!(frames);
+    let outbox = Arc::new(Outbox::default());
+    let conn = gw.hub.conn_id();
+    let mut session = Session {
+        gw: gw.clone(),
+        fan,
+        conn,
+        outbox: Arc::clone(&outbox),
+        event: None,
+        garbage: 0,
+    };
+    let close = loop {
+        tokio::select! {
+            frame = frames.next() => {
+                let Some(frame) = frame else { break None };
+                match session.on_frame(frame).await {
+                    Step::Go => {}
+                    Step::Reply(bytes) => {
+                        outbox.push(bytes);
+                    }
+                    Step::Pong(payload) => {
+                        if write.write_frame(Frame::pong(Payload::Owned(payload.to_vec()))).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Step::Close(code, reason) => break Some((code, reason)),
+                }
+            }
+            () = outbox.ready() => {}
+        }
+        if outbox.is_closed() {
+            break Some((1008, "too slow: reconnect to resynchronise"));
+        }
+        if session.recheck_due() {
+            session.recheck().await;
+        }
+        if flush_outbox(&outbox, &mut write).await.is_err() {
+            break None;
+        }
+    };
+    if let Some((code, reason)) = close {
+        let _ = flush_outbox(&outbox, &mut write).await;
+        let _ = write
+            .write_frame(Frame::close(code, reason.as_bytes()))
+            .await;
+    }
+    outbox.close();
+    gw.hub.send(HubMsg::Gone { conn }).await;
+}
+
+async fn flush_outbox(outbox: &Outbox, write: &mut Writer) -> Result<(), WebSocketError> {
+    let frames = outbox.take();
+    let sent = frames.len() as u64;
+    for frame in frames {
+        write
+            .write_frame(Frame::text(Payload::Borrowed(&frame)))
+            .await?;
+    }
+    if sent > 0 {
+        metrics::counter!("onsale_ws_frames_sent_total").increment(sent);
+    }
+    Ok(())
+}
+
+enum Step {
+    Go,
+    Reply(Bytes),
+    Pong(Bytes),
+    Close(u16, &'static str),
+}
+
+struct Session {
+    gw: Gateway,
+    fan: FanId,
+    conn: u64,
+    outbox: Arc<Outbox>,
+    event: Option<EventId>,
+    garbage: u32,
+}
+
+fn encode(push: &WsPush) -> Bytes {
+    Bytes::from(serde_json::to_vec(push).expect("pushes always encode"))
+}
+
+impl Session {
+    async fn on_frame(&mut self, frame: Read) -> Step {
+        let (opcode, fin, payload) = match frame {
+            Ok(frame) => frame,
+            Err(WebSocketError::FrameTooLarge) => {
+                metrics::counter!("onsale_ws_bad_frames_total").increment(1);
+                self.outbox.push(encode(&WsPush::Error {
+                    code: ErrorCode::PayloadTooLarge,
+                    message: format!("frames are at most {} bytes", limits::WS_FRAME_BYTES_MAX),
+                }));
+                return Step::Close(1009, "frame too large");
+            }
+            Err(WebSocketError::UnexpectedEOF | WebSocketError::IoError(_)) => {
+                return Step::Close(1000, "");
+            }
+            Err(e) => {
+                metrics::counter!("onsale_ws_bad_frames_total").increment(1);
+                tracing::debug!(error = %e, "a fan sent a malformed websocket frame");
+                return Step::Close(1002, "protocol error");
+            }
+        };
+        match opcode {
+            OpCode::Close => Step::Close(1000, ""),
+            OpCode::Ping => Step::Pong(payload),
+            OpCode::Pong => Step::Go,
+            OpCode::Text if fin => match serde_json::from_slice::<WsRequest>(&payload) {
+                Ok(request) => self.on_request(request).await,
+                Err(e) => self.garbage(ErrorCode::MalformedJson, format!("not a request: {e}")),
+            },
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.garbage(
+                ErrorCode::BadRequest,
+                "only unfragmented JSON text frames are accepted".into(),
+            ),
+        }
+    }
+
+    fn garbage(&mut self, code: ErrorCode, message: String) -> Step {
+        metrics::counter!("onsale_ws_bad_frames_total").increment(1);
+        self.garbage += 1;
+        self.outbox.push(encode(&WsPush::Error { code, message }));
+        if self.garbage >= GARBAGE_MAX {
+            Step::Close(1008, "too many bad frames")
+        } else {
+            Step::Go
+        }
+    }
+
+    async fn on_request(&mut self, request: WsRequest) -> Step {
+        match request {
+            WsRequest::Watch { event, token } => {
+                if let Err(e) = self.gw.limits.check_fan(self.fan) {
+                    return Step::Reply(encode(&WsPush::Error {
+                        code: e.code,
+                        message: e.message,
+                    }));
+                }
+                let command = match token {
+                    Some(token) => Command::Resume {
+                        fan: self.fan,
+                        token,
+                    },
+                    None => Command::Status { fan: self.fan },
+                };
+                let reply = self.gw.node.call(event, command).await;
+                let status = match reply {
+                    Reply::Joined { joined, .. } => Some(joined.status),
+                    Reply::Status { status } => status,
+                    Reply::JoinRefused { refused } => {
+                        return Step::Reply(encode(&match refused {
+                            JoinRefused::Full => WsPush::Full { event, full: true },
+                            JoinRefused::SoldOut => WsPush::SoldOut { event },
+                            JoinRefused::Closed => WsPush::Sale {
+                                event,
+                                state: SaleState::Closed,
+                            },
+                            other => WsPush::Error {
+                                code: other.code(),
+                                message: format!("cannot resume: {other:?}"),
+                            },
+                        }));
+                    }
+                    Reply::Error { code, message } => {
+                        return Step::Reply(encode(&WsPush::Error { code, message }));
+                    }
+                    other => {
+                        tracing::error!(?other, "unexpected reply to a status or resume");
+                        return Step::Reply(encode(&WsPush::Error {
+                            code: ErrorCode::Internal,
+                            message: "unexpected reply".into(),
+                        }));
+                    }
+                };
+                let sale = match self.gw.sale_state(event).await {
+                    Ok(sale) => sale,
+                    Err(e) => {
+                        return Step::Reply(encode(&WsPush::Error {
+                            code: e.code,
+                            message: e.message,
+                        }));
+                    }
+                };
+                self.event = Some(event);
+                self.outbox.push(encode(&WsPush::Watching {
+                    event,
+                    status: status.clone(),
+                    sale,
+                }));
+                self.gw
+                    .hub
+                    .send(HubMsg::Watch {
+                        conn: self.conn,
+                        fan: self.fan,
+                        event,
+                        status,
+                        outbox: Arc::clone(&self.outbox),
+                    })
+                    .await;
+                Step::Go
+            }
+            WsRequest::View { section } => {
+                if self.event.is_none() {
+                    return self.garbage(ErrorCode::BadRequest, "send watch before view".into());
+                }
+                self.gw
+                    .hub
+                    .send(HubMsg::View {
+                        conn: self.conn,
+                        section,
+                    })
+                    .await;
+                Step::Go
+            }
+        }
+    }
+
+    fn recheck_due(&self) -> bool {
+        self.outbox.take_recheck()
+    }
+
+    /// The hub saw this fan waiting at or below the admission frontier:
+    /// ask the event where it stands now, and tell the fan and the hub.
+    async fn recheck(&mut self) {
+        let Some(event) = self.event else { return };
+        let reply = self
+            .gw
+            .node
+            .call(event, Command::Status { fan: self.fan })
+            .await;
+        let Reply::Status { status } = reply else {
+            return;
+        };
+        if matches!(status, Some(FanStatus::Waiting { .. })) {
+            return;
+        }
+        let sale = self.gw.sale_state(event).await.unwrap_or(SaleState::OnSale);
+        self.outbox.push(encode(&WsPush::Watching {
+            event,
+            status: status.clone(),
+            sale,
+        }));
+        self.gw
+            .hub
+            .send(HubMsg::Watch {
+                conn: self.conn,
+                fan: self.fan,
+                event,
+                status,
+                outbox: Arc::clone(&self.outbox),
+            })
+            .await;
+    }
+}
