@@ -7,6 +7,8 @@
 //!   simulated store, payment provider and crashes.
 //! - [`ledger`]: the referee that checks the product's invariants
 //!   independently of the core.
+//! - [`load`]: load mode, driving a real gateway with fans over real
+//!   sockets from several worker processes (not deterministic: real time).
 //! - [`metrics`], [`output`], [`report`], [`compare`]: what a run measured
 //!   and how it is written (`summary.json`, `timeseries.csv`, `report.html`).
 //!
@@ -19,6 +21,7 @@ pub mod arrivals;
 pub mod compare;
 pub mod engine;
 pub mod ledger;
+pub mod load;
 pub mod metrics;
 pub mod output;
 pub mod report;

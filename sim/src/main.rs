@@ -4,6 +4,7 @@
 //! onsale-sim run sim/scenarios/club.toml --seed 1 --out /tmp/club
 //! onsale-sim compare /tmp/a /tmp/b --out /tmp/a-vs-b
 //! onsale-sim check sim/scenarios/*.toml
+//! onsale-sim load --target http://127.0.0.1:8080 --event 1 --fans 1000 --workers 2
 //! ```
 
 use std::io::{IsTerminal, Write};
@@ -13,6 +14,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use onsale_sim::engine::{self, Progress};
+use onsale_sim::load::WorkerPlan;
+use onsale_sim::load::coordinator::LoadOptions;
 use onsale_sim::output;
 use onsale_sim::scenario::Scenario;
 
@@ -49,10 +52,14 @@ enum Command {
     },
     /// Check scenario files without running them.
     Check { scenarios: Vec<PathBuf> },
-    /// Drive a real cluster with simulated fans (not available yet).
-    Load {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+    /// Drive a real gateway with simulated fans over real sockets, from
+    /// worker processes; check what the fans saw and report latencies.
+    Load(Box<LoadOptions>),
+    /// One worker of `load` (spawned by it; JSON lines on stdout).
+    #[command(hide = true)]
+    LoadWorker {
+        #[arg(long)]
+        plan: String,
     },
 }
 
@@ -94,11 +101,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Load { .. } => anyhow::bail!(
-            "load mode is not available yet: it needs the gateway's HTTP/websocket API, \
-             which does not exist yet. Use `onsale-sim run` for the deterministic simulation."
-        ),
+        Command::Load(options) => load(&options),
+        Command::LoadWorker { plan } => {
+            let plan: WorkerPlan = serde_json::from_str(&plan)?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            onsale_sim::load::worker::run(&plan, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn load(options: &LoadOptions) -> anyhow::Result<ExitCode> {
+    let report = onsale_sim::load::coordinator::run(options)?;
+    eprint!("{}", onsale_sim::load::report::summary(&report));
+    if let Some(path) = &options.out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+        eprintln!("wrote {}", path.display());
+    }
+    if report.is_violated() {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn simulate(path: &Path, seed: u64, out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,390 @@
+//! `onsale-sim load`: plan the run, spawn the workers, open the sale when
+//! asked, gather the fans' records, check them, report.
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hyper::Method;
+
+use super::net::{HttpConn, Target, parse_sources};
+use super::report::{self, LoadReport, RunInfo};
+use super::worker::raise_open_files_limit;
+use super::{
+    DURATION_S_MAX, FANS_MAX, FanRecord, Mode, SOCKETS_PER_SOURCE_MAX, SOCKETS_PER_WORKER_MAX,
+    WORKERS_MAX, WorkerLine, WorkerPlan, unix_now_us,
+};
+
+/// After the deadline, workers get this long to report before they are
+/// killed.
+pub const WORKER_GRACE: Duration = Duration::from_secs(20);
+/// Lines queued from the workers' stdout readers.
+pub const LINES_QUEUED_MAX: usize = 16_384;
+/// A progress summary on stderr this often.
+pub const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// `onsale-sim load`'s options.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LoadOptions {
+    /// The gateway, e.g. http://127.0.0.1:8080 (loopback only).
+    #[arg(long)]
+    pub target: String,
+    /// The event the fans join.
+    #[arg(long)]
+    pub event: u64,
+    /// How many fans.
+    #[arg(long)]
+    pub fans: u64,
+    /// Worker processes (each under 15,000 sockets).
+    #[arg(long, default_value_t = 1)]
+    pub workers: u32,
+    /// Source addresses, e.g. 127.0.0.2,127.0.0.3 (default: as many
+    /// 127.0.0.x from .2 as the fans need, one if few).
+    #[arg(long)]
+    pub sources: Option<String>,
+    #[arg(long, value_enum, default_value_t = Mode::Journey)]
+    pub mode: Mode,
+    /// The operator token, to open the sale.
+    #[arg(long, env = "ONSALE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub ops_token: Option<String>,
+    /// Open the sale before the fans arrive.
+    #[arg(long, requires = "ops_token", conflicts_with = "open_after_joined")]
+    pub open_at_start: bool,
+    /// Open the sale once every fan waits (or at half time): a mass
+    /// admission.
+    #[arg(long, requires = "ops_token")]
+    pub open_after_joined: bool,
+    /// The run ends after this long; every fan stops then.
+    #[arg(long, default_value_t = 60)]
+    pub duration_s: u64,
+    /// Spread the fans' arrivals over this long (0: all at once).
+    #[arg(long, default_value_t = 0)]
+    pub ramp_s: u64,
+    /// Fans connecting at once (before `watching`), per worker.
+    #[arg(long, default_value_t = 256)]
+    pub arrivals_in_flight: u32,
+    /// Fans are named <prefix>-<n>; the same name is the same fan, so use
+    /// a new prefix for a fresh run against the same server.
+    #[arg(long, default_value = "fan")]
+    pub name_prefix: String,
+    /// Tolerance of the delivery-order check (see `load::report`).
+    #[arg(long, default_value_t = 1_000)]
+    pub order_tolerance_ms: u64,
+    /// Tolerance of the decision-order check (`decided_at`, whole ms).
+    #[arg(long, default_value_t = 0)]
+    pub decision_tolerance_ms: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write every fan's record here (JSON lines).
+    #[arg(long)]
+    pub records: Option<PathBuf>,
+}
+
+/// A checked plan: one [`WorkerPlan`] per worker.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub target: Target,
+    pub sources: Vec<Ipv4Addr>,
+    pub workers: Vec<WorkerPlan>,
+}
+
+/// Check the options and split the fans over workers and sources.
+pub fn plan(o: &LoadOptions, deadline_unix_ms: u64) -> anyhow::Result<Plan> {
+    let target = Target::parse(&o.target)?;
+    if o.fans == 0 || o.fans > FANS_MAX {
+        bail!("--fans: must be within 1..={FANS_MAX}, got {}", o.fans);
+    }
+    if o.workers == 0 || o.workers > WORKERS_MAX {
+        bail!(
+            "--workers: must be within 1..={WORKERS_MAX}, got {}",
+            o.workers
+        );
+    }
+    if o.duration_s == 0 || o.duration_s > DURATION_S_MAX {
+        bail!(
+            "--duration-s: must be within 1..={DURATION_S_MAX}, got {}",
+            o.duration_s
+        );
+    }
+    if o.ramp_s >= o.duration_s {
+        bail!("--ramp-s: must be below --duration-s");
+    }
+    if o.name_prefix.is_empty() || o.name_prefix.len() > 40 {
+        bail!("--name-prefix: 1..=40 bytes");
+    }
+    let sockets = o.fans * o.mode.sockets_per_fan();
+    let per_worker = o.fans.div_ceil(u64::from(o.workers));
+    if per_worker * o.mode.sockets_per_fan() > SOCKETS_PER_WORKER_MAX {
+        let needed = sockets.div_ceil(SOCKETS_PER_WORKER_MAX);
+        bail!(
+            "{} fans × {} sockets over {} workers is over {SOCKETS_PER_WORKER_MAX} sockets \
+             per worker (a process may hold 20,000 open files): use --workers {needed} or more",
+            o.fans,
+            o.mode.sockets_per_fan(),
+            o.workers
+        );
+    }
+    let sources = match &o.sources {
+        Some(list) => parse_sources(list)?,
+        None => default_sources(sockets),
+    };
+    if sockets > sources.len() as u64 * SOCKETS_PER_SOURCE_MAX {
+        bail!(
+            "{sockets} sockets over {} source addresses is over {SOCKETS_PER_SOURCE_MAX} \
+             per address: give more --sources",
+            sources.len()
+        );
+    }
+    let workers = (0..o.workers)
+        .map(|w| {
+            let first_fan = o.fans * u64::from(w) / u64::from(o.workers);
+            let end = o.fans * (u64::from(w) + 1) / u64::from(o.workers);
+            WorkerPlan {
+                worker: w,
+                target: o.target.clone(),
+                event: o.event,
+                mode: o.mode,
+                name_prefix: o.name_prefix.clone(),
+                first_fan,
+                fan_count: end - first_fan,
+                sources: sources.clone(),
+                ramp_ms: o.ramp_s * 1000,
+                arrivals_in_flight_max: o.arrivals_in_flight.max(1),
+                deadline_unix_ms,
+                seed: o.seed,
+            }
+        })
+        .collect();
+    Ok(Plan {
+        target,
+        sources,
+        workers,
+    })
+}
+
+/// 127.0.0.1 for a small run; else 127.0.0.2, .3, … as many as needed.
+fn default_sources(sockets: u64) -> Vec<Ipv4Addr> {
+    let n = sockets.div_ceil(SOCKETS_PER_SOURCE_MAX).min(250);
+    if n <= 1 {
+        return vec![Ipv4Addr::LOCALHOST];
+    }
+    (0..n)
+        .map(|i| Ipv4Addr::new(127, 0, 0, 2 + i as u8))
+        .collect()
+}
+
+/// Run the whole load test; the report's verdict says whether a check failed.
+pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
+    let started_unix_ms = unix_now_us() / 1000;
+    let deadline_unix_ms = started_unix_ms + o.duration_s * 1000;
+    let plan = plan(o, deadline_unix_ms)?;
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let mut info = RunInfo {
+        target: o.target.clone(),
+        event: o.event,
+        mode: Some(o.mode),
+        fans: o.fans,
+        workers: o.workers,
+        sources: plan.sources.iter().map(ToString::to_string).collect(),
+        duration_s: o.duration_s,
+        started_unix_ms,
+        order_tolerance_ms: o.order_tolerance_ms,
+        decision_tolerance_ms: o.decision_tolerance_ms,
+        ..RunInfo::default()
+    };
+    if o.open_at_start {
+        open_sale(&runtime, &plan.target, o, &mut info, "start")?;
+    }
+    let exe = std::env::current_exe().context("this executable's path")?;
+    let mut children = Vec::new();
+    let (tx, rx) = mpsc::sync_channel(LINES_QUEUED_MAX);
+    for w in &plan.workers {
+        let mut child = Command::new(&exe)
+            .arg("load-worker")
+            .arg("--plan")
+            .arg(serde_json::to_string(w)?)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("spawn worker {}", w.worker))?;
+        let stdout = child.stdout.take().context("worker stdout")?;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        children.push(child);
+    }
+    drop(tx);
+    let records = gather(&runtime, &plan, o, &mut info, &rx, &mut children)?;
+    info.ended_unix_ms = unix_now_us() / 1000;
+    if let Some(path) = &o.records {
+        write_records(path, &records)?;
+    }
+    Ok(report::analyse(info, &records))
+}
+
+/// Read the workers' lines until every worker ended (or the deadline plus
+/// grace passed: then the rest are killed).
+fn gather(
+    runtime: &tokio::runtime::Runtime,
+    plan: &Plan,
+    o: &LoadOptions,
+    info: &mut RunInfo,
+    rx: &mpsc::Receiver<String>,
+    children: &mut [Child],
+) -> anyhow::Result<Vec<FanRecord>> {
+    let started = Instant::now();
+    let hard_stop = started + Duration::from_secs(o.duration_s) + WORKER_GRACE;
+    let half_time = started + Duration::from_secs(o.duration_s) / 2;
+    let workers = plan.workers.len();
+    let mut gauges = vec![(0u64, 0u64, 0u64, 0u64); workers];
+    let mut ended = vec![false; workers];
+    let mut records = Vec::with_capacity(o.fans as usize);
+    let mut last_report = Instant::now();
+    loop {
+        if ended.iter().all(|e| *e) || Instant::now() >= hard_stop {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => match serde_json::from_str::<WorkerLine>(&line) {
+                Ok(WorkerLine::Fan { record }) => records.push(*record),
+                Ok(WorkerLine::Progress {
+                    worker,
+                    settled,
+                    waiting,
+                    admitted,
+                    done,
+                }) => {
+                    if let Some(g) = gauges.get_mut(worker as usize) {
+                        *g = (settled, waiting, admitted, done);
+                    }
+                    let waiting_now: u64 = gauges.iter().map(|g| g.1).sum();
+                    info.waiting_max = info.waiting_max.max(waiting_now);
+                }
+                Ok(WorkerLine::End { worker, .. }) => {
+                    if let Some(e) = ended.get_mut(worker as usize) {
+                        *e = true;
+                    }
+                }
+                Err(e) => eprintln!("load: unreadable worker line ({e}): {line:.200}"),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if o.open_after_joined && info.sale_opened_unix_ms.is_none() {
+            let settled: u64 = gauges.iter().map(|g| g.0).sum();
+            let when = if settled >= o.fans {
+                Some("all_waiting")
+            } else if Instant::now() >= half_time {
+                eprintln!(
+                    "load: {settled} of {} fans settled at half time; opening anyway",
+                    o.fans
+                );
+                Some("half_time")
+            } else {
+                None
+            };
+            if let Some(when) = when
+                && let Err(e) = open_sale(runtime, &plan.target, o, info, when)
+            {
+                // The fans are running: let them run to the deadline and
+                // report what they saw.
+                eprintln!("load: {e:#}");
+                info.sale_open_error = Some(format!("{e:#}"));
+            }
+        }
+        if last_report.elapsed() >= REPORT_EVERY {
+            last_report = Instant::now();
+            let sum = gauges.iter().fold((0, 0, 0, 0), |a, g| {
+                (a.0 + g.0, a.1 + g.1, a.2 + g.2, a.3 + g.3)
+            });
+            eprintln!(
+                "load: {:>5.0} s  settled {}  waiting {}  admitted {}  done {} / {}",
+                started.elapsed().as_secs_f64(),
+                sum.0,
+                sum.1,
+                sum.2,
+                sum.3,
+                o.fans
+            );
+        }
+    }
+    // Lines still queued after the last End.
+    while let Ok(line) = rx.try_recv() {
+        if let Ok(WorkerLine::Fan { record }) = serde_json::from_str(&line) {
+            records.push(*record);
+        }
+    }
+    for child in children.iter_mut() {
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            eprintln!("load: worker pid {} did not end; killing it", child.id());
+            let _ = child.kill();
+        }
+        let status = child
+            .wait()
+            .map_or_else(|e| e.to_string(), |s| s.to_string());
+        info.workers_exit.push(status);
+    }
+    Ok(records)
+}
+
+/// `POST /api/ops/events/{event}/sale {"command":"open"}`.
+fn open_sale(
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    o: &LoadOptions,
+    info: &mut RunInfo,
+    when: &str,
+) -> anyhow::Result<()> {
+    let token = o
+        .ops_token
+        .as_deref()
+        .context("opening the sale needs --ops-token")?;
+    let path = format!("/api/ops/events/{}/sale", o.event);
+    info.sale_opened_unix_ms = Some(unix_now_us() / 1000);
+    info.sale_opened_when = Some(when.into());
+    let answer = runtime.block_on(async {
+        let mut http = HttpConn::open(target, Ipv4Addr::LOCALHOST).await?;
+        let body = br#"{"command":"open"}"#.to_vec();
+        http.send(Method::POST, &path, Some(token), Some(body))
+            .await
+    })?;
+    let body = String::from_utf8_lossy(&answer.body);
+    if answer.status != 200 {
+        bail!("opening the sale: {} {body}", answer.status);
+    }
+    eprintln!("load: sale opened ({when}): {body}");
+    Ok(())
+}
+
+fn write_records(path: &std::path::Path, records: &[FanRecord]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for r in records {
+        serde_json::to_writer(&mut out, r)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,619 @@
+//! What a load run found, checked from the fans' side.
+//!
+//! Checks (each a count; any non-zero count is a violation):
+//!
+//! - **No seat bought twice**: every seat in every `purchased` push (or,
+//!   when the purchase was learnt by polling, every held seat) belongs to
+//!   one fan only.
+//! - **Positions are unique**: no two fans were given the same position.
+//! - **Admissions decided in position order**: from the `decided_at` of
+//!   the `admitted` pushes, a fan is never admitted later than a fan
+//!   behind it (by more than `decision_tolerance_ms`, default 0: both
+//!   times come from the event's one clock, in whole ms).
+//! - **Admissions delivered in position order**: by the fans' receive
+//!   times, a fan is never told later than a fan behind it by more than
+//!   `order_tolerance_ms`. Different sockets race: the gateway writes to
+//!   thousands of connections one after the other and each worker reads
+//!   its own sockets, so the tolerance (default 1,000 ms) absorbs fan-out
+//!   and scheduling skew, not a real reordering of whole batches.
+//!   Fans whose admission came in `watching` (they connected after it)
+//!   are left out.
+//! - **Nobody passed over**: no fan still waiting at the end has a
+//!   position below a fan admitted more than `order_tolerance_ms` before
+//!   the end.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::{FanRecord, Mode, Outcome};
+
+/// Examples kept per violated check.
+pub const EXAMPLES_MAX: usize = 10;
+/// Distinct error messages listed.
+pub const ERRORS_LISTED_MAX: usize = 10;
+
+/// What the coordinator knows of the run besides the fans' records.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub target: String,
+    pub event: u64,
+    pub mode: Option<Mode>,
+    pub fans: u64,
+    pub workers: u32,
+    pub sources: Vec<String>,
+    pub duration_s: u64,
+    pub started_unix_ms: u64,
+    pub ended_unix_ms: u64,
+    /// When the sale-open request was sent, if the driver opened it.
+    pub sale_opened_unix_ms: Option<u64>,
+    /// What opened it: "start", "all_waiting", "half_time".
+    pub sale_opened_when: Option<String>,
+    /// Why opening the sale failed, if it did.
+    pub sale_open_error: Option<String>,
+    /// Most fans seen waiting at once (sum over the workers' gauges).
+    pub waiting_max: u64,
+    pub order_tolerance_ms: u64,
+    pub decision_tolerance_ms: u64,
+    /// Worker exit statuses, as text.
+    pub workers_exit: Vec<String>,
+}
+
+/// Latency percentiles in ms.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// From durations in µs (sorted here).
+    #[must_use]
+    pub fn of_us(values: &mut [u64]) -> Latency {
+        if values.is_empty() {
+            return Latency::default();
+        }
+        values.sort_unstable();
+        let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
+        let at = |q: f64| ms(values[((values.len() as f64 - 1.0) * q).round() as usize]);
+        let sum: u128 = values.iter().map(|v| u128::from(*v)).sum();
+        Latency {
+            count: values.len() as u64,
+            mean_ms: ms((sum / values.len() as u128) as u64),
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        }
+    }
+}
+
+/// Latencies of each step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latencies {
+    pub session: Latency,
+    pub join: Latency,
+    /// Websocket connect → `watching`.
+    pub watch: Latency,
+    /// Admitted → hold placed (retries included).
+    pub hold: Latency,
+    /// Payment submitted → `purchased` push.
+    pub pay_to_purchased: Latency,
+}
+
+/// Admissions as the fans saw them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Admissions {
+    pub admitted: u64,
+    pub via_push: u64,
+    /// Admitted already when the websocket opened (`watching` said so).
+    pub via_watching: u64,
+    /// `admitted` pushes without `decided_at`.
+    pub without_decided_at: u64,
+    /// Receive wall clock − `decided_at`: the gateway's fan-out delay.
+    pub delivery: Latency,
+    /// `decided_at` later than the receive time (clock skew; counted as 0).
+    pub delivery_negative: u64,
+    /// Receive wall clock − the sale-open request (if the driver opened it).
+    pub after_open: Latency,
+    /// Admissions per second between the first and the last (pushes).
+    pub per_s: f64,
+}
+
+/// One check's result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub violations: u64,
+    pub examples: Vec<String>,
+}
+
+impl Check {
+    fn add(&mut self, example: impl FnOnce() -> String) {
+        self.violations += 1;
+        if self.examples.len() < EXAMPLES_MAX {
+            self.examples.push(example());
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checks {
+    pub seats_bought: u64,
+    pub orders: u64,
+    pub seats_bought_twice: Check,
+    pub positions_shared: Check,
+    pub decided_out_of_order: Check,
+    pub delivered_out_of_order: Check,
+    /// Largest lag (ms) by which a fan was told after a fan behind it,
+    /// within the tolerance or not.
+    pub delivery_lag_worst_ms: f64,
+    pub passed_over: Check,
+    /// Purchases whose seats differ from the hold's (noted, not a violation).
+    pub purchased_not_held: u64,
+    /// Purchases learnt by polling `status`: the `purchased` push never came.
+    pub purchases_without_push: u64,
+    /// "ok" or "violated".
+    pub verdict: String,
+}
+
+/// `report.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub run: RunInfo,
+    pub wall_s: f64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub answers_429: u64,
+    pub answers_503: u64,
+    pub reconnects: u64,
+    pub latency: Latencies,
+    pub admissions: Admissions,
+    pub checks: Checks,
+    /// The most frequent error messages, with counts.
+    pub errors: Vec<(String, u64)>,
+    /// Fans that sent no result (a worker died or stopped early).
+    pub fans_missing: u64,
+}
+
+impl LoadReport {
+    #[must_use]
+    pub fn is_violated(&self) -> bool {
+        self.checks.verdict != "ok"
+    }
+}
+
+/// Analyse the fans' records.
+#[must_use]
+pub fn analyse(run: RunInfo, records: &[FanRecord]) -> LoadReport {
+    let mut outcomes = BTreeMap::new();
+    for r in records {
+        let name = serde_json::to_value(r.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *outcomes.entry(name).or_insert(0) += 1;
+    }
+    let mut report = LoadReport {
+        wall_s: run.ended_unix_ms.saturating_sub(run.started_unix_ms) as f64 / 1000.0,
+        fans_missing: run.fans.saturating_sub(records.len() as u64),
+        outcomes,
+        answers_429: records.iter().map(|r| u64::from(r.rate_limited)).sum(),
+        answers_503: records.iter().map(|r| u64::from(r.busy)).sum(),
+        reconnects: records.iter().map(|r| u64::from(r.reconnects)).sum(),
+        latency: latencies(records),
+        admissions: admissions(&run, records),
+        checks: Checks::default(),
+        errors: errors(records),
+        run,
+    };
+    report.checks = checks(&report.run, records);
+    report
+}
+
+fn latencies(records: &[FanRecord]) -> Latencies {
+    let of = |f: fn(&FanRecord) -> Option<u64>| {
+        let mut v: Vec<u64> = records.iter().filter_map(f).collect();
+        Latency::of_us(&mut v)
+    };
+    Latencies {
+        session: of(|r| r.session_us),
+        join: of(|r| r.join_us),
+        watch: of(|r| r.watch_us),
+        hold: of(|r| r.hold_us),
+        pay_to_purchased: of(|r| r.pay_us.filter(|_| !r.purchase_polled)),
+    }
+}
+
+fn admissions(run: &RunInfo, records: &[FanRecord]) -> Admissions {
+    let mut a = Admissions::default();
+    let mut delivery = Vec::new();
+    let mut after_open = Vec::new();
+    let (mut first, mut last) = (u64::MAX, 0);
+    for adm in records.iter().filter_map(|r| r.admission) {
+        a.admitted += 1;
+        if !adm.via_push {
+            a.via_watching += 1;
+            continue;
+        }
+        a.via_push += 1;
+        first = first.min(adm.received_unix_us);
+        last = last.max(adm.received_unix_us);
+        match adm.decided_at_ms {
+            Some(decided) => {
+                let decided_us = decided.saturating_mul(1000);
+                if decided_us > adm.received_unix_us {
+                    a.delivery_negative += 1;
+                }
+                delivery.push(adm.received_unix_us.saturating_sub(decided_us));
+            }
+            None => a.without_decided_at += 1,
+        }
+        if let Some(opened) = run.sale_opened_unix_ms {
+            after_open.push(adm.received_unix_us.saturating_sub(opened * 1000));
+        }
+    }
+    a.delivery = Latency::of_us(&mut delivery);
+    a.after_open = Latency::of_us(&mut after_open);
+    if a.via_push > 1 && last > first {
+        a.per_s = ((a.via_push - 1) as f64 / ((last - first) as f64 / 1e6)).round();
+    }
+    a
+}
+
+fn checks(run: &RunInfo, records: &[FanRecord]) -> Checks {
+    let mut c = Checks::default();
+    seats(records, &mut c);
+    positions(records, &mut c);
+    decision_order(run, records, &mut c);
+    delivery_order(run, records, &mut c);
+    passed_over(run, records, &mut c);
+    let violated = [
+        &c.seats_bought_twice,
+        &c.positions_shared,
+        &c.decided_out_of_order,
+        &c.delivered_out_of_order,
+        &c.passed_over,
+    ]
+    .iter()
+    .any(|check| check.violations > 0);
+    c.verdict = if violated { "violated" } else { "ok" }.into();
+    c
+}
+
+fn seats(records: &[FanRecord], c: &mut Checks) {
+    let mut owner: FxHashMap<u32, u64> = FxHashMap::default();
+    for r in records.iter().filter(|r| r.outcome == Outcome::Purchased) {
+        c.orders += 1;
+        if r.purchase_polled {
+            c.purchases_without_push += 1;
+        }
+        if r.seats != r.held_seats && !r.held_seats.is_empty() {
+            c.purchased_not_held += 1;
+        }
+        for seat in &r.seats {
+            c.seats_bought += 1;
+            if let Some(first) = owner.insert(*seat, r.index) {
+                c.seats_bought_twice
+                    .add(|| format!("seat {seat} bought by fan {first} and fan {}", r.index));
+            }
+        }
+    }
+}
+
+fn positions(records: &[FanRecord], c: &mut Checks) {
+    let mut holder: FxHashMap<u64, u64> = FxHashMap::default();
+    for r in records {
+        let Some(position) = r.position else { continue };
+        if let Some(first) = holder.insert(position, r.index) {
+            c.positions_shared.add(|| {
+                format!(
+                    "position {position} given to fan {first} and fan {}",
+                    r.index
+                )
+            });
+        }
+    }
+}
+
+/// Fans with a position and an admission time `at` (µs), by position.
+fn admitted_by_position(
+    records: &[FanRecord],
+    at: impl Fn(&FanRecord) -> Option<u64>,
+) -> Vec<(u64, u64, u64)> {
+    let mut v: Vec<(u64, u64, u64)> = records
+        .iter()
+        .filter_map(|r| Some((r.position?, at(r)?, r.index)))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// For each fan, from the back of the line: was it admitted later than
+/// some fan behind it, by more than `tolerance_us`? Calls `found(lag_us,
+/// fan, position, fan behind, its position)` for each such fan and
+/// returns the worst lag (µs) whether over the tolerance or not.
+fn inversions(
+    by_position: &[(u64, u64, u64)],
+    tolerance_us: u64,
+    mut found: impl FnMut(u64, (u64, u64), (u64, u64)),
+) -> u64 {
+    let mut worst = 0;
+    // (earliest time, its position, its fan) among the fans behind.
+    let mut earliest_behind: Option<(u64, u64, u64)> = None;
+    for &(position, at, fan) in by_position.iter().rev() {
+        if let Some((t, p, f)) = earliest_behind
+            && at > t
+        {
+            let lag = at - t;
+            worst = worst.max(lag);
+            if lag > tolerance_us {
+                found(lag, (fan, position), (f, p));
+            }
+        }
+        if earliest_behind.is_none_or(|(t, _, _)| at < t) {
+            earliest_behind = Some((at, position, fan));
+        }
+    }
+    worst
+}
+
+fn decision_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
+    let by_position =
+        admitted_by_position(records, |r| r.admission?.decided_at_ms.map(|ms| ms * 1000));
+    inversions(
+        &by_position,
+        run.decision_tolerance_ms * 1000,
+        |lag, a, b| {
+            c.decided_out_of_order.add(|| {
+                format!(
+                    "fan {} (position {}) admitted {} ms after fan {} (position {})",
+                    a.0,
+                    a.1,
+                    lag / 1000,
+                    b.0,
+                    b.1
+                )
+            });
+        },
+    );
+}
+
+fn delivery_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
+    let by_position = admitted_by_position(records, |r| {
+        let a = r.admission?;
+        a.via_push.then_some(a.received_unix_us)
+    });
+    let worst = inversions(&by_position, run.order_tolerance_ms * 1000, |lag, a, b| {
+        c.delivered_out_of_order.add(|| {
+            format!(
+                "fan {} (position {}) told {:.1} ms after fan {} (position {})",
+                a.0,
+                a.1,
+                lag as f64 / 1000.0,
+                b.0,
+                b.1
+            )
+        });
+    });
+    c.delivery_lag_worst_ms = (worst as f64 / 1000.0 * 1000.0).round() / 1000.0;
+}
+
+fn passed_over(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
+    let cutoff_us = run
+        .ended_unix_ms
+        .saturating_sub(run.order_tolerance_ms)
+        .saturating_mul(1000);
+    let Some((front, front_fan)) = records
+        .iter()
+        .filter_map(|r| {
+            let a = r.admission?;
+            (a.received_unix_us <= cutoff_us).then_some((r.position?, r.index))
+        })
+        .max()
+    else {
+        return;
+    };
+    for r in records
+        .iter()
+        .filter(|r| r.outcome == Outcome::StillWaiting)
+    {
+        if let Some(position) = r.position.filter(|p| *p < front) {
+            c.passed_over.add(|| {
+                format!(
+                    "fan {} (position {position}) still waiting; fan {front_fan} \
+                     (position {front}) was admitted",
+                    r.index
+                )
+            });
+        }
+    }
+}
+
+fn errors(records: &[FanRecord]) -> Vec<(String, u64)> {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in records.iter().filter_map(|r| r.error.as_deref()) {
+        *counts.entry(e).or_insert(0) += 1;
+    }
+    let mut v: Vec<(String, u64)> = counts.into_iter().map(|(e, n)| (e.to_owned(), n)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(ERRORS_LISTED_MAX);
+    v
+}
+
+/// The human summary.
+#[must_use]
+pub fn summary(report: &LoadReport) -> String {
+    use std::fmt::Write;
+    let r = report;
+    let mut s = String::new();
+    let mode = r.run.mode.map_or("?", |m| match m {
+        Mode::Journey => "journey",
+        Mode::Wait => "wait",
+    });
+    let _ = writeln!(
+        s,
+        "load: {} fans ({mode}) on event {} at {}, {} workers, {} source addresses, {:.1} s",
+        r.run.fans,
+        r.run.event,
+        r.run.target,
+        r.run.workers,
+        r.run.sources.len(),
+        r.wall_s
+    );
+    let outcomes: Vec<String> = r.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(s, "outcomes: {}", outcomes.join(", "));
+    if r.fans_missing > 0 {
+        let _ = writeln!(s, "fans without a result: {}", r.fans_missing);
+    }
+    let _ = writeln!(
+        s,
+        "answers 429: {}, 503: {}, reconnects: {}; most waiting at once: {}",
+        r.answers_429, r.answers_503, r.reconnects, r.run.waiting_max
+    );
+    let line = |s: &mut String, name: &str, l: &Latency| {
+        if l.count > 0 {
+            let _ = writeln!(
+                s,
+                "  {name:<18} n={:<7} p50 {:>9.3}  p90 {:>9.3}  p99 {:>9.3}  max {:>9.3} ms",
+                l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+            );
+        }
+    };
+    let _ = writeln!(s, "latency:");
+    line(&mut s, "session", &r.latency.session);
+    line(&mut s, "join", &r.latency.join);
+    line(&mut s, "ws → watching", &r.latency.watch);
+    line(&mut s, "admitted → hold", &r.latency.hold);
+    line(&mut s, "pay → purchased", &r.latency.pay_to_purchased);
+    let a = &r.admissions;
+    let _ = writeln!(
+        s,
+        "admissions: {} ({} by push, {} in watching, {} pushes without decided_at), {:.0}/s",
+        a.admitted, a.via_push, a.via_watching, a.without_decided_at, a.per_s
+    );
+    line(&mut s, "decided → received", &a.delivery);
+    line(&mut s, "open → received", &a.after_open);
+    let c = &r.checks;
+    let _ = writeln!(
+        s,
+        "checks: {} — {} seats in {} orders; bought twice {}, shared positions {}, \
+         decided out of order {}, delivered out of order {} (tolerance {} ms, worst lag {:.1} ms), \
+         passed over {}; purchases without push {}",
+        c.verdict,
+        c.seats_bought,
+        c.orders,
+        c.seats_bought_twice.violations,
+        c.positions_shared.violations,
+        c.decided_out_of_order.violations,
+        c.delivered_out_of_order.violations,
+        r.run.order_tolerance_ms,
+        c.delivery_lag_worst_ms,
+        c.passed_over.violations,
+        c.purchases_without_push
+    );
+    for check in [
+        &c.seats_bought_twice,
+        &c.positions_shared,
+        &c.decided_out_of_order,
+        &c.delivered_out_of_order,
+        &c.passed_over,
+    ] {
+        for e in &check.examples {
+            let _ = writeln!(s, "  violation: {e}");
+        }
+    }
+    for (e, n) in &r.errors {
+        let _ = writeln!(s, "  error ×{n}: {e}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{Admission, Stage};
+
+    fn fan(index: u64, position: u64, received_ms: u64, decided_ms: u64) -> FanRecord {
+        FanRecord {
+            index,
+            position: Some(position),
+            outcome: Outcome::Admitted,
+            stage: Stage::Done,
+            admission: Some(Admission {
+                received_unix_us: received_ms * 1000,
+                decided_at_ms: Some(decided_ms),
+                via_push: true,
+            }),
+            ..FanRecord::default()
+        }
+    }
+
+    fn run() -> RunInfo {
+        RunInfo {
+            fans: 3,
+            ended_unix_ms: 100_000,
+            order_tolerance_ms: 100,
+            ..RunInfo::default()
+        }
+    }
+
+    #[test]
+    fn admissions_in_order_pass() {
+        let records = [
+            fan(0, 1, 1000, 990),
+            fan(1, 2, 1050, 990),
+            fan(2, 3, 1020, 1000),
+        ];
+        let report = analyse(run(), &records);
+        assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+        // Fan 1 (position 2) was told 30 ms after fan 2 (position 3): within tolerance.
+        assert_eq!(report.checks.delivery_lag_worst_ms, 30.0);
+        assert_eq!(report.admissions.delivery.max_ms, 60.0);
+    }
+
+    #[test]
+    fn a_later_decision_for_an_earlier_position_is_caught() {
+        let records = [fan(0, 1, 1000, 995), fan(1, 2, 1000, 990)];
+        let report = analyse(run(), &records);
+        assert_eq!(report.checks.decided_out_of_order.violations, 1);
+        assert_eq!(report.checks.verdict, "violated");
+    }
+
+    #[test]
+    fn a_late_delivery_beyond_the_tolerance_is_caught() {
+        let records = [
+            fan(0, 1, 1500, 990),
+            fan(1, 2, 1000, 990),
+            fan(2, 3, 1400, 990),
+        ];
+        let report = analyse(run(), &records);
+        assert_eq!(report.checks.delivered_out_of_order.violations, 1);
+        assert_eq!(report.checks.delivery_lag_worst_ms, 500.0);
+    }
+
+    #[test]
+    fn double_sales_shared_positions_and_fans_passed_over_are_caught() {
+        let mut a = fan(0, 1, 1000, 990);
+        a.outcome = Outcome::Purchased;
+        a.seats = vec![4, 5];
+        let mut b = fan(1, 2, 1000, 990);
+        b.outcome = Outcome::Purchased;
+        b.seats = vec![5];
+        let mut c = fan(2, 2, 1000, 990);
+        c.admission = None;
+        c.position = Some(0);
+        c.outcome = Outcome::StillWaiting;
+        let mut d = fan(3, 2, 1000, 990);
+        d.admission = None;
+        d.outcome = Outcome::StillWaiting;
+        let report = analyse(run(), &[a, b, c, d]);
+        assert_eq!(report.checks.seats_bought_twice.violations, 1);
+        assert_eq!(report.checks.seats_bought, 3);
+        assert_eq!(report.checks.positions_shared.violations, 1);
+        assert_eq!(report.checks.passed_over.violations, 1);
+    }
+}
