@@ -1,6 +1,8 @@
 //! Support for the cross-crate tests in `tests/tests/`: real node
 //! processes on a real store, driven over the node RPC on loopback.
 
+pub mod client;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -87,6 +89,9 @@ pub fn spec(event: u64, venue_json: String, config: EventConfig) -> EventSpec {
 }
 
 /// A node process under test.
+/// The operators' bearer token every test node is started with.
+pub const OPERATOR_TOKEN: &str = "operator token for tests";
+
 #[derive(Debug)]
 pub struct NodeProcess {
     bin: PathBuf,
@@ -153,6 +158,7 @@ impl NodeProcess {
                 std::env::var("ONSALE_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .env("ONSALE_TOKEN_SECRET", "test secret shared by every node")
+            .env("ONSALE_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -4,246 +4,451 @@
 
 use std::time::{Duration, Instant};
 
-use onsale_tests::{NodeProcess, scratch_dir};
+use onsale_gateway::auth::sign_webhook;
+use onsale_schema::Millis;
+use onsale_tests::client::{Fan, Response, create_open_event, ops, request};
+use onsale_tests::{NodeProcess, now_ms, scratch_dir, venue_json};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
 
-/// A response: status, raw header block, body.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-impl Response {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case(name)
-                .then_some(value.trim())
-        })
-    }
-}
-
-async fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    // The server may answer (413) without reading an oversized body.
-    let _ = stream.write_all(body).await;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read response");
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
-    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    Response {
-        status,
-        headers: headers.to_owned(),
-        body: body.to_owned(),
-    }
-}
-
-async fn command(addr: &str, event: u64, command: Value) -> Response {
-    let body = serde_json::to_vec(&command).expect("encode");
-    request(
-        addr,
-        "POST",
-        &format!("/api/events/{event}/commands"),
-        &body,
-    )
-    .await
-}
-
-/// A command to the demo event, retried while it answers busy; 200 expected.
-async fn call(addr: &str, cmd: Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = command(addr, 1, cmd.clone()).await;
-        let busy = response.status == 503
-            || (response.status == 200 && response.json()["refused"] == "busy");
-        if !busy {
-            assert_eq!(response.status, 200, "{cmd}: {response:?}");
-            return response.json();
-        }
-        assert!(Instant::now() < deadline, "still busy after 10 s: {cmd}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn status(addr: &str, fan: u64) -> Value {
-    let reply = call(addr, json!({"cmd": "status", "fan": fan})).await;
-    assert_eq!(reply["reply"], "status", "{reply}");
-    reply["status"].clone()
-}
-
-fn demo(name: &str) -> NodeProcess {
+fn demo(name: &str, extra: &[&str]) -> NodeProcess {
     let store = scratch_dir(name).join("demo.db");
-    NodeProcess::start_http(NODE, &store, &["--demo"]).expect("the demo gateway starts")
+    let mut args = vec!["--demo"];
+    args.extend_from_slice(extra);
+    NodeProcess::start_http(NODE, &store, &args).expect("the demo gateway starts")
+}
+
+fn expect(response: &Response, status: u16, code: &str) {
+    assert_eq!(response.status, status, "{response:?}");
+    let body = response.json();
+    assert_eq!(body["reply"], "error", "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+}
+
+async fn wait_status(fan: &Fan, event: u64, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = fan.call(event, json!({"cmd": "status"})).await;
+        if reply["status"]["status"] == want {
+            return reply["status"].clone();
+        }
+        assert!(Instant::now() < deadline, "never {want}: {reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_overview() {
-    let node = demo("http-health");
-    let health = request(&node.addr, "GET", "/healthz", b"").await;
+async fn health_catalogue_detail_sections_metrics_and_page() {
+    let node = demo("http-health", &[]);
+    let addr = node.addr.as_str();
+    let health = request(addr, "GET", "/healthz", &[], b"").await;
     assert_eq!((health.status, health.body.as_str()), (200, "ok"));
-    let ready = request(&node.addr, "GET", "/readyz", b"").await;
-    assert_eq!(ready.status, 200);
-    let overview = request(&node.addr, "GET", "/api/events/1", b"").await;
-    assert_eq!(overview.status, 200, "{overview:?}");
-    assert_eq!(
-        overview.header("content-type"),
-        Some("application/json"),
-        "{overview:?}"
+    assert_eq!(request(addr, "GET", "/readyz", &[], b"").await.status, 200);
+
+    let list = request(addr, "GET", "/api/events?q=DEMO&city=loopback", &[], b"").await;
+    assert_eq!(list.status, 200, "{list:?}");
+    let events = list.json()["events"].clone();
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
+    assert_eq!(events[0]["event"], 1);
+    assert_eq!(events[0]["sale"], "on_sale");
+    assert_eq!(events[0]["capacity"], 508);
+    let none = request(addr, "GET", "/api/events?q=opera", &[], b"").await;
+    assert_eq!(none.json()["events"], json!([]));
+    let late = request(addr, "GET", "/api/events?from=99999999999999", &[], b"").await;
+    assert_eq!(late.json()["events"], json!([]));
+    let bad = request(addr, "GET", "/api/events?from=soon", &[], b"").await;
+    expect(&bad, 400, "bad_request");
+
+    let detail = request(addr, "GET", "/api/events/1", &[], b"").await;
+    assert_eq!(detail.header("content-type"), Some("application/json"));
+    let detail = detail.json();
+    assert_eq!(detail["overview"]["capacity"], 508, "{detail}");
+    assert_eq!(detail["listing"]["venue"], "The Cellar", "{detail}");
+    let sections = detail["sections"].as_array().expect("sections");
+    assert!(!sections.is_empty());
+    assert!(sections[0]["map"]["width"].is_number(), "{detail}");
+
+    let seats = request(addr, "GET", "/api/events/1/sections/0", &[], b"").await;
+    assert_eq!(seats.status, 200, "{seats:?}");
+    let seats = seats.json();
+    assert_eq!(seats["rows"][0]["seats"][0]["available"], true, "{seats}");
+    expect(
+        &request(addr, "GET", "/api/events/1/sections/999", &[], b"").await,
+        400,
+        "unknown_section",
     );
-    let overview = overview.json();
-    assert_eq!(overview["reply"], "overview", "{overview}");
-    assert_eq!(overview["overview"]["event"], 1);
-    assert_eq!(overview["overview"]["sale"], "on_sale");
-    assert_eq!(overview["overview"]["capacity"], 508);
+
+    let page = request(addr, "GET", "/", &[], b"").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.body.contains("app.js"), "{}", page.body);
+    assert_eq!(request(addr, "GET", "/app.js", &[], b"").await.status, 200);
+
+    let metrics = request(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("onsale_http_requests_total"),
+        "{}",
+        metrics.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_buys_two_seats_over_http() {
-    let node = demo("http-journey");
-    let addr = node.addr.as_str();
-    let fan = 7;
-    let joined = call(addr, json!({"cmd": "join", "fan": fan})).await;
+    let node = demo("http-journey", &[]);
+    let fan = Fan::login(&node.addr, "alice").await;
+    let joined = fan.call(1, json!({"cmd": "join"})).await;
     assert_eq!(joined["reply"], "joined", "{joined}");
     assert!(joined["token"].is_string(), "{joined}");
+    wait_status(&fan, 1, "admitted").await;
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = status(addr, fan).await;
-        if status["status"] == "admitted" {
-            break;
-        }
-        assert_eq!(status["status"], "waiting", "{status}");
-        assert!(Instant::now() < deadline, "not admitted within 10 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let held = call(
-        addr,
-        json!({"cmd": "hold", "fan": fan,
-               "request": {"kind": "best", "count": 2, "area": {"in": "anywhere"}}}),
-    )
-    .await;
+    let held = fan
+        .call(
+            1,
+            json!({"cmd": "hold", "request": {"kind": "best", "count": 2, "area": {"in": "anywhere"}}}),
+        )
+        .await;
     assert_eq!(held["reply"], "hold_placed", "{held}");
     assert_eq!(held["placed"]["seats"].as_array().map(Vec::len), Some(2));
     let hold = held["placed"]["hold"].clone();
 
-    // The simulated provider answers within ~2 s, and declines a few
+    // The simulated provider answers within ~2 s and declines a few
     // payments: a declined fan may pay again while its hold lasts.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     let mut pay = true;
     loop {
         if pay {
-            let started = call(
-                addr,
-                json!({"cmd": "submit_payment", "fan": fan, "hold": hold}),
-            )
-            .await;
+            let started = fan
+                .call(1, json!({"cmd": "submit_payment", "hold": hold}))
+                .await;
             assert_eq!(started["reply"], "payment_started", "{started}");
         }
-        let status = status(addr, fan).await;
+        let status = fan.call(1, json!({"cmd": "status"})).await["status"].clone();
         if status["status"] == "purchased" {
             assert_eq!(status["tickets"], 2, "{status}");
             break;
         }
         assert_eq!(status["status"], "holding", "{status}");
         pay = status["paying"] == false;
-        assert!(
-            Instant::now() < deadline,
-            "not purchased within 10 s: {status}"
-        );
+        assert!(Instant::now() < deadline, "not purchased: {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    // A refusal is a value, not an HTTP error.
-    let again = call(
-        addr,
-        json!({"cmd": "submit_payment", "fan": fan, "hold": hold}),
-    )
-    .await;
+    let again = fan
+        .call(1, json!({"cmd": "submit_payment", "hold": hold}))
+        .await;
     assert_eq!(again["reply"], "payment_refused", "{again}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_stable_error_codes() {
-    let node = demo("http-errors");
+async fn sessions_are_required_and_bound_to_their_fan() {
+    let node = demo("http-sessions", &[]);
     let addr = node.addr.as_str();
-    let expect = |response: Response, status: u16, code: &str| {
-        assert_eq!(response.status, status, "{response:?}");
-        let body = response.json();
-        assert_eq!(body["code"], code, "{body}");
-        assert!(body["message"].is_string(), "{body}");
-    };
+    let path = "/api/events/1/commands";
+    let join = br#"{"cmd":"join","fan":1}"#;
+    expect(
+        &request(addr, "POST", path, &[], join).await,
+        401,
+        "unauthorized",
+    );
+    for forged in [
+        "Bearer nonsense",
+        "Bearer s00000000000000000000000000000000000000000000000000000000000000000",
+        "Basic abc",
+    ] {
+        let response = request(addr, "POST", path, &[("Authorization", forged)], join).await;
+        expect(&response, 401, "unauthorized");
+    }
+    let alice = Fan::login(addr, "alice").await;
+    let bob = Fan::login(addr, "bob").await;
+    assert_ne!(alice.fan, bob.fan);
+    assert_eq!(Fan::login(addr, "alice").await.fan, alice.fan);
+    // Alice's session acting for Bob.
+    let auth = format!("Bearer {}", alice.session);
+    let as_bob = json!({"cmd": "join", "fan": bob.fan}).to_string();
+    let response = request(
+        addr,
+        "POST",
+        path,
+        &[("Authorization", &auth)],
+        as_bob.as_bytes(),
+    )
+    .await;
+    expect(&response, 403, "forbidden");
+    // A queue token of Alice's does not resume Bob.
+    let joined = alice.call(1, json!({"cmd": "join"})).await;
+    let token = joined["token"].as_str().unwrap().to_owned();
+    let stolen = bob.send(1, json!({"cmd": "resume", "token": token})).await;
+    assert_eq!(stolen.status, 400, "{stolen:?}");
+    assert_eq!(stolen.json()["code"], "invalid_token");
+    // Bad logins.
+    for body in [&b"{}"[..], b"{\"name\":\"\"}", b"[", b"{\"name\":1}"] {
+        let response = request(addr, "POST", "/api/session", &[], body).await;
+        assert_eq!(response.status, 400, "{response:?}");
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_stable_error_codes() {
+    let node = demo("http-errors", &[]);
+    let addr = node.addr.as_str();
+    let fan = Fan::login(addr, "mallory").await;
+    let auth = format!("Bearer {}", fan.session);
+    let headers = [("Authorization", auth.as_str())];
     let path = "/api/events/1/commands";
     expect(
-        request(addr, "POST", path, b"{\"cmd\":\"join\",").await,
+        &request(addr, "POST", path, &headers, b"{\"cmd\":\"join\",").await,
         400,
         "malformed_json",
     );
     expect(
-        request(addr, "POST", path, b"{\"cmd\":\"fly\",\"fan\":1}").await,
+        &request(addr, "POST", path, &headers, b"{\"cmd\":\"fly\",\"fan\":1}").await,
         400,
         "malformed_json",
     );
-
     let oversized = format!(
         "{{\"cmd\":\"join\",\"fan\":1,\"pad\":\"{}\"}}",
         "x".repeat(70 * 1024)
     );
     expect(
-        request(addr, "POST", path, oversized.as_bytes()).await,
+        &request(addr, "POST", path, &headers, oversized.as_bytes()).await,
         413,
         "payload_too_large",
     );
-
     expect(
-        command(addr, 99, json!({"cmd": "join", "fan": 1})).await,
+        &fan.send(99, json!({"cmd": "join"})).await,
         404,
         "unknown_event",
     );
     expect(
-        request(addr, "GET", "/api/events/99", b"").await,
+        &request(addr, "GET", "/api/events/99", &[], b"").await,
         404,
         "unknown_event",
     );
     expect(
-        request(addr, "GET", "/api/events/nope", b"").await,
+        &request(addr, "GET", "/api/events/nope", &[], b"").await,
         400,
         "bad_request",
     );
-
     for operator in [
         json!({"cmd": "sale", "command": "close"}),
         json!({"cmd": "audit"}),
         json!({"cmd": "provider_answer", "payment": 1, "answer": "confirmed"}),
     ] {
-        expect(command(addr, 1, operator).await, 403, "unauthorized");
+        let body = operator.to_string();
+        let response = request(addr, "POST", path, &headers, body.as_bytes()).await;
+        expect(&response, 403, "forbidden");
     }
-    // Still on sale: the refused close did nothing.
-    let overview = request(addr, "GET", "/api/events/1", b"").await.json();
-    assert_eq!(overview["overview"]["sale"], "on_sale", "{overview}");
+    // Operator routes without, or with a wrong, token.
+    let close = json!({"command": "close"}).to_string();
+    let response = request(
+        addr,
+        "POST",
+        "/api/ops/events/1/sale",
+        &[],
+        close.as_bytes(),
+    )
+    .await;
+    expect(&response, 401, "unauthorized");
+    let response = request(
+        addr,
+        "POST",
+        "/api/ops/events/1/sale",
+        &headers,
+        close.as_bytes(),
+    )
+    .await;
+    expect(&response, 401, "unauthorized");
+    // Still on sale: every refused close did nothing.
+    let detail = request(addr, "GET", "/api/events/1", &[], b"").await.json();
+    assert_eq!(detail["overview"]["sale"], "on_sale", "{detail}");
+    // The audit finds nothing wrong.
+    let audit = ops(addr, "GET", "/api/ops/events/1/audit", &Value::Null).await;
+    assert_eq!(audit.status, 200, "{audit:?}");
+    assert_eq!(audit.json()["audit"]["problem"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_create_events_and_the_edge_answers_sold_out() {
+    let node = demo("http-ops", &[]);
+    let addr = node.addr.as_str();
+    // A refused venue names the problem.
+    let broken = ops(
+        addr,
+        "POST",
+        "/api/ops/events",
+        &json!({"event": 5, "name": "x", "city": "y", "starts_at": 1,
+                "venue": {"name": "v", "city": "c", "price_levels": [], "sections": []}}),
+    )
+    .await;
+    expect(&broken, 400, "bad_request");
+
+    // Two seats, one fan buys both: sold out.
+    create_open_event(addr, 5, &venue_json(1, 1, 2), json!({})).await;
+    let buyer = Fan::login(addr, "buyer").await;
+    buyer.call(5, json!({"cmd": "join"})).await;
+    wait_status(&buyer, 5, "admitted").await;
+    let held = buyer
+        .call(5, json!({"cmd": "hold", "request": {"kind": "best", "count": 2, "area": {"in": "anywhere"}}}))
+        .await;
+    let hold = held["placed"]["hold"].clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = buyer.call(5, json!({"cmd": "status"})).await["status"].clone();
+        if status["status"] == "purchased" {
+            break;
+        }
+        if status["paying"] == false {
+            buyer
+                .call(5, json!({"cmd": "submit_payment", "hold": hold}))
+                .await;
+        }
+        assert!(Instant::now() < deadline, "not purchased: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = ops(addr, "GET", "/api/ops/events/5/stats", &Value::Null).await;
+    assert_eq!(stats.json()["overview"]["sale"], "sold_out", "{stats:?}");
+
+    // Late fans are told "sold out" by the edge, not the event.
+    let edge_before = edge_answers(addr, "sold_out").await;
+    for i in 0..20 {
+        let late = Fan::login(addr, &format!("late-{i}")).await;
+        let reply = late.call(5, json!({"cmd": "join"})).await;
+        assert_eq!(
+            reply,
+            json!({"reply": "join_refused", "refused": "sold_out"})
+        );
+    }
+    let edge_after = edge_answers(addr, "sold_out").await;
+    assert_eq!(
+        edge_after - edge_before,
+        20.0,
+        "every late join answered at the edge"
+    );
+    let listed = request(addr, "GET", "/api/events?q=test", &[], b"")
+        .await
+        .json();
+    assert_eq!(listed["events"][0]["sale"], "sold_out", "{listed}");
+}
+
+async fn edge_answers(addr: &str, answer: &str) -> f64 {
+    let metrics = request(addr, "GET", "/metrics", &[], b"").await.body;
+    let prefix = format!("onsale_edge_answers_total{{answer=\"{answer}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let node = demo("http-limits", &["--fan-rps", "1", "--fan-burst", "3"]);
+    let fan = Fan::login(&node.addr, "eager").await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = fan.send(1, json!({"cmd": "status"})).await;
+        if response.status == 429 {
+            limited = Some(response);
+            break;
+        }
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    let limited = limited.expect("the fan's limit was never reached");
+    expect(&limited, 429, "rate_limited");
+    let retry: u64 = limited
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{limited:?}");
+    // Another fan is not affected.
+    let other = Fan::login(&node.addr, "patient").await;
+    assert_eq!(other.send(1, json!({"cmd": "status"})).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_settles_signed_answers_only() {
+    let secret = "webhook secret for tests";
+    let node = demo(
+        "http-webhook",
+        &["--provider", "webhook", "--webhook-secret", secret],
+    );
+    let addr = node.addr.as_str();
+    let fan = Fan::login(addr, "payer").await;
+    fan.call(1, json!({"cmd": "join"})).await;
+    wait_status(&fan, 1, "admitted").await;
+    let held = fan
+        .call(1, json!({"cmd": "hold", "request": {"kind": "best", "count": 1, "area": {"in": "anywhere"}}}))
+        .await;
+    let hold = held["placed"]["hold"].clone();
+    let started = fan
+        .call(1, json!({"cmd": "submit_payment", "hold": hold}))
+        .await;
+    let payment = started["started"]["payment"].as_u64().expect("payment id");
+    let body = json!({"event": 1, "payment": payment, "answer": "confirmed"}).to_string();
+    let path = "/api/webhooks/payments";
+    // Unsigned, wrongly signed, stale, tampered: refused, nothing sold.
+    expect(
+        &request(addr, "POST", path, &[], body.as_bytes()).await,
+        401,
+        "unauthorized",
+    );
+    let wrong = sign_webhook(
+        b"another secret entirely",
+        Millis(now_ms()),
+        body.as_bytes(),
+    );
+    let response = request(
+        addr,
+        "POST",
+        path,
+        &[("Onsale-Signature", &wrong)],
+        body.as_bytes(),
+    )
+    .await;
+    expect(&response, 401, "unauthorized");
+    let stale = sign_webhook(
+        secret.as_bytes(),
+        Millis(now_ms() - 600_000),
+        body.as_bytes(),
+    );
+    let response = request(
+        addr,
+        "POST",
+        path,
+        &[("Onsale-Signature", &stale)],
+        body.as_bytes(),
+    )
+    .await;
+    expect(&response, 401, "unauthorized");
+    let good = sign_webhook(secret.as_bytes(), Millis(now_ms()), body.as_bytes());
+    let tampered = body.replace("confirmed", "declined");
+    let response = request(
+        addr,
+        "POST",
+        path,
+        &[("Onsale-Signature", &good)],
+        tampered.as_bytes(),
+    )
+    .await;
+    expect(&response, 401, "unauthorized");
+    let status = fan.call(1, json!({"cmd": "status"})).await;
+    assert_eq!(status["status"]["status"], "holding", "{status}");
+    // Signed: sold.
+    let response = request(
+        addr,
+        "POST",
+        path,
+        &[("Onsale-Signature", &good)],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.json()["settled"]["result"], "sold", "{response:?}");
+    wait_status(&fan, 1, "purchased").await;
 }
