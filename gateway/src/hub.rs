@@ -210,6 +210,15 @@ struct Room {
 }
 
 impl Room {
+    fn unview(&mut self, section: SectionIdx, conn: ConnId) {
+        if let Some(viewers) = self.viewers.get_mut(&section) {
+            viewers.remove(&conn);
+            if viewers.is_empty() {
+                self.viewers.remove(&section);
+            }
+        }
+    }
+
     fn note_admissions(&mut self, through: Position) {
         let now = Instant::now();
         match self.sample {
@@ -317,12 +326,7 @@ impl Hub {
                 };
                 let room = self.rooms.entry(c.event).or_default();
                 if let Some(old) = c.section.take() {
-                    if let Some(viewers) = room.viewers.get_mut(&old) {
-                        viewers.remove(&conn);
-                        if viewers.is_empty() {
-                            room.viewers.remove(&old);
-                        }
-                    }
+                    room.unview(old, conn);
                 }
                 if let Some(section) = section {
                     room.viewers.entry(section).or_default().insert(conn);
@@ -366,12 +370,7 @@ impl Hub {
             }
         }
         if let Some(section) = c.section {
-            if let Some(viewers) = room.viewers.get_mut(&section) {
-                viewers.remove(&conn);
-                if viewers.is_empty() {
-                    room.viewers.remove(&section);
-                }
-            }
+            room.unview(section, conn);
         }
     }
 

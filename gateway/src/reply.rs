@@ -38,10 +38,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry = self.retry_after_s;
         let mut response = reply_response(Reply::error(self.code, self.message));
-        if let Some(seconds) = retry {
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        if let Some(seconds) = retry
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

@@ -35,6 +35,10 @@ use crate::reply::ApiError;
 /// Bad frames tolerated on one connection before it is closed.
 pub const GARBAGE_MAX: u32 = 3;
 
+/// Largest frame read before it is refused (a frame over
+/// [`limits::WS_FRAME_BYTES_MAX`] but within this is read, then refused).
+pub const READ_BYTES_MAX: usize = limits::MESSAGE_BYTES_MAX;
+
 #[derive(Debug, serde::Deserialize)]
 pub struct WsQuery {
     session: Option<String>,
@@ -110,7 +114,9 @@ async fn serve(mut ws: Ws, fan: FanId, gw: Gateway) {
     let _guard = OpenGuard(gw.clone());
     ws.set_auto_pong(false);
     ws.set_auto_close(false);
-    ws.set_max_message_size(limits::WS_FRAME_BYTES_MAX);
+    // Frames up to READ_BYTES_MAX are read whole and then refused by size,
+    // so the fan gets a clean close; bigger ones are cut off mid-frame.
+    ws.set_max_message_size(READ_BYTES_MAX);
     let (read, mut write) = ws.split(tokio::io::split);
     let frames = futures::stream::unfold(read, |mut read| async move {
         let frame: Read = read
@@ -207,14 +213,7 @@ impl Session {
     async fn on_frame(&mut self, frame: Read) -> Step {
         let (opcode, fin, payload) = match frame {
             Ok(frame) => frame,
-            Err(WebSocketError::FrameTooLarge) => {
-                metrics::counter!("onsale_ws_bad_frames_total").increment(1);
-                self.outbox.push(encode(&WsPush::Error {
-                    code: ErrorCode::PayloadTooLarge,
-                    message: format!("frames are at most {} bytes", limits::WS_FRAME_BYTES_MAX),
-                }));
-                return Step::Close(1009, "frame too large");
-            }
+            Err(WebSocketError::FrameTooLarge) => return self.too_large(),
             Err(WebSocketError::UnexpectedEOF | WebSocketError::IoError(_)) => {
                 return Step::Close(1000, "");
             }
@@ -224,6 +223,9 @@ impl Session {
                 return Step::Close(1002, "protocol error");
             }
         };
+        if payload.len() > limits::WS_FRAME_BYTES_MAX {
+            return self.too_large();
+        }
         match opcode {
             OpCode::Close => Step::Close(1000, ""),
             OpCode::Ping => Step::Pong(payload),
@@ -237,6 +239,15 @@ impl Session {
                 "only unfragmented JSON text frames are accepted".into(),
             ),
         }
+    }
+
+    fn too_large(&mut self) -> Step {
+        metrics::counter!("onsale_ws_bad_frames_total").increment(1);
+        self.outbox.push(encode(&WsPush::Error {
+            code: ErrorCode::PayloadTooLarge,
+            message: format!("frames are at most {} bytes", limits::WS_FRAME_BYTES_MAX),
+        }));
+        Step::Close(1009, "frame too large")
     }
 
     fn garbage(&mut self, code: ErrorCode, message: String) -> Step {

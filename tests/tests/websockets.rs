@@ -1,0 +1,302 @@
+//! Fan websockets against a real gateway process: admission fan-out,
+//! section-only seat changes, per-fan pushes, reconnecting with the queue
+//! token (also after a kill -9 of the whole node), and garbage on the wire.
+
+use std::time::{Duration, Instant};
+
+use fastwebsockets::OpCode;
+use onsale_tests::client::{Fan, FanSocket, Incoming, create_open_event, ops};
+use onsale_tests::{NodeProcess, scratch_dir, venue_json};
+use serde_json::{Value, json};
+
+const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
+const WAIT: Duration = Duration::from_secs(15);
+
+fn gateway(name: &str) -> NodeProcess {
+    let store = scratch_dir(name).join("ws.db");
+    NodeProcess::start_http(NODE, &store, &["--demo"]).expect("the gateway starts")
+}
+
+async fn watch(fan: &Fan, event: u64, token: Option<&str>) -> (FanSocket, Value) {
+    let mut socket = fan.websocket().await.expect("websocket");
+    let mut request = json!({"op": "watch", "event": event});
+    if let Some(token) = token {
+        request["token"] = json!(token);
+    }
+    socket.send(&request).await.expect("watch");
+    let watching = socket
+        .until(WAIT, |p| p["push"] == "watching")
+        .await
+        .expect("watching");
+    (socket, watching)
+}
+
+/// Twelve fans wait while the sale is scheduled; when it opens, the
+/// gateway tells each of them exactly once, in position order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_fans_hear_admitted_from_one_push_per_gateway() {
+    let node = gateway("ws-admit");
+    let addr = node.addr.as_str();
+    // An event that is not open yet: fans queue.
+    let venue: Value = serde_json::from_str(&venue_json(2, 4, 10)).unwrap();
+    let created = ops(
+        addr,
+        "POST",
+        "/api/ops/events",
+        &json!({"event": 3, "name": "Queue night", "city": "Testville", "starts_at": 1_900_000_000_000u64,
+                "venue": venue, "config": {"shoppers_max": 100}}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{created:?}");
+    let mut fans = Vec::new();
+    for i in 0..12 {
+        let fan = Fan::login(addr, &format!("queued-{i}")).await;
+        let joined = fan.call(3, json!({"cmd": "join"})).await;
+        assert_eq!(joined["joined"]["status"]["status"], "waiting", "{joined}");
+        let position = joined["joined"]["position"].as_u64().unwrap();
+        let token = joined["token"].as_str().unwrap().to_owned();
+        let (socket, watching) = watch(&fan, 3, Some(&token)).await;
+        assert_eq!(watching["status"]["status"], "waiting", "{watching}");
+        assert_eq!(watching["sale"], "scheduled", "{watching}");
+        fans.push((fan, position, socket));
+    }
+    let opened = ops(
+        addr,
+        "POST",
+        "/api/ops/events/3/sale",
+        &json!({"command": "open"}),
+    )
+    .await;
+    assert_eq!(opened.status, 200, "{opened:?}");
+    for (_, position, socket) in &mut fans {
+        let admitted = socket
+            .until(WAIT, |p| p["push"] == "admitted")
+            .await
+            .expect("admitted");
+        assert_eq!(admitted["position"], *position, "{admitted}");
+        assert!(admitted["decided_at"].as_u64().unwrap() > 0, "{admitted}");
+    }
+    // The admission was one push for the gateway, twelve frames for fans.
+    let metrics = onsale_tests::client::request(addr, "GET", "/metrics", &[], b"")
+        .await
+        .body;
+    assert!(
+        metrics.contains("onsale_admissions_pushed_total 12"),
+        "{metrics}"
+    );
+}
+
+/// A fan viewing section 0 sees seats change there, and nothing from
+/// section 1; its own purchase arrives as a push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seat_changes_go_to_viewers_of_that_section_only() {
+    let node = gateway("ws-seats");
+    let addr = node.addr.as_str();
+    create_open_event(
+        addr,
+        4,
+        &venue_json(2, 2, 6),
+        json!({"checkout_window_ms": 30_000}),
+    )
+    .await;
+    let viewer = Fan::login(addr, "viewer").await;
+    viewer.call(4, json!({"cmd": "join"})).await;
+    let (mut eyes, _) = watch(&viewer, 4, None).await;
+    eyes.send(&json!({"op": "view", "section": 0}))
+        .await
+        .unwrap();
+    let buyer = Fan::login(addr, "buyer").await;
+    buyer.call(4, json!({"cmd": "join"})).await;
+    let (mut own, _) = watch(&buyer, 4, None).await;
+    // Let the view register before seats change.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Section 1 first: the viewer must not hear of it.
+    let held = buyer
+        .call(4, json!({"cmd": "hold", "request": {"kind": "best", "count": 1, "area": {"in": "section", "section": 1}}}))
+        .await;
+    assert_eq!(held["reply"], "hold_placed", "{held}");
+    let hold = held["placed"]["hold"].clone();
+    buyer.call(4, json!({"cmd": "release", "hold": hold})).await;
+    let held = buyer
+        .call(4, json!({"cmd": "hold", "request": {"kind": "best", "count": 2, "area": {"in": "section", "section": 0}}}))
+        .await;
+    assert_eq!(held["reply"], "hold_placed", "{held}");
+    let seats = held["placed"]["seats"].clone();
+    let change = eyes
+        .until(WAIT, |p| p["push"] == "seats_changed")
+        .await
+        .expect("a seat change");
+    assert_eq!(change["section"], 0, "section 1's change leaked: {change}");
+    assert_eq!(change["seats"], seats, "{change}");
+    assert_eq!(change["available"], false);
+
+    let hold = held["placed"]["hold"].clone();
+    let warning = own
+        .until(WAIT, |p| p["push"] == "hold_expiring")
+        .await
+        .expect("the hold's expiry warning (the hold is shorter than the warning lead)");
+    assert_eq!(warning["hold"], hold, "{warning}");
+    buyer
+        .call(4, json!({"cmd": "submit_payment", "hold": hold}))
+        .await;
+    let deadline = Instant::now() + WAIT;
+    let purchased = loop {
+        match own.next(Duration::from_secs(5)).await.expect("a push") {
+            Incoming::Push(p) if p["push"] == "purchased" => break p,
+            Incoming::Push(_) => {}
+            Incoming::Closed(code) => panic!("closed {code}"),
+        }
+        // The simulated provider may decline: pay again.
+        let status = buyer.call(4, json!({"cmd": "status"})).await;
+        if status["status"]["paying"] == false {
+            buyer
+                .call(4, json!({"cmd": "submit_payment", "hold": hold}))
+                .await;
+        }
+        assert!(Instant::now() < deadline, "no purchase push");
+    };
+    assert_eq!(purchased["seats"], seats, "{purchased}");
+}
+
+/// A fan who reconnects with its queue token keeps its place: in a new
+/// tab, and after the whole node was killed and restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_fan_keeps_its_place_even_after_a_restart() {
+    let mut node = gateway("ws-resume");
+    let addr = node.addr.clone();
+    let venue: Value = serde_json::from_str(&venue_json(1, 2, 5)).unwrap();
+    let created = ops(
+        &addr,
+        "POST",
+        "/api/ops/events",
+        &json!({"event": 6, "name": "Later", "city": "Testville", "starts_at": 1_900_000_000_000u64,
+                "venue": venue}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{created:?}");
+    let fan = Fan::login(&addr, "loyal").await;
+    for i in 0..3 {
+        Fan::login(&addr, &format!("ahead-{i}"))
+            .await
+            .call(6, json!({"cmd": "join"}))
+            .await;
+    }
+    let joined = fan.call(6, json!({"cmd": "join"})).await;
+    let position = joined["joined"]["position"].clone();
+    let token = joined["token"].as_str().unwrap().to_owned();
+    let (first_tab, watching) = watch(&fan, 6, Some(&token)).await;
+    assert_eq!(watching["status"]["position"], position, "{watching}");
+    let (_second_tab, watching) = watch(&fan, 6, Some(&token)).await;
+    assert_eq!(watching["status"]["position"], position, "{watching}");
+    drop(first_tab);
+
+    node.restart().expect("restart");
+    let (mut socket, watching) = watch(&fan, 6, Some(&token)).await;
+    assert_eq!(watching["status"]["status"], "waiting", "{watching}");
+    assert_eq!(watching["status"]["position"], position, "{watching}");
+    // And it is admitted when the sale opens.
+    ops(
+        &addr,
+        "POST",
+        "/api/ops/events/6/sale",
+        &json!({"command": "open"}),
+    )
+    .await;
+    let admitted = socket
+        .until(WAIT, |p| p["push"] == "admitted")
+        .await
+        .expect("admitted after the restart");
+    assert_eq!(admitted["position"], position);
+}
+
+/// Garbage, binary frames, oversized frames and forged sessions: clear
+/// errors, the connection closed where it must be, the gateway unharmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_garbage_is_answered_and_bounded() {
+    let node = gateway("ws-garbage");
+    let addr = node.addr.as_str();
+    // No session, a forged one: no upgrade.
+    assert!(FanSocket::connect(addr, "/ws").await.is_err());
+    assert!(
+        FanSocket::connect(addr, "/ws?session=sdeadbeef")
+            .await
+            .is_err()
+    );
+
+    let fan = Fan::login(addr, "noisy").await;
+    let mut socket = fan.websocket().await.unwrap();
+    socket
+        .send_raw(OpCode::Text, b"{not json".to_vec())
+        .await
+        .unwrap();
+    let error = socket.until(WAIT, |p| p["push"] == "error").await.unwrap();
+    assert_eq!(error["code"], "malformed_json", "{error}");
+    socket
+        .send(&json!({"op": "view", "section": 1}))
+        .await
+        .unwrap();
+    let error = socket.until(WAIT, |p| p["push"] == "error").await.unwrap();
+    assert_eq!(error["code"], "bad_request", "{error}");
+    socket
+        .send_raw(OpCode::Binary, vec![0, 1, 2])
+        .await
+        .unwrap();
+    let error = socket.until(WAIT, |p| p["push"] == "error").await.unwrap();
+    assert_eq!(error["code"], "bad_request", "{error}");
+    // The third bad frame closes the connection (policy violation).
+    let closed = loop {
+        match socket.next(WAIT).await {
+            Ok(Incoming::Closed(code)) => break code,
+            Ok(Incoming::Push(_)) => {}
+            Err(e) => panic!("no close frame: {e:#}"),
+        }
+    };
+    assert_eq!(closed, 1008);
+
+    // An oversized frame: error push, close 1009.
+    let mut socket = fan.websocket().await.unwrap();
+    socket
+        .send_raw(OpCode::Text, vec![b' '; 16 * 1024])
+        .await
+        .unwrap();
+    let error = socket.until(WAIT, |p| p["push"] == "error").await.unwrap();
+    assert_eq!(error["code"], "payload_too_large", "{error}");
+    let closed = loop {
+        match socket.next(WAIT).await {
+            Ok(Incoming::Closed(code)) => break code,
+            Ok(Incoming::Push(_)) => {}
+            Err(e) => panic!("no close frame: {e:#}"),
+        }
+    };
+    assert_eq!(closed, 1009);
+
+    // A huge frame is cut off after its header: the error push, then the
+    // connection ends (a close frame, or a reset if the fan is still
+    // sending).
+    let mut socket = fan.websocket().await.unwrap();
+    let _ = socket.send_raw(OpCode::Text, vec![b' '; 1 << 20]).await;
+    let error = socket.until(WAIT, |p| p["push"] == "error").await.unwrap();
+    assert_eq!(error["code"], "payload_too_large", "{error}");
+    assert!(!matches!(socket.next(WAIT).await, Ok(Incoming::Push(_))));
+
+    // An unknown event and a forged queue token: error pushes.
+    let mut socket = fan.websocket().await.unwrap();
+    socket
+        .send(&json!({"op": "watch", "event": 77}))
+        .await
+        .unwrap();
+    let error = socket.until(WAIT, |p| p["push"] == "error").await.unwrap();
+    assert_eq!(error["code"], "unknown_event", "{error}");
+    socket
+        .send(&json!({"op": "watch", "event": 1, "token": "00".repeat(48)}))
+        .await
+        .unwrap();
+    let error = socket.until(WAIT, |p| p["push"] == "error").await.unwrap();
+    assert_eq!(error["code"], "invalid_token", "{error}");
+
+    // Still serving.
+    let fresh = Fan::login(addr, "calm").await;
+    let joined = fresh.call(1, json!({"cmd": "join"})).await;
+    assert_eq!(joined["reply"], "joined", "{joined}");
+}
