@@ -789,8 +789,7 @@
     $('shop-countdown').textContent = formatClock(status.shopping_until - serverNow());
   }
 
-  async function chooseSection(section) {
-    const event = state.event;
+  function chooseSection(section) {
     state.section = section;
     state.alternative = null;
     $('alternative').hidden = true;
@@ -798,10 +797,20 @@
     for (const g of $('shop-map').querySelectorAll('.section')) {
       g.classList.toggle('chosen', Number(g.dataset.section) === section);
     }
+    return loadSection(section);
+  }
+
+  /** (Re)load the seats of `section` and draw them, keeping the selection
+   *  of seats still available. */
+  async function loadSection(section) {
+    const event = state.event;
     try {
       const detail = await retryBusy(() => api('GET', `/api/events/${event}/sections/${section}`));
       if (state.event !== event || state.section !== section) return;
       if (!state.sectionDetail || state.sectionDetail.section !== section) state.selected.clear();
+      const free = new Set();
+      for (const row of detail.rows) for (const seat of row.seats) if (seat.available) free.add(seat.seat);
+      for (const seat of [...state.selected]) if (!free.has(seat)) state.selected.delete(seat);
       state.sectionDetail = detail;
       rememberSeats(detail);
       renderSeats();
@@ -1421,6 +1430,8 @@
         renderShopCountdown();
         if (state.status && state.status.shopping_until - serverNow() <= 0 && tick % 2 === 0) return refreshStatus();
         if (!ws.live && tick % 3 === 0) return refreshStatus();
+        // Without the websocket, seat changes arrive by reloading the section.
+        if (!ws.live && tick % 5 === 1 && state.section != null) return loadSection(state.section);
         if (tick % 10 === 0) return loadDetail().catch(() => {});
         return;
       case 'waiting':
