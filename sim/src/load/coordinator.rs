@@ -58,6 +58,14 @@ pub struct LoadOptions {
     /// admission.
     #[arg(long, requires = "ops_token")]
     pub open_after_joined: bool,
+    /// Create the event first (sale scheduled) from this venue file, through
+    /// the operator API; with --open-after-joined, a mass admission.
+    #[arg(long, requires = "ops_token")]
+    pub create_venue: Option<PathBuf>,
+    /// The created event's config (JSON, fields of `EventConfig`), e.g.
+    /// '{"shoppers_max":20000}'.
+    #[arg(long, requires = "create_venue", default_value = "{}")]
+    pub create_config: String,
     /// The run ends after this long; every fan stops then.
     #[arg(long, default_value_t = 60)]
     pub duration_s: u64,
@@ -85,6 +93,11 @@ pub struct LoadOptions {
     /// Also write every fan's record here (JSON lines).
     #[arg(long)]
     pub records: Option<PathBuf>,
+    /// Run the workers as threads of this process instead of processes
+    /// (tests, and small runs: one process's 20,000 open files are then
+    /// shared by all of them).
+    #[arg(long)]
+    pub in_process: bool,
 }
 
 /// A checked plan: one [`WorkerPlan`] per worker.
@@ -203,33 +216,35 @@ pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
         decision_tolerance_ms: o.decision_tolerance_ms,
         ..RunInfo::default()
     };
+    if let Some(venue) = &o.create_venue {
+        create_event(&runtime, &plan.target, o, venue)?;
+    }
     if o.open_at_start {
         open_sale(&runtime, &plan.target, o, &mut info, "start")?;
     }
-    let exe = std::env::current_exe().context("this executable's path")?;
-    let mut children = Vec::new();
     let (tx, rx) = mpsc::sync_channel(LINES_QUEUED_MAX);
-    for w in &plan.workers {
-        let mut child = Command::new(&exe)
-            .arg("load-worker")
-            .arg("--plan")
-            .arg(serde_json::to_string(w)?)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("spawn worker {}", w.worker))?;
-        let stdout = child.stdout.take().context("worker stdout")?;
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
+    let mut children = Vec::new();
+    if o.in_process {
+        if plan.workers.iter().map(|w| w.fan_count).sum::<u64>() * o.mode.sockets_per_fan()
+            > SOCKETS_PER_WORKER_MAX
+        {
+            bail!("--in-process: over {SOCKETS_PER_WORKER_MAX} sockets in one process");
+        }
+        for w in &plan.workers {
+            let w = w.clone();
+            let mut out = LineSender {
+                tx: tx.clone(),
+                partial: Vec::new(),
+            };
+            std::thread::spawn(move || {
+                if let Err(e) = super::worker::run(&w, &mut out) {
+                    eprintln!("load: worker {}: {e:#}", w.worker);
                 }
-            }
-        });
-        children.push(child);
+                let _ = out.tx.send(end_line(w.worker));
+            });
+        }
+    } else {
+        children = spawn_workers(&plan, &tx)?;
     }
     drop(tx);
     let records = gather(&runtime, &plan, o, &mut info, &rx, &mut children)?;
@@ -238,6 +253,79 @@ pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
         write_records(path, &records)?;
     }
     Ok(report::analyse(info, &records))
+}
+
+/// One process per worker, its stdout read line by line on a thread.
+fn spawn_workers(plan: &Plan, tx: &mpsc::SyncSender<String>) -> anyhow::Result<Vec<Child>> {
+    let exe = std::env::current_exe().context("this executable's path")?;
+    let mut children: Vec<Child> = Vec::new();
+    for w in &plan.workers {
+        let spawned = Command::new(&exe)
+            .arg("load-worker")
+            .arg("--plan")
+            .arg(serde_json::to_string(w)?)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("spawn worker {}", w.worker));
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                for mut child in children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return Err(e);
+            }
+        };
+        let stdout = child.stdout.take().context("worker stdout")?;
+        let tx = tx.clone();
+        let worker = w.worker;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+            // A worker that died before its own End line ends here.
+            let _ = tx.send(end_line(worker));
+        });
+        children.push(child);
+    }
+    Ok(children)
+}
+
+/// The line that marks a worker done (sent again when its output ends:
+/// a second `End` changes nothing).
+fn end_line(worker: u32) -> String {
+    serde_json::to_string(&WorkerLine::End { worker, fans: 0 }).unwrap_or_default()
+}
+
+/// An in-process worker's stdout: complete lines go to the coordinator.
+#[derive(Debug)]
+struct LineSender {
+    tx: mpsc::SyncSender<String>,
+    partial: Vec<u8>,
+}
+
+impl std::io::Write for LineSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..end]).into_owned();
+            self.tx
+                .send(line)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Read the workers' lines until every worker ended (or the deadline plus
@@ -374,6 +462,45 @@ fn open_sale(
         bail!("opening the sale: {} {body}", answer.status);
     }
     eprintln!("load: sale opened ({when}): {body}");
+    Ok(())
+}
+
+/// `POST /api/ops/events`: the event, its sale scheduled.
+fn create_event(
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    o: &LoadOptions,
+    venue: &std::path::Path,
+) -> anyhow::Result<()> {
+    let token = o
+        .ops_token
+        .as_deref()
+        .context("creating an event needs --ops-token")?;
+    let venue_json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(venue).with_context(|| format!("{}", venue.display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", venue.display()))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&o.create_config).context("--create-config: not JSON")?;
+    let body = serde_json::json!({
+        "event": o.event,
+        "name": format!("Load test {}", o.event),
+        "city": "Loopback",
+        "starts_at": unix_now_us() / 1000 + 86_400_000,
+        "venue": venue_json,
+        "config": config,
+    });
+    let answer = runtime.block_on(async {
+        let mut http = HttpConn::open(target, Ipv4Addr::LOCALHOST).await?;
+        let body = serde_json::to_vec(&body)?;
+        http.send(Method::POST, "/api/ops/events", Some(token), Some(body))
+            .await
+    })?;
+    let text = String::from_utf8_lossy(&answer.body);
+    if answer.status != 200 {
+        bail!("creating event {}: {} {text:.300}", o.event, answer.status);
+    }
+    eprintln!("load: event {} created: {text:.200}", o.event);
     Ok(())
 }
 
