@@ -23,8 +23,9 @@ use onsale_schema::{ErrorCode, EventConfig, EventId, Millis, SaleState};
 /// recovers them after a crash, and serves the node RPC on the `--rpc`
 /// address and the HTTP gateway on the `--listen` address. With `--demo`
 /// alone it runs a short deterministic onsale through the event core and
-/// prints it as a table; `--demo --listen ADDR` instead serves a demo event
-/// (event 1, the club venue, sale open) over HTTP.
+/// prints it as a table; `--demo --listen ADDR` instead serves two demo
+/// events (1: the 508-seat club, 2: the 60,000-seat stadium; sales open)
+/// with the fan web page.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
@@ -259,50 +260,69 @@ fn run_node(args: &Args) -> anyhow::Result<()> {
     })
 }
 
-/// Create the demo event if the store does not have it yet, and open its
-/// sale (an event already on sale, sold out or closed is left as it is).
+/// The demo events: (id, name, city, venue file).
+const DEMO_EVENTS: [(EventId, &str, &str, &str); 2] = [
+    (
+        DEMO_EVENT,
+        "Onsale demo night",
+        "Loopback",
+        include_str!("../../venues/club.json"),
+    ),
+    (
+        EventId(2),
+        "Stadium onsale",
+        "Loopback",
+        include_str!("../../venues/stadium.json"),
+    ),
+];
+
+/// Create the demo events the store does not have yet, and open their
+/// sales (an event already on sale, sold out or closed is left as it is).
 async fn ensure_demo_event(node: &Node) -> anyhow::Result<()> {
-    let overview = call_patiently(node, Command::Overview).await;
-    let state = match overview {
-        Reply::Overview { overview } => overview.sale,
-        Reply::Error {
-            code: ErrorCode::UnknownEvent,
-            ..
-        } => {
-            let spec = EventSpec {
-                event: DEMO_EVENT,
-                name: "Onsale demo night".into(),
-                city: "Loopback".into(),
-                starts_at: Millis(wall_now().0 + 30 * 86_400_000),
-                venue_json: include_str!("../../venues/club.json").into(),
-                config: EventConfig::default(),
-            };
-            match node.create_event(spec).await {
-                Reply::Overview { overview } => overview.sale,
-                other => bail!("creating the demo event: {other:?}"),
+    for (days, (event, name, city, venue)) in (30u64..).zip(DEMO_EVENTS) {
+        let overview = call_patiently(node, event, Command::Overview).await;
+        let state = match overview {
+            Reply::Overview { overview } => overview.sale,
+            Reply::Error {
+                code: ErrorCode::UnknownEvent,
+                ..
+            } => {
+                let spec = EventSpec {
+                    event,
+                    name: name.into(),
+                    city: city.into(),
+                    starts_at: Millis(wall_now().0 + days * 86_400_000),
+                    venue_json: venue.into(),
+                    config: EventConfig::default(),
+                };
+                match node.create_event(spec).await {
+                    Reply::Overview { overview } => overview.sale,
+                    other => bail!("creating the demo event {event}: {other:?}"),
+                }
             }
-        }
-        other => bail!("reading the demo event: {other:?}"),
-    };
-    if matches!(state, SaleState::Scheduled | SaleState::Paused) {
-        let opened = call_patiently(
-            node,
-            Command::Sale {
-                command: SaleCommand::Open,
-            },
-        )
-        .await;
-        if !matches!(opened, Reply::Sale { .. }) {
-            bail!("opening the demo sale: {opened:?}");
+            other => bail!("reading the demo event {event}: {other:?}"),
+        };
+        if matches!(state, SaleState::Scheduled | SaleState::Paused) {
+            let opened = call_patiently(
+                node,
+                event,
+                Command::Sale {
+                    command: SaleCommand::Open,
+                },
+            )
+            .await;
+            if !matches!(opened, Reply::Sale { .. }) {
+                bail!("opening the demo sale {event}: {opened:?}");
+            }
         }
     }
     Ok(())
 }
 
-/// A command to the demo event, retried while the event is busy (its
+/// A command to a demo event, retried while the event is busy (its
 /// counter block is being made durable), for up to 10 s.
-async fn call_patiently(node: &Node, command: Command) -> Reply {
-    let mut reply = node.call(DEMO_EVENT, command.clone()).await;
+async fn call_patiently(node: &Node, event: EventId, command: Command) -> Reply {
+    let mut reply = node.call(event, command.clone()).await;
     for _ in 0..200 {
         if !matches!(
             reply,
@@ -314,7 +334,7 @@ async fn call_patiently(node: &Node, command: Command) -> Reply {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        reply = node.call(DEMO_EVENT, command.clone()).await;
+        reply = node.call(event, command.clone()).await;
     }
     reply
 }
