@@ -136,6 +136,7 @@
   // ------------------------------------------------------------ the page
 
   function show(name, sticky) {
+    if (state.screen !== name) notice('');
     state.screen = name;
     state.sticky = !!sticky;
     for (const el of document.querySelectorAll('.screen')) {
@@ -635,6 +636,9 @@
     const label = svg('text', { class: 'stage-label', x: 50, y: 7.6, 'text-anchor': 'middle' }, map);
     label.textContent = 'STAGE';
     const rects = sectionRects(sections);
+    // Fit the drawing's height to the sections (map units are 0..100).
+    const bottom = Math.max(30, ...rects.map((r) => r.y + r.height)) + 2;
+    map.setAttribute('viewBox', `0 0 100 ${Math.min(100, bottom).toFixed(1)}`);
     sections.forEach((section, i) => {
       const r = rects[i];
       const g = svg('g', {
@@ -916,7 +920,8 @@
         if (!seat || seat.available === push.available) continue;
         seat.available = push.available;
         changed++;
-        if (!push.available && state.selected.delete(index)) lostSelection = true;
+        // While this fan's own hold is in flight its seats go too: no alarm.
+        if (!push.available && state.selected.delete(index) && !state.busy) lostSelection = true;
         const circle = $(`seat-${index}`);
         if (circle) paintSeat(circle, seat);
       }
@@ -1490,9 +1495,15 @@
     });
     $('leave').addEventListener('click', leaveLine);
 
-    const onSection = (e) => {
+    const onSection = async (e) => {
       const g = e.target.closest('[data-section]');
-      if (g) chooseSection(Number(g.dataset.section));
+      if (!g) return;
+      await chooseSection(Number(g.dataset.section));
+      // On a phone the seats are below the map: bring them up.
+      const card = $('section-card');
+      if (!card.hidden && card.getBoundingClientRect().top > window.innerHeight * 0.6) {
+        card.scrollIntoView({ block: 'start' });
+      }
     };
     $('shop-map').addEventListener('click', onSection);
     $('shop-map').addEventListener('keydown', (e) => {

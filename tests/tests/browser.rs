@@ -19,12 +19,20 @@ use anyhow::{Context, ensure};
 use onsale_tests::client::{Fan, ops};
 use onsale_tests::{NodeProcess, now_ms, scratch_dir};
 use serde_json::{Value, json};
-use webdriver::{Browser, Driver, WAIT};
+use webdriver::{Browser, Driver, WAIT, Window};
 
 const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
 /// A phone (the journey) and a laptop (the rest).
-const PHONE: (u32, u32) = (390, 844);
-const LAPTOP: (u32, u32) = (1280, 860);
+const PHONE: Window = Window {
+    width: 390,
+    height: 844,
+    phone: true,
+};
+const LAPTOP: Window = Window {
+    width: 1280,
+    height: 860,
+    phone: false,
+};
 
 /// One browser test at a time: each runs a Chromium, and CI has two cores.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -187,10 +195,10 @@ async fn login(browser: &Browser, site: &Site, name: &str) -> anyhow::Result<()>
     browser.wait_for("#screen-events").await
 }
 
-/// Start chromedriver and a browser of `size`; the lock keeps one at a time.
-async fn browser(size: (u32, u32)) -> anyhow::Result<(Driver, Browser)> {
+/// Start chromedriver and a browser showing `window`.
+async fn browser(window: Window) -> anyhow::Result<(Driver, Browser)> {
     let driver = Driver::start().await?;
-    let browser = driver.browser(size.0, size.1, &screenshots()).await?;
+    let browser = driver.browser(window, &screenshots()).await?;
     Ok((driver, browser))
 }
 

@@ -79,6 +79,15 @@ async fn http_json(
         .map_err(|_| anyhow!("{method} {addr}{path}: no answer within {REQUEST_TIMEOUT:?}"))?
 }
 
+/// The size of the page's viewport, in CSS pixels.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub width: u32,
+    pub height: u32,
+    /// Emulate a phone: exactly this viewport, touch, 2× pixels.
+    pub phone: bool,
+}
+
 /// A chromedriver process on a free loopback port, killed on drop.
 #[derive(Debug)]
 pub struct Driver {
@@ -124,9 +133,14 @@ impl Driver {
         }
     }
 
-    /// A new headless Chromium with a fresh profile and a `width`×`height`
-    /// window. Screenshots go to `shots`.
-    pub async fn browser(&self, width: u32, height: u32, shots: &Path) -> anyhow::Result<Browser> {
+    /// A new headless Chromium with a fresh profile showing the page in
+    /// `window`. Screenshots go to `shots`.
+    pub async fn browser(&self, window: Window, shots: &Path) -> anyhow::Result<Browser> {
+        let Window {
+            width,
+            height,
+            phone,
+        } = window;
         let profile = std::env::temp_dir().join(format!(
             "onsale-chromium-{}-{}",
             std::process::id(),
@@ -149,9 +163,17 @@ impl Driver {
             &format!("--window-size={width},{height}"),
             &format!("--user-data-dir={}", profile.display()),
         ];
+        let mut chrome = json!({"binary": CHROMIUM, "args": args});
+        if phone {
+            // A phone's viewport exactly (a desktop window has a minimum
+            // width), with touch and a phone's pixel density.
+            chrome["mobileEmulation"] = json!({"deviceMetrics": {
+                "width": width, "height": height, "pixelRatio": 2.0, "touch": true,
+            }});
+        }
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+            "goog:chromeOptions": chrome,
             "timeouts": {"implicit": 0, "pageLoad": 30_000, "script": 30_000},
         }}});
         let value = self
