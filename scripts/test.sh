@@ -4,16 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: a C compiler (blake3's assembly, SQLite is bundled) and
-# libclang (bindgen, for compiling the FoundationDB backend). Checked, not
-# assumed; installed when missing.
+# System packages: a C compiler (blake3's assembly, SQLite is bundled),
+# libclang (bindgen, for compiling the FoundationDB backend), and headless
+# Chromium with its WebDriver (the fan page's browser tests,
+# tests/tests/browser.rs). Checked, not assumed; installed when missing.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing ${need[*]}"
-        apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     else
         echo "missing system packages: ${need[*]} (apt-get install ${need[*]})" >&2
         exit 1
