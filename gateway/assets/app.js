@@ -128,6 +128,9 @@
     lastStatusPoll: 0,
     clockOffsetMs: 0,
     busy: false,
+    // Bumped when the fan's own action changes its status (hold placed,
+    // payment started): a status read before then is stale and dropped.
+    epoch: 0,
   };
 
   /** Server time, estimated from the Date header when the clocks differ a lot. */
@@ -509,11 +512,14 @@
   }
 
   /** Ask where the fan stands (resuming with the stored token first when
-   *  `resume`) and show the matching screen. */
+   *  `resume`) and show the matching screen. A `background` poll keeps
+   *  quiet about an unreachable or busy server: the connection badge
+   *  already says so, and the next poll tries again. */
   async function refreshStatus(options) {
     const event = state.event;
     if (event == null || !state.session) return;
     const token = storage.getFor('tokens', event);
+    const epoch = state.epoch;
     try {
       let status;
       if (options && options.resume && token) {
@@ -534,11 +540,13 @@
         const reply = await command({ cmd: 'status' });
         status = reply.status;
       }
-      if (state.event !== event) return;
+      if (state.event !== event || state.epoch !== epoch) return;
       state.lastStatusPoll = Date.now();
       applyStatus(status || null);
     } catch (e) {
       if (state.event !== event) return;
+      const transient = e.code === 'network' || e.status === 429 || e.status === 503;
+      if (options && options.background && transient) return;
       if (e.code === 'invalid_token' || e.code === 'token_expired') {
         storage.setFor('tokens', event, null);
         showError(e.message);
@@ -965,6 +973,7 @@
       const info = state.seatInfo.get(seat);
       labels[seat] = info ? { label: info.label, price: info.price } : { label: `Seat #${seat}`, price: null };
     }
+    state.epoch++;
     state.hold = Object.assign({}, placed, { labels });
     storage.setFor('holds', state.event, state.hold);
     state.selected.clear();
@@ -1081,7 +1090,9 @@
     try {
       const reply = await command({ cmd: 'submit_payment', hold: h.hold });
       if (reply.reply === 'payment_started') {
+        state.epoch++;
         state.paying = true;
+        $('pay-status').dataset.payment = String(reply.started.payment);
         $('pay-status').textContent = 'Processing your payment…';
         $('hold-warning').hidden = true;
         return;
@@ -1145,19 +1156,23 @@
     if (!due || Date.now() - state.lastStatusPoll < 1_000) return;
     state.lastStatusPoll = Date.now();
     const event = state.event;
+    const epoch = state.epoch;
     let reply;
     try {
       reply = await command({ cmd: 'status' });
     } catch (e) {
-      if (e.status !== 429) failed(e);
+      if (e.code !== 'network' && e.status !== 429 && e.status !== 503) failed(e);
       return;
     }
-    if (state.event !== event || state.screen !== 'checkout') return;
+    if (state.event !== event || state.screen !== 'checkout' || state.epoch !== epoch) return;
     const status = reply.status;
     const kind = status ? status.status : null;
     if (kind === 'purchased') return applyStatus(status);
     if (kind === 'holding' && status.hold === h.hold) {
-      if (state.paying && !status.paying) return showFailed(null, true);
+      if (state.paying && !status.paying) {
+        state.status = status;
+        return showFailed(null, true);
+      }
       return applyStatus(status);
     }
     // No hold any more: it expired (or its payment was voided).
@@ -1358,6 +1373,9 @@
         setConn('live');
         if (push.sale) state.sale = push.sale;
         if (state.screen === 'loading') return; // the HTTP answer decides first
+        // A payment in flight: read the status afresh rather than trust a
+        // snapshot that may predate it.
+        if (state.paying) return refreshStatus({ background: true });
         return applyStatus(push.status || null);
       case 'position':
         state.waiting = {
@@ -1433,15 +1451,17 @@
         return checkoutTick();
       case 'shop':
         renderShopCountdown();
-        if (state.status && state.status.shopping_until - serverNow() <= 0 && tick % 2 === 0) return refreshStatus();
-        if (!ws.live && tick % 3 === 0) return refreshStatus();
+        if (state.status && state.status.shopping_until - serverNow() <= 0 && tick % 2 === 0) {
+          return refreshStatus({ background: true });
+        }
+        if (!ws.live && tick % 3 === 0) return refreshStatus({ background: true });
         // Without the websocket, seat changes arrive by reloading the section.
         if (!ws.live && tick % 5 === 1 && state.section != null) return loadSection(state.section);
         if (tick % 10 === 0) return loadDetail().catch(() => {});
         return;
       case 'waiting':
         if (!ws.live && tick % 2 === 0) {
-          await refreshStatus();
+          await refreshStatus({ background: true });
           if (state.screen === 'waiting') {
             const detail = await api('GET', `/api/events/${state.event}`).catch(() => null);
             if (detail && detail.overview && state.waiting) {

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use onsale_tests::client::{Fan, ops};
+use onsale_gateway::auth::sign_webhook;
+use onsale_schema::Millis;
+use onsale_tests::client::{Fan, ops, request};
 use onsale_tests::{NodeProcess, now_ms, scratch_dir};
 use serde_json::{Value, json};
 use webdriver::{Browser, Driver, WAIT, Window};
@@ -52,8 +54,12 @@ struct Site {
 
 impl Site {
     fn start(name: &str) -> anyhow::Result<Site> {
+        Site::start_with(name, &[])
+    }
+
+    fn start_with(name: &str, extra: &[&str]) -> anyhow::Result<Site> {
         let store = scratch_dir(name).join("browser.db");
-        let node = NodeProcess::start_http(NODE, &store, &[])?;
+        let node = NodeProcess::start_http(NODE, &store, extra)?;
         Ok(Site { node })
     }
 
@@ -449,5 +455,135 @@ async fn an_unpaid_hold_expires() -> anyhow::Result<()> {
     let message = browser.text("#expired-message").await?;
     assert!(!message.is_empty());
     browser.screenshot("13-hold-expired").await?;
+    browser.quit().await
+}
+
+/// A declined payment shows the failed page; paying again from there, with
+/// the seats still held, goes through. The provider is the signed webhook,
+/// so the test decides its answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_payment_can_be_retried() -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let secret = "browser webhook secret";
+    let site = Site::start_with(
+        "browser-declined",
+        &["--provider", "webhook", "--webhook-secret", secret],
+    )?;
+    let event = 51;
+    let hall = venue("Testville", &[("Stalls", [10.0, 16.0, 80.0, 70.0], 2, 6)]);
+    site.create_event(event, "Card Trouble", hall, json!({}))
+        .await;
+    site.open_sale(event).await;
+    let answer = |payment: u64, answer: &str| {
+        let body = json!({"event": event, "payment": payment, "answer": answer}).to_string();
+        let signature = sign_webhook(secret.as_bytes(), Millis(now_ms()), body.as_bytes());
+        let addr = site.addr().to_owned();
+        async move {
+            let headers = [("Onsale-Signature", signature.as_str())];
+            let response = request(
+                &addr,
+                "POST",
+                "/api/webhooks/payments",
+                &headers,
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(response.status, 200, "{response:?}");
+        }
+    };
+    let payment_after = |before: u64| {
+        format!(
+            "const p = Number(document.getElementById('pay-status').dataset.payment || 0);\
+             return p > {before} ? p : null;"
+        )
+    };
+
+    let (_driver, browser) = browser(LAPTOP).await?;
+    login(&browser, &site, "gina").await?;
+    browser
+        .goto(&site.url(&format!("/#/event/{event}")))
+        .await?;
+    browser.click("#join").await?;
+    browser.click("#shop-map [data-section=\"0\"]").await?;
+    browser.click("#best-submit").await?;
+    browser.wait_for("#screen-checkout").await?;
+    browser.click("#pay").await?;
+    let first = browser
+        .wait_until("the payment starts", &payment_after(0))
+        .await?;
+    let first = first.as_u64().context("payment id")?;
+    answer(first, "declined").await;
+    browser.wait_for("#screen-failed").await?;
+    let message = browser.text("#failed-message").await?;
+    assert!(message.contains("declined"), "{message}");
+    browser.screenshot("14-payment-declined").await?;
+
+    browser.click("#failed-retry").await?;
+    let second = browser
+        .wait_until("a second payment starts", &payment_after(first))
+        .await?;
+    answer(second.as_u64().context("payment id")?, "confirmed").await;
+    browser.wait_for("#screen-confirmation").await?;
+    let seats = browser
+        .execute("return document.querySelectorAll('#confirmation-seats [data-seat]').length;")
+        .await?;
+    assert_eq!(seats, json!(2));
+    browser.quit().await
+}
+
+/// The whole system restarts while the fan waits: the page reconnects its
+/// websocket on its own, resumes with the queue token, keeps its place,
+/// and is admitted when the sale opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_reconnects_and_keeps_its_place() -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let mut site = Site::start("browser-reconnect")?;
+    let event = 61;
+    site.create_event(event, "Steady Queue", tiny_venue(10), json!({}))
+        .await;
+    join(&site.fan("first-in-line").await, event).await;
+
+    let (_driver, browser) = browser(PHONE).await?;
+    login(&browser, &site, "hank").await?;
+    browser
+        .goto(&site.url(&format!("/#/event/{event}")))
+        .await?;
+    browser.click("#join").await?;
+    browser.wait_for("#screen-waiting").await?;
+    let live = "return document.getElementById('conn').dataset.state === 'live';";
+    browser.wait_until("the websocket is live", live).await?;
+    let place = browser
+        .wait_until(
+            "a place in line",
+            "const t = document.getElementById('position').textContent; return /#\\d+/.test(t) ? t : null;",
+        )
+        .await?;
+
+    site.node.kill9();
+    browser
+        .wait_until(
+            "the page notices the connection dropped",
+            "return document.getElementById('conn').dataset.state === 'retry';",
+        )
+        .await?;
+    browser.screenshot("15-reconnecting-phone").await?;
+    // Blank the place on screen: only the resumed status can write it back.
+    browser
+        .execute("document.getElementById('position').textContent = '';")
+        .await?;
+    site.node.restart()?;
+    browser
+        .wait_until("the websocket is live again", live)
+        .await?;
+    browser
+        .wait_until(
+            "the same place in line, resumed",
+            &format!("return document.getElementById('position').textContent === {place};"),
+        )
+        .await?;
+    assert!(browser.is_displayed("#screen-waiting").await?);
+
+    site.open_sale(event).await;
+    browser.wait_for("#screen-shop").await?;
     browser.quit().await
 }
