@@ -100,6 +100,26 @@ pub struct LoadOptions {
     pub in_process: bool,
 }
 
+impl LoadOptions {
+    /// Options from command-line words, as `onsale-sim load` takes them
+    /// (`["--target", "http://127.0.0.1:8080", "--event", "1", ...]`): for
+    /// tests and other programs, with the same defaults as the CLI.
+    pub fn from_args<I, T>(args: I) -> anyhow::Result<LoadOptions>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(Debug, clap::Parser)]
+        struct Words {
+            #[command(flatten)]
+            options: LoadOptions,
+        }
+        let words = std::iter::once(std::ffi::OsString::from("load"))
+            .chain(args.into_iter().map(Into::into));
+        Ok(<Words as clap::Parser>::try_parse_from(words)?.options)
+    }
+}
+
 /// A checked plan: one [`WorkerPlan`] per worker.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -193,7 +213,9 @@ fn default_sources(sockets: u64) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// Run the whole load test; the report's verdict says whether a check failed.
+/// Run the whole load test; the report's verdict says whether a check
+/// failed. Blocking, with its own runtime: call it outside any tokio
+/// runtime (from a plain `#[test]`, or `spawn_blocking`).
 pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
     let started_unix_ms = unix_now_us() / 1000;
     let deadline_unix_ms = started_unix_ms + o.duration_s * 1000;
@@ -451,12 +473,8 @@ fn open_sale(
     let path = format!("/api/ops/events/{}/sale", o.event);
     info.sale_opened_unix_ms = Some(unix_now_us() / 1000);
     info.sale_opened_when = Some(when.into());
-    let answer = runtime.block_on(async {
-        let mut http = HttpConn::open(target, Ipv4Addr::LOCALHOST).await?;
-        let body = br#"{"command":"open"}"#.to_vec();
-        http.send(Method::POST, &path, Some(token), Some(body))
-            .await
-    })?;
+    let body = br#"{"command":"open"}"#.to_vec();
+    let answer = ops_call(runtime, target, token, &path, body)?;
     let body = String::from_utf8_lossy(&answer.body);
     if answer.status != 200 {
         bail!("opening the sale: {} {body}", answer.status);
@@ -490,18 +508,44 @@ fn create_event(
         "venue": venue_json,
         "config": config,
     });
-    let answer = runtime.block_on(async {
-        let mut http = HttpConn::open(target, Ipv4Addr::LOCALHOST).await?;
-        let body = serde_json::to_vec(&body)?;
-        http.send(Method::POST, "/api/ops/events", Some(token), Some(body))
-            .await
-    })?;
+    let body = serde_json::to_vec(&body)?;
+    let answer = ops_call(runtime, target, token, "/api/ops/events", body)?;
     let text = String::from_utf8_lossy(&answer.body);
     if answer.status != 200 {
         bail!("creating event {}: {} {text:.300}", o.event, answer.status);
     }
     eprintln!("load: event {} created: {text:.200}", o.event);
     Ok(())
+}
+
+/// Attempts of an operator request while the gateway answers 503 (an
+/// event just created may not be placed yet), 100 ms apart.
+pub const OPS_ATTEMPTS_MAX: u32 = 100;
+
+/// An operator POST, retried while 503.
+fn ops_call(
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    token: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<super::net::HttpAnswer> {
+    runtime.block_on(async {
+        let mut answer = None;
+        for _ in 0..OPS_ATTEMPTS_MAX {
+            let mut http = HttpConn::open(target, Ipv4Addr::LOCALHOST).await?;
+            let a = http
+                .send(Method::POST, path, Some(token), Some(body.clone()))
+                .await?;
+            if a.status != 503 {
+                return Ok(a);
+            }
+            eprintln!("load: {path}: 503 {}", String::from_utf8_lossy(&a.body));
+            answer = Some(a);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        answer.context("no answer")
+    })
 }
 
 fn write_records(path: &std::path::Path, records: &[FanRecord]) -> anyhow::Result<()> {
