@@ -85,6 +85,7 @@ ANSWER="$(curl -s -H "Authorization: Bearer $LATE_SESSION" -d "{\"cmd\":\"join\"
 echo "edge answer (${#ANSWER} bytes): $ANSWER"
 [[ "$ANSWER" == *sold_out* ]] || { echo "not sold out: $ANSWER" >&2; exit 1; }
 
+chmod 755 "$SCRATCH"
 mkdir -p "$SCRATCH/www"
 printf '%s' "$ANSWER" >"$SCRATCH/www/sold-out.json"
 cat >"$SCRATCH/nginx.conf" <<EOF
