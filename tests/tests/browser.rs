@@ -203,7 +203,7 @@ async fn login(browser: &Browser, site: &Site, name: &str) -> anyhow::Result<()>
 
 /// Start chromedriver and a browser showing `window`.
 async fn browser(window: Window) -> anyhow::Result<(Driver, Browser)> {
-    let driver = Driver::start().await?;
+    let mut driver = Driver::start().await?;
     let browser = driver.browser(window, &screenshots()).await?;
     Ok((driver, browser))
 }

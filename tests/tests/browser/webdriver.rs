@@ -10,6 +10,7 @@
 //! Every wait is a bounded poll ([`WAIT`]); nothing here asserts on time.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -93,6 +94,9 @@ pub struct Window {
 pub struct Driver {
     child: Child,
     addr: String,
+    /// The browsers' profiles, one directory each; removed on drop.
+    profiles: PathBuf,
+    browsers: u32,
 }
 
 impl Driver {
@@ -108,16 +112,23 @@ impl Driver {
             }
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        // Its own process group, which the Chromium it starts joins: a
+        // failed test (no clean `quit`) still takes every browser down.
         let child = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting chromedriver")?;
+        let profiles =
+            std::env::temp_dir().join(format!("onsale-chromium-{}-{port}", std::process::id()));
         let driver = Driver {
             child,
             addr: format!("127.0.0.1:{port}"),
+            profiles,
+            browsers: 0,
         };
         let deadline = Instant::now() + WAIT;
         loop {
@@ -135,19 +146,14 @@ impl Driver {
 
     /// A new headless Chromium with a fresh profile showing the page in
     /// `window`. Screenshots go to `shots`.
-    pub async fn browser(&self, window: Window, shots: &Path) -> anyhow::Result<Browser> {
+    pub async fn browser(&mut self, window: Window, shots: &Path) -> anyhow::Result<Browser> {
         let Window {
             width,
             height,
             phone,
         } = window;
-        let profile = std::env::temp_dir().join(format!(
-            "onsale-chromium-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        self.browsers += 1;
+        let profile = self.profiles.join(self.browsers.to_string());
         std::fs::create_dir_all(&profile)?;
         let args = [
             "--headless",
@@ -187,7 +193,6 @@ impl Driver {
             driver: self.addr.clone(),
             session,
             shots: shots.to_path_buf(),
-            profile,
         })
     }
 
@@ -203,8 +208,14 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profiles);
     }
 }
 
@@ -249,14 +260,13 @@ async fn webdriver_call(
     Ok(value)
 }
 
-/// One browser session. Quit it with [`Browser::quit`]; dropping it leaves
-/// the window to chromedriver's exit.
+/// One browser session. Quit it with [`Browser::quit`]; a test that fails
+/// first leaves it to the [`Driver`]'s drop.
 #[derive(Debug)]
 pub struct Browser {
     driver: String,
     session: String,
     shots: PathBuf,
-    profile: PathBuf,
 }
 
 impl Browser {
@@ -475,11 +485,9 @@ impl Browser {
         }
     }
 
-    /// End the session and remove its profile.
+    /// End the session (Chromium exits).
     pub async fn quit(self) -> anyhow::Result<()> {
-        let ended = self.call(Method::DELETE, "", None).await;
-        let _ = std::fs::remove_dir_all(&self.profile);
-        ended.map(drop)
+        self.call(Method::DELETE, "", None).await.map(drop)
     }
 }
 
