@@ -11,6 +11,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -40,29 +41,95 @@ impl EdgeState {
     }
 }
 
+/// How long an entry is trusted without a fresh overview. Pushes keep an
+/// entry current while they flow; this bounds how stale it can get when
+/// they do not (the event moved to another node, the push stream lagged).
+pub const EDGE_TTL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Entry {
+    state: EdgeState,
+    learned: Instant,
+    refreshing: bool,
+}
+
+/// What a lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Nothing known: ask the event.
+    Unknown,
+    /// Known and fresh.
+    Fresh(EdgeState),
+    /// Known but older than [`EDGE_TTL`]; this caller should refresh it
+    /// (only one caller per event is told so at a time).
+    Stale { state: EdgeState, refresh: bool },
+}
+
 /// Each event's sale state and fullness, as last pushed.
 #[derive(Debug, Default)]
 pub struct EdgeCache {
-    events: RwLock<FxHashMap<EventId, EdgeState>>,
+    events: RwLock<FxHashMap<EventId, Entry>>,
 }
 
 impl EdgeCache {
+    /// The state, whatever its age.
     #[must_use]
     pub fn get(&self, event: EventId) -> Option<EdgeState> {
         self.events
             .read()
             .expect("not poisoned")
             .get(&event)
-            .copied()
+            .map(|e| e.state)
+    }
+
+    /// The state with its freshness; a stale entry elects one refresher.
+    pub fn lookup(&self, event: EventId) -> Lookup {
+        {
+            let events = self.events.read().expect("not poisoned");
+            match events.get(&event) {
+                None => return Lookup::Unknown,
+                Some(e) if e.learned.elapsed() <= EDGE_TTL => return Lookup::Fresh(e.state),
+                Some(e) if e.refreshing => {
+                    return Lookup::Stale {
+                        state: e.state,
+                        refresh: false,
+                    };
+                }
+                Some(_) => {}
+            }
+        }
+        let mut events = self.events.write().expect("not poisoned");
+        match events.get_mut(&event) {
+            None => Lookup::Unknown,
+            Some(e) => {
+                let refresh = !e.refreshing;
+                e.refreshing = true;
+                Lookup::Stale {
+                    state: e.state,
+                    refresh,
+                }
+            }
+        }
+    }
+
+    /// A refresh failed: let another caller try.
+    pub fn refresh_failed(&self, event: EventId) {
+        if let Some(e) = self.events.write().expect("not poisoned").get_mut(&event) {
+            e.refreshing = false;
+        }
     }
 
     /// Learn from an overview (the whole truth at that moment).
     pub fn learn(&self, overview: &EventOverview) {
         self.events.write().expect("not poisoned").insert(
             overview.event,
-            EdgeState {
-                sale: overview.sale,
-                full: overview.full,
+            Entry {
+                state: EdgeState {
+                    sale: overview.sale,
+                    full: overview.full,
+                },
+                learned: Instant::now(),
+                refreshing: false,
             },
         );
     }
@@ -71,7 +138,7 @@ impl EdgeCache {
     /// an overview introduces the event (its other fields are unknown).
     pub fn apply(&self, event: EventId, push: &Push) {
         let mut events = self.events.write().expect("not poisoned");
-        let Some(state) = events.get_mut(&event) else {
+        let Some(Entry { state, .. }) = events.get_mut(&event) else {
             return;
         };
         match push {
@@ -207,5 +274,59 @@ mod tests {
         // A push for an unknown event teaches nothing.
         cache.apply(EventId(2), &Push::SoldOut);
         assert_eq!(cache.get(EventId(2)), None);
+        assert_eq!(cache.lookup(EventId(2)), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_stale_entry_elects_one_refresher() {
+        let cache = EdgeCache::default();
+        let overview = EventOverview {
+            event: EventId(1),
+            sale: SaleState::SoldOut,
+            capacity: 10,
+            sold: 10,
+            held: 0,
+            waiting: 0,
+            full: false,
+            admitted_through: onsale_schema::Position(0),
+            sections: vec![],
+        };
+        cache.learn(&overview);
+        assert!(matches!(cache.lookup(EventId(1)), Lookup::Fresh(_)));
+        cache
+            .events
+            .write()
+            .unwrap()
+            .get_mut(&EventId(1))
+            .unwrap()
+            .learned = Instant::now() - EDGE_TTL * 2;
+        let state = EdgeState {
+            sale: SaleState::SoldOut,
+            full: false,
+        };
+        assert_eq!(
+            cache.lookup(EventId(1)),
+            Lookup::Stale {
+                state,
+                refresh: true
+            }
+        );
+        assert_eq!(
+            cache.lookup(EventId(1)),
+            Lookup::Stale {
+                state,
+                refresh: false
+            }
+        );
+        cache.refresh_failed(EventId(1));
+        assert_eq!(
+            cache.lookup(EventId(1)),
+            Lookup::Stale {
+                state,
+                refresh: true
+            }
+        );
+        cache.learn(&overview);
+        assert_eq!(cache.lookup(EventId(1)), Lookup::Fresh(state));
     }
 }

@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth;
 use crate::catalog::{Catalog, Search};
-use crate::edge::{EdgeCache, LimitConfig, Limits};
+use crate::edge::{EdgeCache, LimitConfig, Limits, Lookup};
 use crate::hub::{self, HubHandle, HubMsg};
 use crate::reply::{ApiError, json_response, reply_response};
 
@@ -124,6 +124,17 @@ impl Gateway {
             }
         });
         gateway
+    }
+
+    /// Refresh the edge's entry for `event` in the background.
+    pub fn refresh_edge(&self, event: EventId) {
+        let gw = self.clone();
+        tokio::spawn(async move {
+            match gw.node.call(event, Command::Overview).await {
+                Reply::Overview { overview } => gw.edge.learn(&overview),
+                _ => gw.edge.refresh_failed(event),
+            }
+        });
     }
 
     /// The event's sale state: from the edge cache, else from an overview.
@@ -380,9 +391,15 @@ async fn command(
     }
     if let Command::Join { .. } = command {
         // The edge: full, sold out and closed cost the event nothing.
-        let edge = match gw.edge.get(event) {
-            Some(edge) => edge,
-            None => {
+        let edge = match gw.edge.lookup(event) {
+            Lookup::Fresh(edge) => edge,
+            Lookup::Stale { state, refresh } => {
+                if refresh {
+                    gw.refresh_edge(event);
+                }
+                state
+            }
+            Lookup::Unknown => {
                 gw.sale_state(event).await?;
                 gw.edge.get(event).ok_or_else(|| {
                     ApiError::new(ErrorCode::Busy, "the event's state is not known yet")

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -34,6 +35,13 @@ use crate::reply::ApiError;
 
 /// Bad frames tolerated on one connection before it is closed.
 pub const GARBAGE_MAX: u32 = 3;
+
+/// The gateway pings an idle fan this often (keeps NATs open, and finds
+/// fans that vanished without closing).
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// A fan silent this long (not even a pong) is disconnected.
+pub const SILENCE_MAX: Duration = Duration::from_secs(75);
 
 /// Largest frame read before it is refused (a frame over
 /// [`limits::WS_FRAME_BYTES_MAX`] but within this is read, then refused).
@@ -136,10 +144,13 @@ async fn serve(mut ws: Ws, fan: FanId, gw: Gateway) {
         event: None,
         garbage: 0,
     };
+    let mut heard = tokio::time::Instant::now();
+    let mut ping = tokio::time::interval_at(heard + PING_EVERY, PING_EVERY);
     let close = loop {
         tokio::select! {
             frame = frames.next() => {
                 let Some(frame) = frame else { break None };
+                heard = tokio::time::Instant::now();
                 match session.on_frame(frame).await {
                     Step::Go => {}
                     Step::Reply(bytes) => {
@@ -154,6 +165,14 @@ async fn serve(mut ws: Ws, fan: FanId, gw: Gateway) {
                 }
             }
             () = outbox.ready() => {}
+            _ = ping.tick() => {
+                if heard.elapsed() > SILENCE_MAX {
+                    break Some((1001, "silent too long"));
+                }
+                if write.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]))).await.is_err() {
+                    break None;
+                }
+            }
         }
         if outbox.is_closed() {
             break Some((1008, "too slow: reconnect to resynchronise"));
