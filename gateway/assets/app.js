@@ -9,12 +9,12 @@
 //
 // What the page remembers (localStorage, per browser):
 //   onsale.session  the signed session, fan id and name
-//   onsale.tokens   event id -> queue token (resume after a reload, a new
-//                   tab, or a restart of the whole system)
-//   onsale.holds    event id -> the hold being checked out, with seat labels
-//   onsale.orders   event id -> the confirmed order, with seat labels
-//   onsale.baseline event id -> admitted_through when the fan joined (the
-//                   start of the progress bar)
+//   onsale.tokens   "fan:event" -> queue token (resume after a reload, a
+//                   new tab, or a restart of the whole system)
+//   onsale.holds    "fan:event" -> the hold being checked out, seat labels
+//   onsale.orders   "fan:event" -> the confirmed order, with seat labels
+//   onsale.baseline "fan:event" -> admitted_through when the fan joined
+//                   (the start of the progress bar)
 'use strict';
 
 (function () {
@@ -94,16 +94,19 @@
         else localStorage.setItem('onsale.' + key, JSON.stringify(value));
       } catch (_) { /* private mode or full: the page still works */ }
     },
+    // Per fan and event: two people sharing a browser keep apart.
     getFor(key, event) {
-      return storage.get(key, {})[event];
+      return storage.get(key, {})[forKey(event)];
     },
     setFor(key, event, value) {
       const all = storage.get(key, {});
-      if (value == null) delete all[event];
-      else all[event] = value;
+      if (value == null) delete all[forKey(event)];
+      else all[forKey(event)] = value;
       storage.set(key, all);
     },
   };
+
+  const forKey = (event) => `${state.session ? state.session.fan : 0}:${event}`;
 
   // --------------------------------------------------------------- state
 

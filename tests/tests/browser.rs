@@ -587,3 +587,28 @@ async fn the_page_reconnects_and_keeps_its_place() -> anyhow::Result<()> {
     browser.wait_for("#screen-shop").await?;
     browser.quit().await
 }
+
+/// A closed sale shows the closed page, not a join button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_sale_says_so() -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let site = Site::start("browser-closed")?;
+    let event = 71;
+    site.create_event(event, "Last Night", tiny_venue(4), json!({}))
+        .await;
+    site.open_sale(event).await;
+    let path = format!("/api/ops/events/{event}/sale");
+    let closed = site.ops("POST", &path, &json!({"command": "close"})).await;
+    assert_eq!(closed["state"], "closed", "{closed}");
+
+    let (_driver, browser) = browser(LAPTOP).await?;
+    login(&browser, &site, "ivy").await?;
+    browser
+        .goto(&site.url(&format!("/#/event/{event}")))
+        .await?;
+    browser.wait_for("#screen-closed").await?;
+    let message = browser.text("#closed-message").await?;
+    assert!(message.contains("closed"), "{message}");
+    browser.screenshot("16-sale-closed").await?;
+    browser.quit().await
+}
