@@ -36,8 +36,10 @@ pub const PAY_ATTEMPTS_MAX: u32 = 3;
 pub const PUSHES_MAX: u64 = 20_000;
 /// Notes (unexpected but survivable answers) kept per fan.
 pub const NOTES_MAX: usize = 4;
-/// While waiting for `purchased`, ask for the status this often.
+/// While waiting for `purchased`, ask for the status this often, at most
+/// this many times (an hour).
 pub const STATUS_POLL_EVERY: Duration = Duration::from_secs(5);
+pub const STATUS_POLLS_MAX: u32 = 720;
 /// Backoff between retries: doubling from the first, capped.
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -469,9 +471,14 @@ impl Fan<'_> {
         if let Some(outcome) = self.submit(fan, hold).await? {
             return Ok(outcome);
         }
+        let mut polls = 0;
         loop {
             let next = tokio::time::timeout(STATUS_POLL_EVERY, self.next_push()).await;
             let Ok(push) = next else {
+                polls += 1;
+                if polls > STATUS_POLLS_MAX {
+                    bail!("no purchase after {STATUS_POLLS_MAX} status polls");
+                }
                 if let Some(outcome) = self.poll_purchase(fan, hold, started).await? {
                     return Ok(outcome);
                 }
