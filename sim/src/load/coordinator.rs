@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hyper::Method;
+use onsale_schema::message::{Audit, Reply};
 
 use super::net::{HttpConn, Target, parse_sources};
 use super::report::{self, LoadReport, RunInfo};
@@ -93,6 +94,10 @@ pub struct LoadOptions {
     /// Also write every fan's record here (JSON lines).
     #[arg(long)]
     pub records: Option<PathBuf>,
+    /// Skip the end-of-run cross-check against the event's audit (done
+    /// when --ops-token is given).
+    #[arg(long)]
+    pub no_audit: bool,
     /// Run the workers as threads of this process instead of processes
     /// (tests, and small runs: one process's 20,000 open files are then
     /// shared by all of them).
@@ -274,7 +279,18 @@ pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
     if let Some(path) = &o.records {
         write_records(path, &records)?;
     }
-    Ok(report::analyse(info, &records))
+    let audit = match (&o.ops_token, o.no_audit) {
+        (Some(token), false) => match read_audit(&runtime, &plan.target, token, o.event) {
+            Ok(audit) => Some(audit),
+            Err(e) => {
+                eprintln!("load: the audit: {e:#}");
+                info.audit_error = Some(format!("{e:#}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    Ok(report::analyse(info, &records, audit.as_ref()))
 }
 
 /// One process per worker, its stdout read line by line on a thread.
@@ -474,7 +490,7 @@ fn open_sale(
     info.sale_opened_unix_ms = Some(unix_now_us() / 1000);
     info.sale_opened_when = Some(when.into());
     let body = br#"{"command":"open"}"#.to_vec();
-    let answer = ops_call(runtime, target, token, &path, body)?;
+    let answer = ops_call(runtime, target, token, Method::POST, &path, body)?;
     let body = String::from_utf8_lossy(&answer.body);
     if answer.status != 200 {
         bail!("opening the sale: {} {body}", answer.status);
@@ -509,7 +525,14 @@ fn create_event(
         "config": config,
     });
     let body = serde_json::to_vec(&body)?;
-    let answer = ops_call(runtime, target, token, "/api/ops/events", body)?;
+    let answer = ops_call(
+        runtime,
+        target,
+        token,
+        Method::POST,
+        "/api/ops/events",
+        body,
+    )?;
     let text = String::from_utf8_lossy(&answer.body);
     if answer.status != 200 {
         bail!("creating event {}: {} {text:.300}", o.event, answer.status);
@@ -518,15 +541,35 @@ fn create_event(
     Ok(())
 }
 
+/// `GET /api/ops/events/{event}/audit`.
+fn read_audit(
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    token: &str,
+    event: u64,
+) -> anyhow::Result<Audit> {
+    let path = format!("/api/ops/events/{event}/audit");
+    let answer = ops_call(runtime, target, token, Method::GET, &path, Vec::new())?;
+    let text = String::from_utf8_lossy(&answer.body);
+    if answer.status != 200 {
+        bail!("{} {text:.300}", answer.status);
+    }
+    match serde_json::from_slice::<Reply>(&answer.body) {
+        Ok(Reply::Audit { audit }) => Ok(audit),
+        Ok(_) | Err(_) => bail!("not an audit: {text:.300}"),
+    }
+}
+
 /// Attempts of an operator request while the gateway answers 503 (an
 /// event just created may not be placed yet), 100 ms apart.
 pub const OPS_ATTEMPTS_MAX: u32 = 100;
 
-/// An operator POST, retried while 503.
+/// An operator request, retried while 503.
 fn ops_call(
     runtime: &tokio::runtime::Runtime,
     target: &Target,
     token: &str,
+    method: Method,
     path: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<super::net::HttpAnswer> {
@@ -534,9 +577,8 @@ fn ops_call(
         let mut answer = None;
         for _ in 0..OPS_ATTEMPTS_MAX {
             let mut http = HttpConn::open(target, Ipv4Addr::LOCALHOST).await?;
-            let a = http
-                .send(Method::POST, path, Some(token), Some(body.clone()))
-                .await?;
+            let body = (method == Method::POST).then(|| body.clone());
+            let a = http.send(method.clone(), path, Some(token), body).await?;
             if a.status != 503 {
                 return Ok(a);
             }

@@ -21,11 +21,19 @@
 //! - **Nobody passed over**: no fan still waiting at the end has a
 //!   position below a fan admitted more than `order_tolerance_ms` before
 //!   the end.
+//! - **Told = durable** (with the operator token: the event's audit at the
+//!   end): every purchase a fan was told of is an order of that fan with
+//!   those seats; no fan told "refused" or "expired" has an order anyway;
+//!   the event's own audit finds no problem. Orders no fan heard of (a fan
+//!   still paying at the deadline) are counted, not a violation.
 
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use onsale_schema::message::Audit;
+use onsale_schema::snapshot::OrderRecord;
 
 use super::{FanRecord, Mode, Outcome};
 
@@ -52,6 +60,8 @@ pub struct RunInfo {
     pub sale_opened_when: Option<String>,
     /// Why opening the sale failed, if it did.
     pub sale_open_error: Option<String>,
+    /// Why the audit could not be read, if it could not.
+    pub audit_error: Option<String>,
     /// Most fans seen waiting at once (sum over the workers' gauges).
     pub waiting_max: u64,
     pub order_tolerance_ms: u64,
@@ -153,12 +163,31 @@ pub struct Checks {
     /// within the tolerance or not.
     pub delivery_lag_worst_ms: f64,
     pub passed_over: Check,
+    /// Against the event's audit, when it was read.
+    pub audit: Option<AuditCheck>,
     /// Purchases whose seats differ from the hold's (noted, not a violation).
     pub purchased_not_held: u64,
     /// Purchases learnt by polling `status`: the `purchased` push never came.
     pub purchases_without_push: u64,
     /// "ok" or "violated".
     pub verdict: String,
+}
+
+/// The fans' purchases against the event's orders.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditCheck {
+    /// The event's own verdict (`None`: every invariant holds).
+    pub problem: Option<String>,
+    /// Orders of this run's fans in the audit.
+    pub orders: u64,
+    /// Purchases a fan was told of that the audit lacks (or has with other
+    /// seats or another fan).
+    pub told_not_durable: Check,
+    /// Orders of fans that were told their payment was refused or their
+    /// hold expired.
+    pub sold_after_refusal: Check,
+    /// Orders of fans that ended without hearing (still paying, timed out).
+    pub orders_unheard: u64,
 }
 
 /// `report.json`.
@@ -188,7 +217,7 @@ impl LoadReport {
 
 /// Analyse the fans' records.
 #[must_use]
-pub fn analyse(run: RunInfo, records: &[FanRecord]) -> LoadReport {
+pub fn analyse(run: RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> LoadReport {
     let mut outcomes = BTreeMap::new();
     for r in records {
         let name = serde_json::to_value(r.outcome)
@@ -210,7 +239,7 @@ pub fn analyse(run: RunInfo, records: &[FanRecord]) -> LoadReport {
         errors: errors(records),
         run,
     };
-    report.checks = checks(&report.run, records);
+    report.checks = checks(&report.run, records, audit);
     report
 }
 
@@ -264,14 +293,15 @@ fn admissions(run: &RunInfo, records: &[FanRecord]) -> Admissions {
     a
 }
 
-fn checks(run: &RunInfo, records: &[FanRecord]) -> Checks {
+fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks {
     let mut c = Checks::default();
     seats(records, &mut c);
     positions(records, &mut c);
     decision_order(run, records, &mut c);
     delivery_order(run, records, &mut c);
     passed_over(run, records, &mut c);
-    let violated = [
+    c.audit = audit.map(|a| audited(records, a));
+    let mut violated = [
         &c.seats_bought_twice,
         &c.positions_shared,
         &c.decided_out_of_order,
@@ -280,8 +310,62 @@ fn checks(run: &RunInfo, records: &[FanRecord]) -> Checks {
     ]
     .iter()
     .any(|check| check.violations > 0);
+    if let Some(a) = &c.audit {
+        violated |= a.problem.is_some()
+            || a.told_not_durable.violations > 0
+            || a.sold_after_refusal.violations > 0;
+    }
     c.verdict = if violated { "violated" } else { "ok" }.into();
     c
+}
+
+fn audited(records: &[FanRecord], audit: &Audit) -> AuditCheck {
+    let mut a = AuditCheck {
+        problem: audit.problem.clone(),
+        ..AuditCheck::default()
+    };
+    let by_order: FxHashMap<u64, &OrderRecord> =
+        audit.orders.iter().map(|o| (o.order.0, o)).collect();
+    let ours: FxHashMap<u64, &FanRecord> =
+        records.iter().filter_map(|r| Some((r.fan?, r))).collect();
+    for r in records.iter().filter(|r| r.outcome == Outcome::Purchased) {
+        let seats: Vec<u32> = r.seats.clone();
+        let matches = r.order.and_then(|o| by_order.get(&o)).is_some_and(|o| {
+            Some(o.fan.0) == r.fan && o.seats.iter().map(|s| s.0).collect::<Vec<_>>() == seats
+        });
+        // A purchase learnt by polling has no order id: match by fan and seats.
+        let polled_match = r.purchase_polled
+            && audit.orders.iter().any(|o| {
+                Some(o.fan.0) == r.fan && o.seats.iter().map(|s| s.0).collect::<Vec<_>>() == seats
+            });
+        if !matches && !polled_match {
+            a.told_not_durable.add(|| {
+                format!(
+                    "fan {} was told order {:?} with seats {seats:?}; the audit has {:?}",
+                    r.index,
+                    r.order,
+                    r.order.and_then(|o| by_order.get(&o))
+                )
+            });
+        }
+    }
+    for o in &audit.orders {
+        let Some(r) = ours.get(&o.fan.0) else {
+            continue;
+        };
+        a.orders += 1;
+        match r.outcome {
+            Outcome::Purchased => {}
+            Outcome::PaymentRefused | Outcome::HoldExpired => a.sold_after_refusal.add(|| {
+                format!(
+                    "fan {} ended {:?} but has order {} (seats {:?})",
+                    r.index, r.outcome, o.order.0, o.seats
+                )
+            }),
+            _ => a.orders_unheard += 1,
+        }
+    }
+    a
 }
 
 fn seats(records: &[FanRecord], c: &mut Checks) {
@@ -526,6 +610,26 @@ pub fn summary(report: &LoadReport) -> String {
             let _ = writeln!(s, "  violation: {e}");
         }
     }
+    if let Some(a) = &c.audit {
+        let _ = writeln!(
+            s,
+            "audit: {} orders of these fans; told but not durable {}, sold after a refusal {}, \
+             unheard {}; the event's own audit: {}",
+            a.orders,
+            a.told_not_durable.violations,
+            a.sold_after_refusal.violations,
+            a.orders_unheard,
+            a.problem.as_deref().unwrap_or("ok")
+        );
+        for e in a
+            .told_not_durable
+            .examples
+            .iter()
+            .chain(&a.sold_after_refusal.examples)
+        {
+            let _ = writeln!(s, "  violation: {e}");
+        }
+    }
     for (e, n) in &r.errors {
         let _ = writeln!(s, "  error ×{n}: {e}");
     }
@@ -568,7 +672,7 @@ mod tests {
             fan(1, 2, 1050, 990),
             fan(2, 3, 1020, 1000),
         ];
-        let report = analyse(run(), &records);
+        let report = analyse(run(), &records, None);
         assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
         // Fan 1 (position 2) was told 30 ms after fan 2 (position 3): within tolerance.
         assert_eq!(report.checks.delivery_lag_worst_ms, 30.0);
@@ -578,7 +682,7 @@ mod tests {
     #[test]
     fn a_later_decision_for_an_earlier_position_is_caught() {
         let records = [fan(0, 1, 1000, 995), fan(1, 2, 1000, 990)];
-        let report = analyse(run(), &records);
+        let report = analyse(run(), &records, None);
         assert_eq!(report.checks.decided_out_of_order.violations, 1);
         assert_eq!(report.checks.verdict, "violated");
     }
@@ -590,9 +694,56 @@ mod tests {
             fan(1, 2, 1000, 990),
             fan(2, 3, 1400, 990),
         ];
-        let report = analyse(run(), &records);
+        let report = analyse(run(), &records, None);
         assert_eq!(report.checks.delivered_out_of_order.violations, 1);
         assert_eq!(report.checks.delivery_lag_worst_ms, 500.0);
+    }
+
+    #[test]
+    fn purchases_are_checked_against_the_audit() {
+        use onsale_schema::{FanId, OrderId, PaymentId, Position, SeatIdx};
+        let order = |order: u64, fan: u64, seats: &[u32]| OrderRecord {
+            order: OrderId(order),
+            fan: FanId(fan),
+            position: Position(0),
+            payment: PaymentId(order),
+            seats: seats.iter().map(|s| SeatIdx(*s)).collect(),
+            at: onsale_schema::Millis(0),
+        };
+        let buyer = |index: u64, outcome: Outcome, order: Option<u64>, seats: Vec<u32>| FanRecord {
+            index,
+            fan: Some(100 + index),
+            position: Some(index + 1),
+            outcome,
+            order,
+            seats,
+            ..FanRecord::default()
+        };
+        let records = [
+            buyer(0, Outcome::Purchased, Some(1), vec![4, 5]),
+            buyer(1, Outcome::Purchased, Some(2), vec![6]),
+            buyer(2, Outcome::PaymentRefused, None, vec![]),
+            buyer(3, Outcome::TimedOut, None, vec![]),
+        ];
+        let audit = Audit {
+            problem: None,
+            journal_seq: 9,
+            next_position: Position(5),
+            orders: vec![
+                order(1, 100, &[4, 5]),
+                order(2, 101, &[7]),
+                order(3, 102, &[8]),
+                order(4, 103, &[9]),
+                order(5, 999, &[10]),
+            ],
+        };
+        let report = analyse(run(), &records, Some(&audit));
+        let a = report.checks.audit.as_ref().expect("audited");
+        assert_eq!(a.orders, 4);
+        assert_eq!(a.told_not_durable.violations, 1, "{a:?}");
+        assert_eq!(a.sold_after_refusal.violations, 1, "{a:?}");
+        assert_eq!(a.orders_unheard, 1);
+        assert_eq!(report.checks.verdict, "violated");
     }
 
     #[test]
@@ -610,7 +761,7 @@ mod tests {
         let mut d = fan(3, 2, 1000, 990);
         d.admission = None;
         d.outcome = Outcome::StillWaiting;
-        let report = analyse(run(), &[a, b, c, d]);
+        let report = analyse(run(), &[a, b, c, d], None);
         assert_eq!(report.checks.seats_bought_twice.violations, 1);
         assert_eq!(report.checks.seats_bought, 3);
         assert_eq!(report.checks.positions_shared.violations, 1);
