@@ -386,6 +386,7 @@ impl Hub {
             } => {
                 room.admitted_through = room.admitted_through.max(position);
                 room.note_admissions(position);
+                let fan_out = Instant::now();
                 let mut told = 0u64;
                 while let Some(&(p, conn)) = room.waiting.first() {
                     if p > position {
@@ -404,6 +405,18 @@ impl Hub {
                     }
                 }
                 metrics::counter!("onsale_admissions_pushed_total").increment(told);
+                if told > 0 {
+                    let now = onsale_actors::event_actor::wall_now();
+                    tracing::debug!(
+                        %event,
+                        told,
+                        push_delay_ms = now.saturating_sub(decided_at),
+                        fan_out_us = fan_out.elapsed().as_micros() as u64,
+                        "admissions fanned out"
+                    );
+                    metrics::histogram!("onsale_admission_push_delay_ms")
+                        .record(now.saturating_sub(decided_at) as f64);
+                }
             }
             Push::FanAdmitted {
                 fan,

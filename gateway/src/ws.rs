@@ -93,7 +93,9 @@ pub async fn upgrade(
     };
     tokio::spawn(async move {
         match upgraded.await {
-            Ok(ws) => serve(ws, fan, gw).await,
+            // Boxed: the task then holds a pointer, not the upgrade's
+            // state and the connection's side by side.
+            Ok(ws) => Box::pin(serve(ws, fan, gw)).await,
             Err(e) => tracing::debug!(error = %e, "websocket upgrade did not complete"),
         }
     });
@@ -151,7 +153,9 @@ async fn serve(mut ws: Ws, fan: FanId, gw: Gateway) {
             frame = frames.next() => {
                 let Some(frame) = frame else { break None };
                 heard = tokio::time::Instant::now();
-                match session.on_frame(frame).await {
+                // Boxed: frames are rare, and an idle connection should not
+                // carry the state of a call to the event inline.
+                match Box::pin(session.on_frame(frame)).await {
                     Step::Go => {}
                     Step::Reply(bytes) => {
                         outbox.push(bytes);
@@ -178,7 +182,7 @@ async fn serve(mut ws: Ws, fan: FanId, gw: Gateway) {
             break Some((1008, "too slow: reconnect to resynchronise"));
         }
         if session.recheck_due() {
-            session.recheck().await;
+            Box::pin(session.recheck()).await;
         }
         if flush_outbox(&outbox, &mut write).await.is_err() {
             break None;
