@@ -12,6 +12,7 @@ need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing ${need[*]}"
@@ -31,7 +32,24 @@ echo "== cargo clippy --features fdb (FoundationDB backend: compiled, not run he
 cargo clippy -p onsale-cluster --all-targets --locked --features fdb -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
-echo "== the run command works"
+echo "== the run command works (the README's: a node with the demo events and the fan page)"
+cargo build --quiet --locked -p onsale-gateway --bin onsale
+run_dir="$(mktemp -d)"
+port=$((20000 + RANDOM % 20000))
+target/debug/onsale --demo --listen "127.0.0.1:$port" --store "$run_dir/demo.db" > "$run_dir/out.txt" 2> "$run_dir/err.txt" &
+run_pid=$!
+trap 'kill "$run_pid" 2>/dev/null || true; rm -rf "$run_dir"' EXIT
+for _ in $(seq 300); do
+    grep -q "onsale serving http://" "$run_dir/out.txt" && break
+    kill -0 "$run_pid" 2>/dev/null || { cat "$run_dir/err.txt" >&2; exit 1; }
+    sleep 0.1
+done
+grep "onsale serving http://" "$run_dir/out.txt"
+curl -fsS "http://127.0.0.1:$port/" | grep -q "app.js"
+curl -fsS "http://127.0.0.1:$port/api/events" | grep -q "Onsale demo night"
+curl -fsS "http://127.0.0.1:$port/healthz" | grep -q ok
+kill "$run_pid"
+echo "== the deterministic demo table"
 cargo run --quiet --locked -p onsale-gateway --bin onsale -- --demo --fans 1500 > target/demo.txt
 grep -q "Every invariant held after every step" target/demo.txt
 tail -n 2 target/demo.txt
