@@ -70,6 +70,11 @@ pub struct LoadOptions {
     /// The run ends after this long; every fan stops then.
     #[arg(long, default_value_t = 60)]
     pub duration_s: u64,
+    /// In wait mode, admitted fans keep their websocket open this long (a
+    /// mass admission is then measured without thousands of closes
+    /// competing with the deliveries).
+    #[arg(long, default_value_t = 5)]
+    pub linger_s: u64,
     /// Spread the fans' arrivals over this long (0: all at once).
     #[arg(long, default_value_t = 0)]
     pub ramp_s: u64,
@@ -196,6 +201,7 @@ pub fn plan(o: &LoadOptions, deadline_unix_ms: u64) -> anyhow::Result<Plan> {
                 ramp_ms: o.ramp_s * 1000,
                 arrivals_in_flight_max: o.arrivals_in_flight.max(1),
                 deadline_unix_ms,
+                linger_ms: o.linger_s * 1000,
                 seed: o.seed,
             }
         })

@@ -147,6 +147,8 @@ pub struct FanContext {
     pub event: u64,
     pub mode: Mode,
     pub deadline: Instant,
+    /// In `wait` mode, how long an admitted fan keeps its socket.
+    pub linger: Duration,
     /// Bounds the fans between their first connection and `watching`.
     pub arrivals: Arc<Semaphore>,
     pub progress: Arc<Progress>,
@@ -294,6 +296,10 @@ impl Fan<'_> {
         self.ctx.progress.admitted.fetch_add(1, Ordering::Relaxed);
         if self.ctx.mode == Mode::Wait {
             self.rec.stage = Stage::Done;
+            // Keep the socket (in `self.pushes`) a while: closing it at
+            // once would load the gateway while it still delivers.
+            let until = (Instant::now() + self.ctx.linger).min(self.ctx.deadline);
+            tokio::time::sleep_until(until).await;
             return Ok(Outcome::Admitted);
         }
         self.shop(fan).await

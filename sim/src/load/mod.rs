@@ -93,6 +93,10 @@ pub struct WorkerPlan {
     pub arrivals_in_flight_max: u32,
     /// Wall-clock time (Unix ms) at which every fan stops.
     pub deadline_unix_ms: u64,
+    /// In `wait` mode, how long an admitted fan keeps its websocket open
+    /// (so that a mass admission is measured without a storm of closes).
+    #[serde(default)]
+    pub linger_ms: u64,
     /// Seeds the fans' party sizes and jitter.
     pub seed: u64,
 }

@@ -64,6 +64,7 @@ async fn drive(plan: &WorkerPlan, out: &mut impl Write) -> anyhow::Result<()> {
         event: plan.event,
         mode: plan.mode,
         deadline: started + Duration::from_millis(left_ms),
+        linger: Duration::from_millis(plan.linger_ms),
         arrivals: Arc::new(Semaphore::new(plan.arrivals_in_flight_max.max(1) as usize)),
         progress: Arc::clone(&progress),
         seed: plan.seed,
