@@ -210,10 +210,21 @@ fn compare_puts_two_runs_side_by_side() {
 }
 
 #[test]
-fn load_mode_says_it_needs_the_gateway() {
+fn load_mode_drives_loopback_only_and_needs_a_target() {
     let o = sim(&["load", "--fans", "10"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not available yet"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--target"));
+    let o = sim(&[
+        "load",
+        "--target",
+        "http://10.1.2.3:80",
+        "--event",
+        "1",
+        "--fans",
+        "10",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only drives loopback"));
 }
 
 #[test]
