@@ -23,22 +23,20 @@ use std::sync::Arc;
 
 use onsale_actors::{Effect, EventCore};
 use onsale_schema::message::{
-    Area, FanStatus, HoldRejected, HoldRequest, JoinRefused, Joined, PaymentRefused,
-    PaymentSettled, ProviderAnswer, Push, SaleCommand,
+    FanStatus, HoldRejected, HoldRequest, JoinRefused, Joined, PaymentRefused, PaymentSettled,
+    ProviderAnswer, Push, SaleCommand,
 };
 use onsale_schema::snapshot::{EventSnapshot, JournalEntry, JournalRecord};
 use onsale_schema::token::{self, QueueClaims, TokenKey, VerifiedQueueToken};
-use onsale_schema::{
-    EventId, FanId, Millis, OrderId, PaymentId, Position, PriceLevelIdx, SaleState, SectionIdx,
-    Venue,
-};
+use onsale_schema::{EventId, FanId, Millis, OrderId, PaymentId, Position, SaleState, Venue};
 
 use crate::agenda::Agenda;
 use crate::arrivals::Arrivals;
+use crate::behaviour::{self, Areas, Model};
 use crate::ledger::Ledger;
 use crate::metrics::{self, Fairness, Invariants, Percentiles, Sample, Summary};
 use crate::rng::Rng;
-use crate::scenario::{Curve, Scenario, ScenarioFile, Span};
+use crate::scenario::{Curve, Scenario, ScenarioFile};
 
 const EVENT: EventId = EventId(1);
 /// Fans told "busy" (the counter awaits its next durable block) retry after this.
@@ -235,8 +233,8 @@ struct Sim<'a> {
     waits_ms: Vec<u32>,
     purchases: Vec<Purchase>,
     violation: Option<Violation>,
-    cheapest: PriceLevelIdx,
-    dearest: PriceLevelIdx,
+    /// What fans and bots do (`[fans]`, `[bots]`, `[[storms]]`).
+    model: Model,
     opened_at: Option<u64>,
     sold_out_at: Option<u64>,
 }
@@ -277,21 +275,6 @@ impl<'a> Sim<'a> {
             opens_at_ms,
             Rng::new(seed, 1),
         );
-        let levels = &venue.price_levels;
-        let by_price = |pick_max: bool| {
-            let mut best = 0;
-            for (i, level) in levels.iter().enumerate() {
-                let better = if pick_max {
-                    level.price_cents > levels[best].price_cents
-                } else {
-                    level.price_cents < levels[best].price_cents
-                };
-                if better {
-                    best = i;
-                }
-            }
-            PriceLevelIdx(best as u16)
-        };
         let randomize_lobby = matches!(
             sc.arrivals.curve,
             Curve::PreQueue {
@@ -339,8 +322,7 @@ impl<'a> Sim<'a> {
             waits_ms: Vec::new(),
             purchases: Vec::new(),
             violation: None,
-            cheapest: by_price(false),
-            dearest: by_price(true),
+            model: Model::new(sc, Areas::of(&venue)),
             opened_at: None,
             sold_out_at: None,
             venue,
@@ -557,14 +539,9 @@ impl<'a> Sim<'a> {
             self.waits_ms.push(waited.min(u64::from(u32::MAX)) as u32);
         }
         let bot = f.flags & BOT != 0;
-        if bot {
-            let at = self.now + self.sc.bots.react_ms;
-            self.agenda.push(at, Ev::ShowUp(slot));
-        } else if self.rng.chance(self.sc.fans.no_show) {
-            self.t.no_shows += 1;
-        } else {
-            let at = self.now + self.draw_ms(self.sc.fans.show_up_s, 1000.0);
-            self.agenda.push(at, Ev::ShowUp(slot));
+        match self.model.show_up_after_ms(&mut self.rng, bot) {
+            Some(after) => self.agenda.push(self.now + after, Ev::ShowUp(slot)),
+            None => self.t.no_shows += 1,
         }
     }
 
@@ -690,11 +667,20 @@ impl<'a> Sim<'a> {
             return;
         } else if x < p.silent_share + p.late_share {
             self.t.payments_answered_late += 1;
-            (draw(&mut self.provider_rng, p.late_delay_s, 1000.0), true)
+            (
+                behaviour::span_ms(&mut self.provider_rng, p.late_delay_s, 1000.0),
+                true,
+            )
         } else if x < p.silent_share + p.late_share + p.failure_rate {
-            (draw(&mut self.provider_rng, p.latency_ms, 1.0), false)
+            (
+                behaviour::span_ms(&mut self.provider_rng, p.latency_ms, 1.0),
+                false,
+            )
         } else {
-            (draw(&mut self.provider_rng, p.latency_ms, 1.0), true)
+            (
+                behaviour::span_ms(&mut self.provider_rng, p.latency_ms, 1.0),
+                true,
+            )
         };
         self.agenda.push(
             self.now + delay_ms,
@@ -708,10 +694,6 @@ impl<'a> Sim<'a> {
 
     // ----- fans ------------------------------------------------------------
 
-    fn draw_ms(&mut self, span: Span, unit_ms: f64) -> u64 {
-        draw(&mut self.rng, span, unit_ms)
-    }
-
     /// Try again once the node is back (a gateway answered 503).
     fn defer(&mut self, event: Ev) {
         let spread = (self.sc.fans.reconnect_spread_s * 1000.0) as u64;
@@ -723,7 +705,7 @@ impl<'a> Sim<'a> {
         let arrival = self.arrivals.pop().expect("peeked");
         let rank = self.t.arrivals as u32;
         self.t.arrivals += 1;
-        let bot = self.rng.chance(self.sc.bots.share);
+        let bot = self.model.is_bot(&mut self.rng);
         let accounts = if bot {
             self.t.bots += 1;
             self.sc.bots.accounts
@@ -743,16 +725,13 @@ impl<'a> Sim<'a> {
     }
 
     fn new_fan(&mut self, rank: u32, bot: bool) -> u32 {
-        let fans = &self.sc.fans;
-        let (party, mut flags) = if bot {
-            (self.sc.event.tickets_per_fan_max, BOT)
-        } else {
-            (1 + self.rng.weighted(&fans.party_size_weights) as u8, 0)
-        };
-        if !bot && self.rng.chance(fans.impatient_share) {
+        let traits = self.model.traits(&mut self.rng, bot);
+        let party = traits.party;
+        let mut flags = if bot { BOT } else { 0 };
+        if traits.impatient {
             flags |= IMPATIENT;
         }
-        if !bot && self.rng.chance(fans.refresh_share) {
+        if traits.refresher {
             flags |= REFRESHER;
         }
         let slot = self.fans.len() as u32;
@@ -826,12 +805,11 @@ impl<'a> Sim<'a> {
             return;
         }
         if flags & IMPATIENT != 0 {
-            let patience = self.rng.exponential(self.sc.fans.patience_mean_s * 1000.0);
-            self.agenda
-                .push(self.now + patience as u64, Ev::Abandon(slot));
+            let patience = self.model.patience_ms(&mut self.rng);
+            self.agenda.push(self.now + patience, Ev::Abandon(slot));
         }
         if flags & REFRESHER != 0 && self.sc.fans.refreshes_max > 0 {
-            let at = self.now + self.draw_ms(self.sc.fans.refresh_every_s, 1000.0);
+            let at = self.now + self.model.refresh_after_ms(&mut self.rng);
             self.agenda.push(at, Ev::Reload(slot, Reload::Refresh));
         }
     }
@@ -854,23 +832,13 @@ impl<'a> Sim<'a> {
     fn turned_away_full(&mut self, slot: u32) {
         self.t.turned_away_full += 1;
         let f = self.fans[slot as usize];
-        let (max, span) = if f.flags & BOT != 0 {
-            (
-                self.sc.bots.full_retries_max,
-                self.sc.bots.full_retry_after_s,
-            )
-        } else {
-            (
-                self.sc.fans.full_retries_max,
-                self.sc.fans.full_retry_after_s,
-            )
-        };
-        if f.tries >= max {
+        let bot = f.flags & BOT != 0;
+        let Some(after) = self.model.full_retry_after_ms(&mut self.rng, bot, f.tries) else {
             self.t.gave_up_full += 1;
             self.fans[slot as usize].phase = Phase::Gone;
             return;
-        }
-        let at = self.now + self.draw_ms(span, 1000.0);
+        };
+        let at = self.now + after;
         let f = &mut self.fans[slot as usize];
         f.tries += 1;
         f.phase = Phase::Arriving;
@@ -892,34 +860,9 @@ impl<'a> Sim<'a> {
         }
         let f = &mut self.fans[slot as usize];
         f.phase = Phase::Shopping;
-        let at = if f.flags & BOT != 0 {
-            self.now + self.sc.bots.react_ms
-        } else {
-            self.now + self.draw_ms(self.sc.fans.shopping_s, 1000.0)
-        };
+        let bot = f.flags & BOT != 0;
+        let at = self.now + self.model.shopping_ms(&mut self.rng, bot);
         self.agenda.push(at, Ev::Shop(slot));
-    }
-
-    fn pick_area(&mut self, bot: bool) -> Area {
-        if bot {
-            return Area::Anywhere;
-        }
-        let p = &self.sc.fans.preference;
-        match self
-            .rng
-            .weighted(&[p.anywhere, p.cheapest, p.dearest, p.section])
-        {
-            0 => Area::Anywhere,
-            1 => Area::PriceLevel {
-                price_level: self.cheapest,
-            },
-            2 => Area::PriceLevel {
-                price_level: self.dearest,
-            },
-            _ => Area::Section {
-                section: SectionIdx(self.rng.below(self.venue.sections.len() as u64) as u16),
-            },
-        }
     }
 
     /// Ask for seats, settling for fewer or anywhere if need be.
@@ -933,37 +876,25 @@ impl<'a> Sim<'a> {
         let f = self.fans[slot as usize];
         let bot = f.flags & BOT != 0;
         let mut count = f.party;
-        let mut area = self.pick_area(bot);
+        let mut area = self.model.area(&mut self.rng, bot);
         for _ in 0..8 {
             let now = Millis(self.now);
             let request = HoldRequest::Best { count, area };
             let r = self.core_mut().hold(fan_id(slot), &request, now);
             self.settle();
-            match r {
+            let rejected = match r {
                 Ok(_) => return self.held(slot, bot),
-                Err(HoldRejected::FairShare { max }) if max > 0 && max < u32::from(count) => {
-                    self.t.hold_rejections += 1;
-                    count = max as u8;
-                }
-                Err(HoldRejected::NotEnoughSeats) => {
-                    self.t.hold_rejections += 1;
-                    if area != Area::Anywhere {
-                        area = Area::Anywhere;
-                    } else if count > 1 {
-                        count -= 1;
-                    } else {
-                        break;
-                    }
-                }
                 Err(HoldRejected::SoldOut | HoldRejected::AdmissionExpired) => {
                     self.fans[slot as usize].phase = Phase::Gone;
                     return;
                 }
-                Err(_) => {
-                    self.t.hold_rejections += 1;
-                    break;
-                }
-            }
+                Err(rejected) => rejected,
+            };
+            self.t.hold_rejections += 1;
+            let Some(less) = behaviour::settle_for_less(count, area, &rejected) else {
+                break;
+            };
+            (count, area) = less;
         }
         self.t.gave_up_no_seats += 1;
         self.leave(slot);
@@ -972,14 +903,9 @@ impl<'a> Sim<'a> {
     fn held(&mut self, slot: u32, bot: bool) {
         self.t.holds += 1;
         self.fans[slot as usize].phase = Phase::Holding;
-        if bot {
-            let at = self.now + self.sc.bots.react_ms;
-            self.agenda.push(at, Ev::Pay(slot));
-        } else if self.rng.chance(self.sc.fans.pay_probability) {
-            let at = self.now + self.draw_ms(self.sc.fans.checkout_s, 1000.0);
-            self.agenda.push(at, Ev::Pay(slot));
-        } else {
-            self.t.abandoned_checkout += 1;
+        match self.model.checkout_ms(&mut self.rng, bot) {
+            Some(after) => self.agenda.push(self.now + after, Ev::Pay(slot)),
+            None => self.t.abandoned_checkout += 1,
         }
     }
 
@@ -1077,17 +1003,11 @@ impl<'a> Sim<'a> {
         }
         self.fans[slot as usize].phase = Phase::Holding;
         let bot = f.flags & BOT != 0;
-        let delay = if bot {
-            self.sc.bots.react_ms
-        } else {
-            self.rng.between(5_000, 30_000)
-        };
-        if (bot || self.rng.chance(self.sc.fans.pay_retry_probability))
-            && self.now + delay < until.0
-        {
-            self.agenda.push(self.now + delay, Ev::Pay(slot));
-        } else {
-            self.t.abandoned_checkout += 1;
+        match self.model.pay_again_after_ms(&mut self.rng, bot) {
+            Some(delay) if self.now + delay < until.0 => {
+                self.agenda.push(self.now + delay, Ev::Pay(slot));
+            }
+            _ => self.t.abandoned_checkout += 1,
         }
     }
 
@@ -1130,7 +1050,7 @@ impl<'a> Sim<'a> {
             self.t.refreshes += 1;
             if f.refreshes + 1 < self.sc.fans.refreshes_max {
                 self.fans[slot as usize].refreshes += 1;
-                let at = self.now + self.draw_ms(self.sc.fans.refresh_every_s, 1000.0);
+                let at = self.now + self.model.refresh_after_ms(&mut self.rng);
                 self.agenda.push(at, Ev::Reload(slot, Reload::Refresh));
             }
         }
@@ -1142,7 +1062,10 @@ impl<'a> Sim<'a> {
         }
         let disconnected = f.flags & DISCONNECTED != 0;
         let now = Millis(self.now);
-        let r = if !disconnected && kind == Reload::Refresh && self.rng.chance(0.5) {
+        let r = if !disconnected
+            && kind == Reload::Refresh
+            && self.model.rejoins_plainly(&mut self.rng)
+        {
             self.core_mut().join(fan_id(slot), now)
         } else {
             match self.token(slot) {
@@ -1259,13 +1182,11 @@ impl<'a> Sim<'a> {
 
     fn storm(&mut self, i: u16) {
         let storm = &self.sc.storms[usize::from(i)];
-        let spread = (storm.spread_s * 1000.0) as u64;
-        let share = storm.share;
         let waiting: Vec<u32> = self.ledger.waiting_fans().collect();
         for slot in waiting {
-            if self.rng.chance(share) {
-                let at = self.now + self.rng.below(spread + 1);
-                self.agenda.push(at, Ev::Reload(slot, Reload::Storm));
+            if let Some(after) = self.model.storm_reload_after_ms(&mut self.rng, storm) {
+                self.agenda
+                    .push(self.now + after, Ev::Reload(slot, Reload::Storm));
             }
         }
     }
@@ -1426,12 +1347,6 @@ const CHECKED: [&str; 8] = [
     "restore from snapshot + journal brings back exactly the durable state",
     "EventCore::check_invariants, periodically and at the end; the core's orders are exactly the sales acknowledged",
 ];
-
-fn draw(rng: &mut Rng, span: Span, unit_ms: f64) -> u64 {
-    let lo = (span.min * unit_ms) as u64;
-    let hi = (span.max * unit_ms) as u64;
-    rng.between(lo, hi.max(lo))
-}
 
 fn fairness(purchases: &[Purchase]) -> Fairness {
     let ranks: Vec<u64> = purchases.iter().map(|p| u64::from(p.rank)).collect();

@@ -3,6 +3,9 @@
 //! time.
 //!
 //! - [`scenario`]: TOML scenario files, checked field by field.
+//! - [`behaviour`]: the fans' behaviour model (party size, seat
+//!   preference, patience, reloads, shopping and checkout times, bots),
+//!   shared by the engine and load mode.
 //! - [`engine`]: the discrete-event loop, the fans' behaviour, the
 //!   simulated store, payment provider and crashes.
 //! - [`ledger`]: the referee that checks the product's invariants
@@ -18,6 +21,7 @@
 
 pub mod agenda;
 pub mod arrivals;
+pub mod behaviour;
 pub mod compare;
 pub mod engine;
 pub mod ledger;
