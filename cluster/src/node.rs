@@ -349,7 +349,7 @@ impl RouterState {
             .map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))?;
         if exists {
             return Err(Reply::error(
-                ErrorCode::BadRequest,
+                ErrorCode::EventExists,
                 format!("{event} already exists; an event's venue and settings cannot be replaced"),
             ));
         }

@@ -64,7 +64,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::UnknownEvent => StatusCode::NOT_FOUND,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::WaitingRoomFull
+        ErrorCode::EventExists
+        | ErrorCode::WaitingRoomFull
         | ErrorCode::SoldOut
         | ErrorCode::SaleClosed
         | ErrorCode::SaleNotOpen
