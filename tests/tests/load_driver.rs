@@ -80,3 +80,79 @@ fn a_mass_admission_reaches_every_waiting_fan_in_order() {
     assert_eq!(admissions.without_decided_at, 0, "{admissions:?}");
     assert_eq!(admissions.delivery.count, 300);
 }
+
+/// `sim/scenarios/club.toml` with its venue made absolute and a refresh
+/// storm added (club has none): many waiting fans drop their websocket at
+/// once and come back with their queue tokens.
+fn club_with_a_storm(dir: &std::path::Path) -> std::path::PathBuf {
+    let sim = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim");
+    let text = std::fs::read_to_string(sim.join("scenarios/club.toml")).expect("club.toml");
+    let venue = sim.join("../venues/club.json");
+    let text = text.replace(
+        "venue = \"venues/club.json\"",
+        &format!("venue = {:?}", venue.display().to_string()),
+    );
+    // Scenario time: the sale opens at 60 s, the burst of arrivals runs
+    // to 360 s; the storm breaks at 260 s, while most fans still wait.
+    let storm = "[[storms]]\nat_s = 260\nshare = 0.5\nspread_s = 50\n";
+    let path = dir.join("club-storm.toml");
+    std::fs::write(&path, format!("{text}\n{storm}")).expect("write the scenario");
+    path
+}
+
+#[test]
+fn scenario_fans_behave_as_the_club_scenario_says() {
+    // An event created from the scenario (The Cellar, its [event] config),
+    // 300 fans with club's behaviour at 1/50 of scenario time (its
+    // 300 s burst of arrivals in 6 s); the sale opens once all wait.
+    let node = demo("load-scenario");
+    let target = format!("http://{}", node.addr);
+    let scenario = club_with_a_storm(&scratch_dir("load-scenario-file"));
+    let report = load(
+        &format!(
+            "--target {target} --event 30 --fans 300 --workers 2 --in-process --seed 3 \
+             --scenario {} --time-scale 0.02 --create-from-scenario --open-after-joined \
+             --duration-s 20",
+            scenario.display()
+        ),
+        &["--ops-token", OPERATOR_TOKEN],
+    );
+    // No seat twice, admissions in order, nobody passed over (those who
+    // gave up are not), every reload kept its place, told = durable.
+    assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+    assert_eq!(report.fans_missing, 0);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.checks.audit.is_some(), "the audit was read");
+    let b = report.behaviour.as_ref().expect("a scenario run");
+    // Club's party weights (0.3, 0.4, 0.15, 0.15) and seat preferences.
+    assert_eq!(
+        b.party_sizes.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    for area in ["anywhere", "price_level", "section"] {
+        assert!(b.areas.keys().any(|k| k.starts_with(area)), "{:?}", b.areas);
+    }
+    // Impatient fans (30 %, patience 30 min mean, so ~36 s here) whose
+    // patience ran out before their turn left the line.
+    assert!(b.abandoned >= 1, "{b:?}");
+    assert_eq!(outcome(&report, "abandoned"), b.abandoned);
+    assert_eq!(report.checks.passed_over.violations, 0);
+    // The storm and the periodic reloads: back with their own position.
+    assert!(b.fans_reloaded >= 20, "{b:?}");
+    assert_eq!(report.checks.reload_moved.violations, 0);
+    assert!(
+        b.fans_reloaded_kept_position * 10 >= b.fans_reloaded * 9,
+        "{b:?}"
+    );
+    // Most fans buy; others never show up or never pay (7 %).
+    assert!(
+        outcome(&report, "purchased") >= 150,
+        "{:?}",
+        report.outcomes
+    );
+    assert!(
+        outcome(&report, "checkout_abandoned") + outcome(&report, "no_show") >= 1,
+        "{:?}",
+        report.outcomes
+    );
+}

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hyper::Method;
+use onsale_schema::api::EventDetail;
 use onsale_schema::message::{Audit, Reply};
 
+use super::behaviour::{ScenarioPlan, arrival_offsets, check_time_scale, map_sections};
 use super::net::{HttpConn, Target, parse_sources};
 use super::report::{self, LoadReport, RunInfo};
 use super::worker::raise_open_files_limit;
@@ -19,6 +21,7 @@ use super::{
     DURATION_S_MAX, FANS_MAX, FanRecord, Mode, SOCKETS_PER_SOURCE_MAX, SOCKETS_PER_WORKER_MAX,
     WORKERS_MAX, WorkerLine, WorkerPlan, unix_now_us,
 };
+use crate::scenario::Scenario;
 
 /// After the deadline, workers get this long to report before they are
 /// killed.
@@ -75,9 +78,28 @@ pub struct LoadOptions {
     /// competing with the deliveries).
     #[arg(long, default_value_t = 5)]
     pub linger_s: u64,
-    /// Spread the fans' arrivals over this long (0: all at once).
-    #[arg(long, default_value_t = 0)]
+    /// Spread the fans' arrivals over this long (0: all at once). With
+    /// --scenario, fans arrive along its curve instead.
+    #[arg(long, default_value_t = 0, conflicts_with = "scenario")]
     pub ramp_s: u64,
+    /// Fans behave as this scenario's behaviour model says (party sizes,
+    /// seat preferences, patience, reloads and storms, retries after
+    /// "full", show-up, shopping and checkout times, bots) and arrive
+    /// along its curve. The event must be on the scenario's venue.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// With --scenario: wall-clock time = scenario time × this (0.01: a
+    /// scenario minute in 0.6 s). The event's own windows are not scaled.
+    #[arg(long, default_value_t = 1.0, requires = "scenario")]
+    pub time_scale: f64,
+    /// Create the event first from the scenario's venue and `[event]`
+    /// config (sale scheduled), through the operator API.
+    #[arg(
+        long,
+        requires_all = ["scenario", "ops_token"],
+        conflicts_with = "create_venue"
+    )]
+    pub create_from_scenario: bool,
     /// Fans connecting at once (before `watching`), per worker.
     #[arg(long, default_value_t = 256)]
     pub arrivals_in_flight: u32,
@@ -162,6 +184,9 @@ pub fn plan(o: &LoadOptions, deadline_unix_ms: u64) -> anyhow::Result<Plan> {
     if o.name_prefix.is_empty() || o.name_prefix.len() > 40 {
         bail!("--name-prefix: 1..=40 bytes");
     }
+    if o.scenario.is_some() {
+        check_time_scale(o.time_scale)?;
+    }
     let sockets = o.fans * o.mode.sockets_per_fan();
     let per_worker = o.fans.div_ceil(u64::from(o.workers));
     if per_worker * o.mode.sockets_per_fan() > SOCKETS_PER_WORKER_MAX {
@@ -203,6 +228,7 @@ pub fn plan(o: &LoadOptions, deadline_unix_ms: u64) -> anyhow::Result<Plan> {
                 deadline_unix_ms,
                 linger_ms: o.linger_s * 1000,
                 seed: o.seed,
+                scenario: None,
             }
         })
         .collect();
@@ -228,9 +254,13 @@ fn default_sources(sockets: u64) -> Vec<Ipv4Addr> {
 /// failed. Blocking, with its own runtime: call it outside any tokio
 /// runtime (from a plain `#[test]`, or `spawn_blocking`).
 pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
+    let scenario = match &o.scenario {
+        Some(path) => Some(load_scenario(o, path)?),
+        None => None,
+    };
     let started_unix_ms = unix_now_us() / 1000;
     let deadline_unix_ms = started_unix_ms + o.duration_s * 1000;
-    let plan = plan(o, deadline_unix_ms)?;
+    let mut plan = plan(o, deadline_unix_ms)?;
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -247,10 +277,34 @@ pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
         started_unix_ms,
         order_tolerance_ms: o.order_tolerance_ms,
         decision_tolerance_ms: o.decision_tolerance_ms,
+        scenario: scenario.as_ref().map(|s| s.file.name.clone()),
+        time_scale: scenario.as_ref().map(|_| o.time_scale),
         ..RunInfo::default()
     };
     if let Some(venue) = &o.create_venue {
-        create_event(&runtime, &plan.target, o, venue)?;
+        let venue_json = read_json(venue)?;
+        let config: serde_json::Value =
+            serde_json::from_str(&o.create_config).context("--create-config: not JSON")?;
+        create_event(&runtime, &plan.target, o, venue_json, config)?;
+    }
+    if let Some(scenario) = scenario.as_ref().filter(|_| o.create_from_scenario) {
+        let venue_json = read_json(&scenario.venue_path)?;
+        let config = serde_json::to_value(&scenario.file.event)?;
+        create_event(&runtime, &plan.target, o, venue_json, config)?;
+    }
+    if let Some(scenario) = &scenario {
+        let sections = event_sections(&runtime, &plan.target, o.event, scenario)?;
+        // Workers read the file again, wherever they run from.
+        let path = std::fs::canonicalize(&scenario.path)
+            .with_context(|| format!("{}", scenario.path.display()))?;
+        for w in &mut plan.workers {
+            w.scenario = Some(ScenarioPlan {
+                path: path.clone(),
+                time_scale: o.time_scale,
+                sections: sections.clone(),
+                fans: o.fans,
+            });
+        }
     }
     if o.open_at_start {
         open_sale(&runtime, &plan.target, o, &mut info, "start")?;
@@ -496,7 +550,7 @@ fn open_sale(
     info.sale_opened_unix_ms = Some(unix_now_us() / 1000);
     info.sale_opened_when = Some(when.into());
     let body = br#"{"command":"open"}"#.to_vec();
-    let answer = ops_call(runtime, target, token, Method::POST, &path, body)?;
+    let answer = gateway_call(runtime, target, Some(token), Method::POST, &path, body)?;
     let body = String::from_utf8_lossy(&answer.body);
     if answer.status != 200 {
         bail!("opening the sale: {} {body}", answer.status);
@@ -505,23 +559,72 @@ fn open_sale(
     Ok(())
 }
 
+/// Read and check the scenario; its arrivals must end before the run.
+fn load_scenario(o: &LoadOptions, path: &std::path::Path) -> anyhow::Result<Scenario> {
+    let scenario = Scenario::load(path)?;
+    check_time_scale(o.time_scale)?;
+    let last = arrival_offsets(&scenario, o.time_scale, o.seed, o.fans)
+        .last()
+        .unwrap_or_default();
+    if last >= Duration::from_secs(o.duration_s) {
+        bail!(
+            "--scenario {}: {} fans arrive over {:.1} s at --time-scale {}, not within \
+             --duration-s {}: lower the time scale or give the run longer",
+            path.display(),
+            o.fans,
+            last.as_secs_f64(),
+            o.time_scale,
+            o.duration_s
+        );
+    }
+    Ok(scenario)
+}
+
+/// `GET /api/events/{event}`: the event's index of each of the scenario
+/// venue's sections.
+fn event_sections(
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    event: u64,
+    scenario: &Scenario,
+) -> anyhow::Result<Vec<u16>> {
+    let path = format!("/api/events/{event}");
+    let answer = gateway_call(runtime, target, None, Method::GET, &path, Vec::new())?;
+    if answer.status != 200 {
+        bail!(
+            "{path}: {} {:.300}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let detail: EventDetail =
+        serde_json::from_slice(&answer.body).with_context(|| format!("{path}: not an event"))?;
+    map_sections(&scenario.venue, &detail).with_context(|| {
+        format!(
+            "--scenario {}: event {event} and the venue {}",
+            scenario.path.display(),
+            scenario.venue_path.display()
+        )
+    })
+}
+
+fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))
+}
+
 /// `POST /api/ops/events`: the event, its sale scheduled.
 fn create_event(
     runtime: &tokio::runtime::Runtime,
     target: &Target,
     o: &LoadOptions,
-    venue: &std::path::Path,
+    venue_json: serde_json::Value,
+    config: serde_json::Value,
 ) -> anyhow::Result<()> {
     let token = o
         .ops_token
         .as_deref()
         .context("creating an event needs --ops-token")?;
-    let venue_json: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(venue).with_context(|| format!("{}", venue.display()))?,
-    )
-    .with_context(|| format!("{}: not JSON", venue.display()))?;
-    let config: serde_json::Value =
-        serde_json::from_str(&o.create_config).context("--create-config: not JSON")?;
     let body = serde_json::json!({
         "event": o.event,
         "name": format!("Load test {}", o.event),
@@ -531,10 +634,10 @@ fn create_event(
         "config": config,
     });
     let body = serde_json::to_vec(&body)?;
-    let answer = ops_call(
+    let answer = gateway_call(
         runtime,
         target,
-        token,
+        Some(token),
         Method::POST,
         "/api/ops/events",
         body,
@@ -555,7 +658,7 @@ fn read_audit(
     event: u64,
 ) -> anyhow::Result<Audit> {
     let path = format!("/api/ops/events/{event}/audit");
-    let answer = ops_call(runtime, target, token, Method::GET, &path, Vec::new())?;
+    let answer = gateway_call(runtime, target, Some(token), Method::GET, &path, Vec::new())?;
     let text = String::from_utf8_lossy(&answer.body);
     if answer.status != 200 {
         bail!("{} {text:.300}", answer.status);
@@ -566,15 +669,17 @@ fn read_audit(
     }
 }
 
-/// Attempts of an operator request while the gateway answers 503 (an
-/// event just created may not be placed yet), 100 ms apart.
+/// Attempts of an operator request (or the event's details) while the
+/// gateway answers 503 (an event just created may not be placed yet),
+/// 100 ms apart.
 pub const OPS_ATTEMPTS_MAX: u32 = 100;
 
-/// An operator request, retried while 503.
-fn ops_call(
+/// A request of the coordinator's own (with the operator token, if
+/// given), retried while 503.
+fn gateway_call(
     runtime: &tokio::runtime::Runtime,
     target: &Target,
-    token: &str,
+    token: Option<&str>,
     method: Method,
     path: &str,
     body: Vec<u8>,
@@ -584,7 +689,7 @@ fn ops_call(
         for _ in 0..OPS_ATTEMPTS_MAX {
             let mut http = HttpConn::open(target, Ipv4Addr::LOCALHOST).await?;
             let body = (method == Method::POST).then(|| body.clone());
-            let a = http.send(method.clone(), path, Some(token), body).await?;
+            let a = http.send(method.clone(), path, token, body).await?;
             if a.status != 503 {
                 return Ok(a);
             }

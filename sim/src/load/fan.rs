@@ -2,6 +2,13 @@
 //! waiting room over a websocket, and (in a journey) hold, pay and wait
 //! for the `purchased` push. Every wait is bounded by the run's deadline
 //! and every retry by a count.
+//!
+//! What the fan wants and when it acts is its [`FanPlan`]: drawn from a
+//! scenario's behaviour model (`--scenario`: party size, where to sit,
+//! patience, reloads and storms while waiting, retries after "full",
+//! show-up, shopping and checkout times, whether it pays again after a
+//! decline, bots) or, without one, the plain journey (best 1 or 2 seats
+//! anywhere, no delays, never leaves).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -16,11 +23,14 @@ use onsale_schema::message::{
 };
 use onsale_schema::{FanId, HoldId};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+pub use super::behaviour::PAY_ATTEMPTS_MAX;
+use super::behaviour::{Behaviour, FanPlan};
 use super::net::{FanSocket, HttpConn, Pushes, Target, WsRead};
 use super::{Mode, unix_now_us};
+use crate::behaviour::settle_for_less;
 use crate::rng::Rng;
 
 /// Attempts per request while the gateway answers 429/503 or the
@@ -29,8 +39,6 @@ pub const REQUEST_ATTEMPTS_MAX: u32 = 8;
 /// Hold requests per fan (refusals that may pass: fair share, a seat
 /// taken meanwhile, not admitted yet).
 pub const HOLD_ATTEMPTS_MAX: u32 = 12;
-/// Payments per fan (a declined payment is submitted again).
-pub const PAY_ATTEMPTS_MAX: u32 = 3;
 /// Websocket messages one fan reads (a waiting fan gets one `position`
 /// every 2 s: an hour is 1,800).
 pub const PUSHES_MAX: u64 = 20_000;
@@ -72,6 +80,12 @@ pub enum Outcome {
     HoldExpired,
     /// Payment refused (late) or declined more than [`PAY_ATTEMPTS_MAX`] times.
     PaymentRefused,
+    /// Gave up waiting (its patience ran out): sent `leave` and went.
+    Abandoned,
+    /// Admitted, but never opened the seat map (its turn lapses).
+    NoShow,
+    /// Held seats and did not pay (or not again after a decline).
+    CheckoutAbandoned,
     /// The run ended elsewhere than in the waiting room (see `stage`).
     TimedOut,
     /// Anything else: see `error`.
@@ -113,8 +127,9 @@ pub struct FanRecord {
     pub position: Option<u64>,
     pub outcome: Outcome,
     pub stage: Stage,
-    /// Latencies in µs: login; join; websocket open → `watching`; admitted
-    /// → hold placed (retries included); payment submitted → purchased.
+    /// Latencies in µs: login; join; websocket open → `watching`; hold
+    /// asked → placed (retries included; right after admission without a
+    /// scenario); payment submitted → purchased.
     pub session_us: Option<u64>,
     pub join_us: Option<u64>,
     pub watch_us: Option<u64>,
@@ -136,6 +151,21 @@ pub struct FanRecord {
     pub busy: u32,
     /// Broken connections retried.
     pub reconnects: u32,
+    /// A bot's account (scenario fans).
+    pub bot: bool,
+    /// Seats first asked for.
+    pub party: u8,
+    /// Where they were first asked for (scenario fans).
+    pub area: Option<Area>,
+    /// "Full" answers after which the fan tried again.
+    pub full_retries: u32,
+    /// Reloads while waiting: the websocket dropped and opened again with
+    /// the queue token (some after a plain rejoin).
+    pub reloads: u32,
+    /// Reloads after which the gateway gave the fan its own position back.
+    pub reloads_kept_position: u32,
+    /// The first reload that gave another position: (had, got).
+    pub reload_moved: Option<(u64, u64)>,
     pub notes: Vec<String>,
     pub error: Option<String>,
 }
@@ -153,6 +183,10 @@ pub struct FanContext {
     pub arrivals: Arc<Semaphore>,
     pub progress: Arc<Progress>,
     pub seed: u64,
+    /// The scenario the fans follow, if any.
+    pub behaviour: Option<Arc<Behaviour>>,
+    /// The start of the run here (storms break at times from it).
+    pub started: Instant,
 }
 
 /// A worker's gauges, read by its progress line.
@@ -217,22 +251,37 @@ struct SessionReply {
 /// Run one fan to its end (or the deadline) and say what happened.
 pub async fn run(ctx: &FanContext, spec: &FanSpec) -> FanRecord {
     let mut rng = Rng::new(ctx.seed, spec.index);
-    let party = 1 + rng.below(2) as u8;
+    let plan = match &ctx.behaviour {
+        Some(behaviour) => behaviour.fan_plan(&mut rng),
+        None => FanPlan::plain(&mut rng),
+    };
     let mut fan = Fan {
         ctx,
         spec,
         rng,
-        party,
         rec: FanRecord {
             index: spec.index,
+            bot: plan.bot,
+            party: plan.party,
+            area: ctx.behaviour.is_some().then_some(plan.area),
             ..FanRecord::default()
         },
+        plan,
         http: None,
         session: None,
+        token: String::new(),
         pushes: None,
         settled: false,
         waiting: false,
         retries: 0,
+        joined_at: None,
+        waiting_since: None,
+        watch_pending: false,
+        watch_tries: 0,
+        reloading: false,
+        refreshes_done: 0,
+        last_refresh: None,
+        storms_done: 0,
     };
     let result = tokio::time::timeout_at(ctx.deadline, fan.journey()).await;
     fan.rec.outcome = match result {
@@ -256,41 +305,62 @@ pub async fn run(ctx: &FanContext, spec: &FanSpec) -> FanRecord {
 struct Fan<'a> {
     ctx: &'a FanContext,
     spec: &'a FanSpec,
+    /// Drew the plan; now jitters the backoffs.
     rng: Rng,
-    /// Seats wanted: 1 or 2.
-    party: u8,
+    plan: FanPlan,
     rec: FanRecord,
     http: Option<HttpConn>,
     session: Option<String>,
+    /// The queue token of the last join.
+    token: String,
     pushes: Option<Pushes>,
     settled: bool,
     waiting: bool,
     /// Backoffs so far (each doubles the next).
     retries: u32,
+    /// When the fan got its place (patience and reloads count from it).
+    joined_at: Option<Instant>,
+    /// When `watching` first said it waits (storms before it pass it by).
+    waiting_since: Option<Instant>,
+    /// A `watch` was sent and has no `watching` answer yet.
+    watch_pending: bool,
+    /// Watches answered with an error push, in a row.
+    watch_tries: u32,
+    /// A reload's `watching` is still to come.
+    reloading: bool,
+    refreshes_done: usize,
+    last_refresh: Option<Instant>,
+    /// Storms of the plan passed (taken part in or not).
+    storms_done: usize,
+}
+
+/// Something a waiting fan does by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// Its patience ran out.
+    GiveUp,
+    /// A periodic reload (`true`: a plain rejoin first).
+    Refresh(bool),
+    /// A reload in the plan's `n`-th storm.
+    Storm(usize),
+}
+
+/// What woke a waiting fan.
+enum Woke {
+    Push(anyhow::Result<PushView>),
+    Timer(Timer),
 }
 
 impl Fan<'_> {
     async fn journey(&mut self) -> anyhow::Result<Outcome> {
-        let arrival = Arc::clone(&self.ctx.arrivals)
-            .acquire_owned()
-            .await
-            .context("arrivals closed")?;
-        let (fan, token) = match self.arrive().await? {
+        let (fan, arrival) = match self.arrive().await? {
             Ok(joined) => joined,
             Err(outcome) => return Ok(outcome),
         };
         self.rec.stage = Stage::Watch;
         let started = Instant::now();
-        let mut socket = FanSocket::open(
-            &self.ctx.target,
-            self.spec.source,
-            self.session.as_deref().unwrap_or_default(),
-        )
-        .await?;
-        let watch = serde_json::json!({"op": "watch", "event": self.ctx.event, "token": token});
-        socket.send_text(watch.to_string()).await?;
-        self.pushes = Some(socket.into_pushes());
-        if let Some(outcome) = self.until_admitted(started, arrival).await? {
+        self.open_watch().await?;
+        if let Some(outcome) = self.until_admitted(fan, started, arrival).await? {
             return Ok(outcome);
         }
         self.ctx.progress.admitted.fetch_add(1, Ordering::Relaxed);
@@ -305,8 +375,56 @@ impl Fan<'_> {
         self.shop(fan).await
     }
 
-    /// Log in and join. `Err(outcome)`: the fan ends here.
-    async fn arrive(&mut self) -> anyhow::Result<Result<(FanId, String), Outcome>> {
+    /// Log in and join, again after "full" as the plan says. With the
+    /// arrival permit (held from the first connection to `watching`).
+    /// `Err(outcome)`: the fan ends here.
+    async fn arrive(&mut self) -> anyhow::Result<Result<(FanId, OwnedSemaphorePermit), Outcome>> {
+        let permits = Arc::clone(&self.ctx.arrivals);
+        let mut arrival = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .context("arrivals closed")?;
+        let fan = match self.login().await? {
+            Ok(fan) => fan,
+            Err(outcome) => return Ok(Err(outcome)),
+        };
+        self.rec.stage = Stage::Join;
+        loop {
+            let started = Instant::now();
+            match self.join(fan).await? {
+                Ok((position, token)) => {
+                    self.rec.join_us = Some(elapsed_us(started));
+                    self.rec.position = Some(position);
+                    self.token = token;
+                    self.joined_at = Some(Instant::now());
+                    if self.ctx.mode == Mode::Wait {
+                        // Only the websocket stays open while waiting.
+                        self.http = None;
+                    }
+                    return Ok(Ok((fan, arrival)));
+                }
+                Err(Outcome::Full) => {
+                    let tries = self.rec.full_retries as usize;
+                    let Some(after) = self.plan.full_retries.get(tries).copied() else {
+                        return Ok(Err(Outcome::Full));
+                    };
+                    self.rec.full_retries += 1;
+                    // Away for a while: no connection, no arrival slot.
+                    drop(arrival);
+                    self.http = None;
+                    tokio::time::sleep(after).await;
+                    arrival = Arc::clone(&permits)
+                        .acquire_owned()
+                        .await
+                        .context("arrivals closed")?;
+                }
+                Err(outcome) => return Ok(Err(outcome)),
+            }
+        }
+    }
+
+    /// `POST /api/session`: the fan's id.
+    async fn login(&mut self) -> anyhow::Result<Result<FanId, Outcome>> {
         let started = Instant::now();
         let body = serde_json::json!({"name": self.spec.name}).to_string();
         let reply = match self.call(Method::POST, "/api/session", body).await? {
@@ -319,25 +437,19 @@ impl Fan<'_> {
         self.rec.session_us = Some(elapsed_us(started));
         self.rec.fan = Some(session.fan);
         self.session = Some(session.session);
-        let fan = FanId(session.fan);
+        Ok(Ok(FanId(session.fan)))
+    }
 
-        self.rec.stage = Stage::Join;
-        let started = Instant::now();
+    /// One `join`, retried while the event is busy: the position and the
+    /// queue token.
+    async fn join(&mut self, fan: FanId) -> anyhow::Result<Result<(u64, String), Outcome>> {
         for _ in 0..REQUEST_ATTEMPTS_MAX {
             let reply = match self.command(&Command::Join { fan }).await? {
                 Ok(reply) => reply,
                 Err(outcome) => return Ok(Err(outcome)),
             };
             match reply {
-                Reply::Joined { joined, token } => {
-                    self.rec.join_us = Some(elapsed_us(started));
-                    self.rec.position = Some(joined.position.0);
-                    if self.ctx.mode == Mode::Wait {
-                        // Only the websocket stays open while waiting.
-                        self.http = None;
-                    }
-                    return Ok(Ok((fan, token)));
-                }
+                Reply::Joined { joined, token } => return Ok(Ok((joined.position.0, token))),
                 Reply::JoinRefused {
                     refused: JoinRefused::Busy,
                 } => {
@@ -351,27 +463,82 @@ impl Fan<'_> {
         Ok(Err(Outcome::RateLimited))
     }
 
-    /// Read pushes until admitted (`None`) or another end (`Some`). The
-    /// arrival permit is released at the `watching` answer.
+    /// Open the websocket and `watch` the event with the queue token.
+    async fn open_watch(&mut self) -> anyhow::Result<()> {
+        let mut socket = FanSocket::open(
+            &self.ctx.target,
+            self.spec.source,
+            self.session.as_deref().unwrap_or_default(),
+        )
+        .await?;
+        let watch =
+            serde_json::json!({"op": "watch", "event": self.ctx.event, "token": self.token});
+        socket.send_text(watch.to_string()).await?;
+        self.pushes = Some(socket.into_pushes());
+        self.watch_pending = true;
+        Ok(())
+    }
+
+    /// Read pushes until admitted (`None`) or another end (`Some`); give
+    /// up and reload as the plan says meanwhile. The arrival permit is
+    /// released at the first `watching` answer.
     async fn until_admitted(
         &mut self,
+        fan: FanId,
         started: Instant,
-        arrival: tokio::sync::OwnedSemaphorePermit,
+        arrival: OwnedSemaphorePermit,
     ) -> anyhow::Result<Option<Outcome>> {
         let mut arrival = Some(arrival);
         loop {
-            let push = self.next_push().await?;
+            let woke = match self.next_timer() {
+                None => Woke::Push(self.next_push().await),
+                Some((at, timer)) => tokio::select! {
+                    biased;
+                    push = self.next_push() => Woke::Push(push),
+                    () = tokio::time::sleep_until(at) => Woke::Timer(timer),
+                },
+            };
+            let push = match woke {
+                Woke::Push(push) => push?,
+                Woke::Timer(Timer::GiveUp) => return self.abandon(fan).await.map(Some),
+                Woke::Timer(Timer::Refresh(plain)) => {
+                    self.refreshes_done += 1;
+                    self.last_refresh = Some(Instant::now());
+                    if let Some(outcome) = self.reload(fan, plain).await? {
+                        return Ok(Some(outcome));
+                    }
+                    continue;
+                }
+                Woke::Timer(Timer::Storm(n)) => {
+                    self.storms_done = n + 1;
+                    if let Some(outcome) = self.reload(fan, false).await? {
+                        return Ok(Some(outcome));
+                    }
+                    continue;
+                }
+            };
             match push.push.as_str() {
                 "watching" => {
-                    self.rec.watch_us = Some(elapsed_us(started));
+                    self.watch_pending = false;
+                    self.watch_tries = 0;
+                    if self.rec.watch_us.is_none() {
+                        self.rec.watch_us = Some(elapsed_us(started));
+                    }
                     drop(arrival.take());
                     self.rec.stage = Stage::Waiting;
                     self.settle();
+                    if self.reloading {
+                        self.reloading = false;
+                        self.reloaded(push.status.as_ref());
+                    }
                     if let Some(outcome) = sale_outcome(push.sale.as_deref()) {
                         return Ok(Some(outcome));
                     }
                     match push.status {
-                        Some(FanStatus::Waiting { .. }) => self.set_waiting(true),
+                        Some(FanStatus::Waiting { .. }) => {
+                            self.waiting_since.get_or_insert_with(Instant::now);
+                            self.set_waiting(true);
+                        }
                         Some(FanStatus::Admitted { position, .. }) => {
                             self.note_position(position.0);
                             self.admitted(None, false);
@@ -398,10 +565,129 @@ impl Fan<'_> {
                     }
                 }
                 "admission_expired" => return Ok(Some(Outcome::AdmissionExpired)),
+                "error" if self.watch_pending => {
+                    // The watch itself was refused (rate limited, say):
+                    // watch again on a new socket, a bounded number of times.
+                    self.note(format!("watch refused: {:?}; watching again", push.code));
+                    self.watch_tries += 1;
+                    if self.watch_tries >= REQUEST_ATTEMPTS_MAX {
+                        bail!(
+                            "watch refused {REQUEST_ATTEMPTS_MAX} times: {:?}",
+                            push.code
+                        );
+                    }
+                    self.backoff(None).await;
+                    if let Some(pushes) = self.pushes.take() {
+                        pushes.close().await;
+                    }
+                    self.open_watch().await?;
+                }
                 "error" => self.note(format!("error push while waiting: {:?}", push.code)),
                 _ => {}
             }
         }
+    }
+
+    /// The next thing a waiting fan does by itself, if any: give up, a
+    /// periodic reload, or a reload in a storm that broke while it waited.
+    fn next_timer(&self) -> Option<(Instant, Timer)> {
+        let joined_at = self.joined_at?;
+        let waiting_since = self.waiting_since?;
+        if !self.waiting {
+            return None;
+        }
+        let give_up = self
+            .plan
+            .patience
+            .map(|patience| (joined_at + patience, Timer::GiveUp));
+        let refresh = self
+            .plan
+            .refreshes
+            .get(self.refreshes_done)
+            .map(|&(after, plain)| {
+                let since = self.last_refresh.unwrap_or(joined_at);
+                (since + after, Timer::Refresh(plain))
+            });
+        let storm = self
+            .plan
+            .storms
+            .iter()
+            .enumerate()
+            .skip(self.storms_done)
+            .find(|(_, (breaks, _))| self.ctx.started + *breaks >= waiting_since)
+            .map(|(n, &(_, reload))| (self.ctx.started + reload, Timer::Storm(n)));
+        [give_up, refresh, storm]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// Drop the websocket and come back with the queue token (after a
+    /// plain rejoin if `plain`), as a page reload does: the fan must get
+    /// its own position back (checked at the `watching` answer).
+    async fn reload(&mut self, fan: FanId, plain: bool) -> anyhow::Result<Option<Outcome>> {
+        self.rec.reloads += 1;
+        self.reloading = true;
+        if let Some(pushes) = self.pushes.take() {
+            pushes.close().await;
+        }
+        if plain {
+            match self.join(fan).await? {
+                Ok((position, token)) => {
+                    self.check_reloaded_position(position);
+                    self.token = token;
+                }
+                // The gateway's edge answers joins while the room is full;
+                // the page still has its token.
+                Err(Outcome::Full) => self.note("rejoin: full; resuming with the token".into()),
+                Err(outcome) => return Ok(Some(outcome)),
+            }
+        }
+        self.open_watch().await?;
+        Ok(None)
+    }
+
+    /// The `watching` answer after a reload.
+    fn reloaded(&mut self, status: Option<&FanStatus>) {
+        let position = match status {
+            Some(FanStatus::Waiting { position, .. } | FanStatus::Admitted { position, .. }) => {
+                position.0
+            }
+            other => {
+                self.note(format!("reloaded as {other:?}"));
+                return;
+            }
+        };
+        if self.check_reloaded_position(position) {
+            self.rec.reloads_kept_position += 1;
+        }
+    }
+
+    /// Whether a reload gave the fan its own position; the first that did
+    /// not is kept.
+    fn check_reloaded_position(&mut self, position: u64) -> bool {
+        match self.rec.position {
+            Some(had) if had != position => {
+                self.rec.reload_moved.get_or_insert((had, position));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Patience ran out: leave the line (`leave`) and close the socket.
+    async fn abandon(&mut self, fan: FanId) -> anyhow::Result<Outcome> {
+        self.set_waiting(false);
+        match self.command(&Command::Leave { fan }).await? {
+            Ok(Reply::Status { .. }) => {}
+            Ok(other) => self.note(format!("leave: unexpected reply {}", brief(&other))),
+            Err(outcome) => self.note(format!("leave: {outcome:?}")),
+        }
+        if let Some(pushes) = self.pushes.take() {
+            pushes.close().await;
+        }
+        self.rec.stage = Stage::Done;
+        Ok(Outcome::Abandoned)
     }
 
     fn admitted(&mut self, decided_at_ms: Option<u64>, via_push: bool) {
@@ -413,27 +699,61 @@ impl Fan<'_> {
         self.set_waiting(false);
     }
 
-    /// Hold the best `party` seats anywhere, pay, wait for the purchase.
+    /// Show up, shop, hold, pay and wait for the purchase, as planned.
     async fn shop(&mut self, fan: FanId) -> anyhow::Result<Outcome> {
         self.rec.stage = Stage::Hold;
+        if self.plan.opens_map {
+            let Some(show_up) = self.plan.show_up else {
+                self.rec.stage = Stage::Done;
+                return Ok(Outcome::NoShow);
+            };
+            tokio::time::sleep(show_up).await;
+            if let Some(outcome) = self.enter(fan).await? {
+                return Ok(outcome);
+            }
+            tokio::time::sleep(self.plan.shopping).await;
+        }
         let started = Instant::now();
         let hold = match self.hold(fan).await? {
             Ok(hold) => hold,
             Err(outcome) => return Ok(outcome),
         };
         self.rec.hold_us = Some(elapsed_us(started));
+        let Some(checkout) = self.plan.checkout else {
+            // The hold lapses at its deadline.
+            self.rec.stage = Stage::Done;
+            return Ok(Outcome::CheckoutAbandoned);
+        };
+        tokio::time::sleep(checkout).await;
         self.rec.stage = Stage::Pay;
         self.pay(fan, hold).await
     }
 
+    /// `enter`: the fan opens the seat map. `Some(outcome)`: its turn is over.
+    async fn enter(&mut self, fan: FanId) -> anyhow::Result<Option<Outcome>> {
+        let reply = match self.command(&Command::Enter { fan }).await? {
+            Ok(reply) => reply,
+            Err(outcome) => return Ok(Some(outcome)),
+        };
+        match reply {
+            Reply::Status {
+                status: Some(FanStatus::Admitted { .. }),
+            } => Ok(None),
+            Reply::Status {
+                status: Some(FanStatus::Expired) | None,
+            } => Ok(Some(Outcome::AdmissionExpired)),
+            other => bail!("enter: unexpected reply {}", brief(&other)),
+        }
+    }
+
+    /// Hold the plan's seats, settling for fewer or anywhere (as the
+    /// behaviour model says) and retrying refusals that may pass.
     async fn hold(&mut self, fan: FanId) -> anyhow::Result<Result<HoldId, Outcome>> {
-        let mut count = self.party;
+        let mut count = self.plan.party;
+        let mut area = self.plan.area;
         while self.rec.hold_attempts < HOLD_ATTEMPTS_MAX {
             self.rec.hold_attempts += 1;
-            let request = HoldRequest::Best {
-                count,
-                area: Area::Anywhere,
-            };
+            let request = HoldRequest::Best { count, area };
             let reply = match self.command(&Command::Hold { fan, request }).await? {
                 Ok(reply) => reply,
                 Err(outcome) => return Ok(Err(outcome)),
@@ -446,12 +766,12 @@ impl Fan<'_> {
                 Reply::HoldRejected { rejected } => rejected,
                 other => bail!("hold: unexpected reply {}", brief(&other)),
             };
+            if let Some(less) = settle_for_less(count, area, &rejected) {
+                (count, area) = less;
+                continue;
+            }
             match rejected {
-                HoldRejected::NotEnoughSeats if count > 1 => count = 1,
                 HoldRejected::NotEnoughSeats => return Ok(Err(Outcome::NoSeats)),
-                HoldRejected::FairShare { max } if max >= 1 && max < u32::from(count) => {
-                    count = max as u8;
-                }
                 HoldRejected::FairShare { .. }
                 | HoldRejected::SeatsUnavailable { .. }
                 | HoldRejected::NotAdmitted
@@ -556,13 +876,18 @@ impl Fan<'_> {
         };
         match status {
             Some(FanStatus::Holding { paying: true, .. }) => Ok(None),
-            Some(FanStatus::Holding { paying: false, .. })
-                if self.rec.pay_attempts < PAY_ATTEMPTS_MAX =>
-            {
-                self.note("payment declined; paying again".into());
-                self.submit(fan, hold).await
+            Some(FanStatus::Holding { paying: false, .. }) => {
+                let declined = self.rec.pay_attempts.saturating_sub(1) as usize;
+                match self.plan.pay_again.get(declined).copied() {
+                    Some(Some(after)) => {
+                        self.note("payment declined; paying again".into());
+                        tokio::time::sleep(after).await;
+                        self.submit(fan, hold).await
+                    }
+                    Some(None) => Ok(Some(Outcome::CheckoutAbandoned)),
+                    None => Ok(Some(Outcome::PaymentRefused)),
+                }
             }
-            Some(FanStatus::Holding { paying: false, .. }) => Ok(Some(Outcome::PaymentRefused)),
             Some(FanStatus::Purchased { .. }) => {
                 self.rec.pay_us = Some(elapsed_us(started));
                 self.rec.seats = self.rec.held_seats.clone();

@@ -16,10 +16,14 @@
 //! port, so fans are spread over `127.0.0.x` addresses
 //! ([`SOCKETS_PER_SOURCE_MAX`] each).
 //!
+//! With `--scenario`, each fan follows the scenario's behaviour model
+//! ([`behaviour`]); without, the plain journey.
+//!
 //! Everything is bounded: the run's duration (every fan stops at the
 //! deadline), retries per request, pushes per fan, fans per worker,
 //! workers per run. Targets and sources are loopback only.
 
+pub mod behaviour;
 pub mod coordinator;
 pub mod fan;
 pub mod net;
@@ -49,8 +53,8 @@ pub const DURATION_S_MAX: u64 = 3_600;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
-    /// Join, wait, get admitted, hold the best 1 or 2 seats anywhere,
-    /// pay, wait for the `purchased` push.
+    /// Join, wait, get admitted, hold (the best 1 or 2 seats anywhere, or
+    /// as the scenario says), pay, wait for the `purchased` push.
     Journey,
     /// Join and stay connected until admitted (or the run ends): for the
     /// connection count and the admission latency.
@@ -71,7 +75,7 @@ impl Mode {
 }
 
 /// What one worker is asked to do (passed as JSON on its command line).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerPlan {
     pub worker: u32,
     /// `http://127.0.0.1:8080`.
@@ -97,8 +101,12 @@ pub struct WorkerPlan {
     /// (so that a mass admission is measured without a storm of closes).
     #[serde(default)]
     pub linger_ms: u64,
-    /// Seeds the fans' party sizes and jitter.
+    /// Seeds the fans' plans (fan `n`: this seed and `n`) and jitter.
     pub seed: u64,
+    /// The scenario whose behaviour the fans follow; without one, the
+    /// plain journey (and arrivals spread by `ramp_ms`).
+    #[serde(default)]
+    pub scenario: Option<behaviour::ScenarioPlan>,
 }
 
 /// One line a worker writes on stdout.

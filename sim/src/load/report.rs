@@ -20,10 +20,14 @@
 //!   are left out.
 //! - **Nobody passed over**: no fan still waiting at the end has a
 //!   position below a fan admitted more than `order_tolerance_ms` before
-//!   the end.
+//!   the end. Fans that gave up waiting (`abandoned`) are not waiting.
+//! - **Reloads keep the place**: a fan that dropped its websocket and
+//!   came back with its queue token (or rejoined) is given its own
+//!   position again.
 //! - **Told = durable** (with the operator token: the event's audit at the
 //!   end): every purchase a fan was told of is an order of that fan with
-//!   those seats; no fan told "refused" or "expired" has an order anyway;
+//!   those seats; no fan told "refused" or "expired", and none that
+//!   left, never showed up or never paid, has an order anyway;
 //!   the event's own audit finds no problem. Orders no fan heard of (a fan
 //!   still paying at the deadline) are counted, not a violation.
 
@@ -34,6 +38,8 @@ use serde::{Deserialize, Serialize};
 
 use onsale_schema::message::Audit;
 use onsale_schema::snapshot::OrderRecord;
+
+use onsale_schema::message::Area;
 
 use super::{FanRecord, Mode, Outcome};
 
@@ -68,6 +74,9 @@ pub struct RunInfo {
     pub decision_tolerance_ms: u64,
     /// Worker exit statuses, as text.
     pub workers_exit: Vec<String>,
+    /// The scenario the fans followed (`--scenario`), by name.
+    pub scenario: Option<String>,
+    pub time_scale: Option<f64>,
 }
 
 /// Latency percentiles in ms.
@@ -110,7 +119,8 @@ pub struct Latencies {
     pub join: Latency,
     /// Websocket connect → `watching`.
     pub watch: Latency,
-    /// Admitted → hold placed (retries included).
+    /// Hold asked → placed (retries included); right after admission
+    /// without a scenario.
     pub hold: Latency,
     /// Payment submitted → `purchased` push.
     pub pay_to_purchased: Latency,
@@ -163,6 +173,8 @@ pub struct Checks {
     /// within the tolerance or not.
     pub delivery_lag_worst_ms: f64,
     pub passed_over: Check,
+    /// Reloads after which a fan was given another position.
+    pub reload_moved: Check,
     /// Against the event's audit, when it was read.
     pub audit: Option<AuditCheck>,
     /// Purchases whose seats differ from the hold's (noted, not a violation).
@@ -184,7 +196,7 @@ pub struct AuditCheck {
     /// seats or another fan).
     pub told_not_durable: Check,
     /// Orders of fans that were told their payment was refused or their
-    /// hold expired.
+    /// hold expired, or that left the line, never showed up or never paid.
     pub sold_after_refusal: Check,
     /// Orders of fans that ended without hearing (still paying, timed out).
     pub orders_unheard: u64,
@@ -206,6 +218,33 @@ pub struct LoadReport {
     pub errors: Vec<(String, u64)>,
     /// Fans that sent no result (a worker died or stopped early).
     pub fans_missing: u64,
+    /// What the scenario's fans did (with `--scenario`).
+    pub behaviour: Option<BehaviourReport>,
+}
+
+/// The scenario's behaviour as the fans acted it out.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BehaviourReport {
+    pub scenario: String,
+    pub time_scale: f64,
+    /// Bots' accounts, and the seats they bought.
+    pub bots: u64,
+    pub bot_seats: u64,
+    /// Fans by the number of seats they first asked for.
+    pub party_sizes: BTreeMap<u8, u64>,
+    /// Fans by where they first asked for seats: `anywhere`,
+    /// `price_level N`, `section N` (the event's numbering).
+    pub areas: BTreeMap<String, u64>,
+    /// Fans that tried again after "full", and their retries.
+    pub fans_retried_full: u64,
+    pub full_retries: u64,
+    /// Fans that gave up waiting (outcome `abandoned`).
+    pub abandoned: u64,
+    /// Reloads while waiting, fans that reloaded, and those of them whose
+    /// every reload gave their own position back.
+    pub reloads: u64,
+    pub fans_reloaded: u64,
+    pub fans_reloaded_kept_position: u64,
 }
 
 impl LoadReport {
@@ -237,10 +276,54 @@ pub fn analyse(run: RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Lo
         admissions: admissions(&run, records),
         checks: Checks::default(),
         errors: errors(records),
+        behaviour: None,
         run,
     };
     report.checks = checks(&report.run, records, audit);
+    report.behaviour = report
+        .run
+        .scenario
+        .clone()
+        .map(|name| behaviour(name, report.run.time_scale.unwrap_or(1.0), records));
     report
+}
+
+fn behaviour(scenario: String, time_scale: f64, records: &[FanRecord]) -> BehaviourReport {
+    let mut b = BehaviourReport {
+        scenario,
+        time_scale,
+        ..BehaviourReport::default()
+    };
+    for r in records {
+        if r.bot {
+            b.bots += 1;
+            if r.outcome == Outcome::Purchased {
+                b.bot_seats += r.seats.len() as u64;
+            }
+        }
+        *b.party_sizes.entry(r.party).or_insert(0) += 1;
+        let area = match r.area {
+            Some(Area::Anywhere) | None => "anywhere".to_owned(),
+            Some(Area::PriceLevel { price_level }) => format!("price_level {}", price_level.0),
+            Some(Area::Section { section }) => format!("section {}", section.0),
+        };
+        *b.areas.entry(area).or_insert(0) += 1;
+        if r.full_retries > 0 {
+            b.fans_retried_full += 1;
+            b.full_retries += u64::from(r.full_retries);
+        }
+        if r.outcome == Outcome::Abandoned {
+            b.abandoned += 1;
+        }
+        if r.reloads > 0 {
+            b.reloads += u64::from(r.reloads);
+            b.fans_reloaded += 1;
+            if r.reload_moved.is_none() && r.reloads_kept_position > 0 {
+                b.fans_reloaded_kept_position += 1;
+            }
+        }
+    }
+    b
 }
 
 fn latencies(records: &[FanRecord]) -> Latencies {
@@ -300,6 +383,7 @@ fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks
     decision_order(run, records, &mut c);
     delivery_order(run, records, &mut c);
     passed_over(run, records, &mut c);
+    reloads(records, &mut c);
     c.audit = audit.map(|a| audited(records, a));
     let mut violated = [
         &c.seats_bought_twice,
@@ -307,6 +391,7 @@ fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks
         &c.decided_out_of_order,
         &c.delivered_out_of_order,
         &c.passed_over,
+        &c.reload_moved,
     ]
     .iter()
     .any(|check| check.violations > 0);
@@ -356,7 +441,11 @@ fn audited(records: &[FanRecord], audit: &Audit) -> AuditCheck {
         a.orders += 1;
         match r.outcome {
             Outcome::Purchased => {}
-            Outcome::PaymentRefused | Outcome::HoldExpired => a.sold_after_refusal.add(|| {
+            Outcome::PaymentRefused
+            | Outcome::HoldExpired
+            | Outcome::Abandoned
+            | Outcome::NoShow
+            | Outcome::CheckoutAbandoned => a.sold_after_refusal.add(|| {
                 format!(
                     "fan {} ended {:?} but has order {} (seats {:?})",
                     r.index, r.outcome, o.order.0, o.seats
@@ -517,6 +606,19 @@ fn passed_over(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
     }
 }
 
+fn reloads(records: &[FanRecord], c: &mut Checks) {
+    for r in records {
+        if let Some((had, got)) = r.reload_moved {
+            c.reload_moved.add(|| {
+                format!(
+                    "fan {} reloaded at position {got}, its place was {had}",
+                    r.index
+                )
+            });
+        }
+    }
+}
+
 fn errors(records: &[FanRecord]) -> Vec<(String, u64)> {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for e in records.iter().filter_map(|r| r.error.as_deref()) {
@@ -571,7 +673,7 @@ pub fn summary(report: &LoadReport) -> String {
     line(&mut s, "session", &r.latency.session);
     line(&mut s, "join", &r.latency.join);
     line(&mut s, "ws → watching", &r.latency.watch);
-    line(&mut s, "admitted → hold", &r.latency.hold);
+    line(&mut s, "hold", &r.latency.hold);
     line(&mut s, "pay → purchased", &r.latency.pay_to_purchased);
     let a = &r.admissions;
     let _ = writeln!(
@@ -582,11 +684,37 @@ pub fn summary(report: &LoadReport) -> String {
     line(&mut s, "decided → received", &a.delivery);
     line(&mut s, "open → received", &a.after_open);
     let c = &r.checks;
+    if let Some(b) = &r.behaviour {
+        let parties: Vec<String> = b
+            .party_sizes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let areas: Vec<String> = b.areas.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let _ = writeln!(
+            s,
+            "behaviour of scenario {} (time × {}): parties {{{}}}; first asked {{{}}}; \
+             bots {} ({} seats); retried after full {} fans ({} times); abandoned {}; \
+             reloads {} by {} fans, {} of them kept their position every time",
+            b.scenario,
+            b.time_scale,
+            parties.join(", "),
+            areas.join(", "),
+            b.bots,
+            b.bot_seats,
+            b.fans_retried_full,
+            b.full_retries,
+            b.abandoned,
+            b.reloads,
+            b.fans_reloaded,
+            b.fans_reloaded_kept_position
+        );
+    }
     let _ = writeln!(
         s,
         "checks: {} — {} seats in {} orders; bought twice {}, shared positions {}, \
          decided out of order {}, delivered out of order {} (tolerance {} ms, worst lag {:.1} ms), \
-         passed over {}; purchases without push {}",
+         passed over {}, moved by a reload {}; purchases without push {}",
         c.verdict,
         c.seats_bought,
         c.orders,
@@ -597,6 +725,7 @@ pub fn summary(report: &LoadReport) -> String {
         r.run.order_tolerance_ms,
         c.delivery_lag_worst_ms,
         c.passed_over.violations,
+        c.reload_moved.violations,
         c.purchases_without_push
     );
     for check in [
@@ -605,6 +734,7 @@ pub fn summary(report: &LoadReport) -> String {
         &c.decided_out_of_order,
         &c.delivered_out_of_order,
         &c.passed_over,
+        &c.reload_moved,
     ] {
         for e in &check.examples {
             let _ = writeln!(s, "  violation: {e}");
@@ -744,6 +874,36 @@ mod tests {
         assert_eq!(a.sold_after_refusal.violations, 1, "{a:?}");
         assert_eq!(a.orders_unheard, 1);
         assert_eq!(report.checks.verdict, "violated");
+    }
+
+    #[test]
+    fn fans_that_gave_up_are_not_passed_over_and_reloads_must_keep_the_place() {
+        let front = fan(0, 5, 1000, 990);
+        let mut gave_up = fan(1, 2, 0, 0);
+        gave_up.admission = None;
+        gave_up.outcome = Outcome::Abandoned;
+        let mut reloaded = fan(2, 3, 1000, 990);
+        reloaded.reloads = 2;
+        reloaded.reloads_kept_position = 2;
+        let report = analyse(run(), &[front.clone(), gave_up, reloaded.clone()], None);
+        assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+
+        let mut moved = reloaded;
+        moved.reloads_kept_position = 1;
+        moved.reload_moved = Some((3, 9));
+        let info = RunInfo {
+            scenario: Some("club".into()),
+            time_scale: Some(0.01),
+            ..run()
+        };
+        let report = analyse(info, &[front, moved], None);
+        assert_eq!(report.checks.reload_moved.violations, 1);
+        assert_eq!(report.checks.verdict, "violated");
+        let b = report.behaviour.expect("a scenario run");
+        assert_eq!(
+            (b.reloads, b.fans_reloaded, b.fans_reloaded_kept_position),
+            (2, 1, 0)
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
+use super::behaviour::Behaviour;
 use super::fan::{self, FanContext, FanSpec, Progress};
 use super::net::Target;
 use super::{SOCKETS_PER_WORKER_MAX, WorkerLine, WorkerPlan, unix_now_us};
@@ -59,6 +60,10 @@ async fn drive(plan: &WorkerPlan, out: &mut impl Write) -> anyhow::Result<()> {
     let left_ms = plan.deadline_unix_ms.saturating_sub(now_us / 1000);
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
+    let behaviour = match &plan.scenario {
+        Some(scenario) => Some(Arc::new(Behaviour::load(scenario)?)),
+        None => None,
+    };
     let ctx = Arc::new(FanContext {
         target: Target::parse(&plan.target)?,
         event: plan.event,
@@ -68,6 +73,8 @@ async fn drive(plan: &WorkerPlan, out: &mut impl Write) -> anyhow::Result<()> {
         arrivals: Arc::new(Semaphore::new(plan.arrivals_in_flight_max.max(1) as usize)),
         progress: Arc::clone(&progress),
         seed: plan.seed,
+        behaviour,
+        started,
     });
     let (tx, mut rx) = mpsc::channel(RECORDS_QUEUED_MAX);
     spawn_fans(plan, &ctx, started, tx);
@@ -109,7 +116,8 @@ async fn drive(plan: &WorkerPlan, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One task per fan, each starting at its place in the ramp.
+/// One task per fan, each starting at its arrival: along the scenario's
+/// curve, or at its place in the ramp.
 fn spawn_fans(
     plan: &WorkerPlan,
     ctx: &Arc<FanContext>,
@@ -117,6 +125,12 @@ fn spawn_fans(
     tx: mpsc::Sender<super::FanRecord>,
 ) {
     let sources = plan.sources.len() as u64;
+    let arrivals = match (&ctx.behaviour, &plan.scenario) {
+        (Some(behaviour), Some(scenario)) => {
+            behaviour.arrivals(plan.seed, scenario.fans, plan.first_fan, plan.fan_count)
+        }
+        _ => Vec::new(),
+    };
     for i in 0..plan.fan_count {
         let index = plan.first_fan + i;
         let spec = FanSpec {
@@ -124,7 +138,10 @@ fn spawn_fans(
             name: format!("{}-{index}", plan.name_prefix),
             source: plan.sources[(index % sources) as usize],
         };
-        let start_at = started + Duration::from_millis(plan.ramp_ms * i / plan.fan_count.max(1));
+        let start_at = match arrivals.get(i as usize) {
+            Some(after) => started + *after,
+            None => started + Duration::from_millis(plan.ramp_ms * i / plan.fan_count.max(1)),
+        };
         let ctx = Arc::clone(ctx);
         let tx = tx.clone();
         tokio::spawn(async move {
