@@ -12,5 +12,6 @@ pub mod page;
 pub mod reply;
 pub mod telemetry;
 pub mod ws;
+pub mod ws_frame;
 
 pub use http::{Gateway, GatewayConfig};

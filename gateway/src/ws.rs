@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketError};
 use futures::StreamExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -32,6 +32,7 @@ use crate::Gateway;
 use crate::auth;
 use crate::hub::{HubMsg, Outbox};
 use crate::reply::ApiError;
+use crate::ws_frame::{ClientFrame, FrameError, read_frame};
 
 /// Bad frames tolerated on one connection before it is closed.
 pub const GARBAGE_MAX: u32 = 3;
@@ -115,24 +116,23 @@ impl Drop for OpenGuard {
 type Ws = WebSocket<TokioIo<Upgraded>>;
 type Writer = fastwebsockets::WebSocketWrite<tokio::io::WriteHalf<TokioIo<Upgraded>>>;
 
-/// A frame as read: opcode, fin, payload.
-type Read = Result<(OpCode, bool, Bytes), WebSocketError>;
+/// A frame as read.
+type Read = Result<ClientFrame, FrameError>;
 
-async fn serve(mut ws: Ws, fan: FanId, gw: Gateway) {
+async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
     let open = gw.ws_open.fetch_add(1, Ordering::Relaxed) + 1;
     metrics::gauge!("onsale_ws_connections").set(open as f64);
     let _guard = OpenGuard(gw.clone());
-    ws.set_auto_pong(false);
-    ws.set_auto_close(false);
+    // Reads go through `ws_frame` (no standing buffer); writes through
+    // fastwebsockets' writer. Its reader, made alongside, is dropped at
+    // once with its 8 KiB buffer.
+    let (read, write) = tokio::io::split(ws.into_inner());
+    let (_, mut write) =
+        fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
     // Frames up to READ_BYTES_MAX are read whole and then refused by size,
-    // so the fan gets a clean close; bigger ones are cut off mid-frame.
-    ws.set_max_message_size(READ_BYTES_MAX);
-    let (read, mut write) = ws.split(tokio::io::split);
+    // so the fan gets a clean close; bigger ones are cut off at the header.
     let frames = futures::stream::unfold(read, |mut read| async move {
-        let frame: Read = read
-            .read_frame(&mut |_| async { Ok::<(), WebSocketError>(()) })
-            .await
-            .map(|f| (f.opcode, f.fin, Bytes::copy_from_slice(&f.payload)));
+        let frame = read_frame(&mut read, READ_BYTES_MAX).await;
         Some((frame, read))
     });
     let mut frames = std::pin::pin!(frames);
@@ -161,7 +161,7 @@ async fn serve(mut ws: Ws, fan: FanId, gw: Gateway) {
                         outbox.push(bytes);
                     }
                     Step::Pong(payload) => {
-                        if write.write_frame(Frame::pong(Payload::Owned(payload.to_vec()))).await.is_err() {
+                        if write.write_frame(Frame::pong(Payload::Owned(payload))).await.is_err() {
                             break None;
                         }
                     }
@@ -215,7 +215,7 @@ async fn flush_outbox(outbox: &Outbox, write: &mut Writer) -> Result<(), WebSock
 enum Step {
     Go,
     Reply(Bytes),
-    Pong(Bytes),
+    Pong(Vec<u8>),
     Close(u16, &'static str),
 }
 
@@ -234,13 +234,15 @@ fn encode(push: &WsPush) -> Bytes {
 
 impl Session {
     async fn on_frame(&mut self, frame: Read) -> Step {
-        let (opcode, fin, payload) = match frame {
+        let ClientFrame {
+            opcode,
+            fin,
+            payload,
+        } = match frame {
             Ok(frame) => frame,
-            Err(WebSocketError::FrameTooLarge) => return self.too_large(),
-            Err(WebSocketError::UnexpectedEOF | WebSocketError::IoError(_)) => {
-                return Step::Close(1000, "");
-            }
-            Err(e) => {
+            Err(FrameError::TooLarge { .. }) => return self.too_large(),
+            Err(FrameError::Closed(_)) => return Step::Close(1000, ""),
+            Err(e @ FrameError::Protocol(_)) => {
                 metrics::counter!("onsale_ws_bad_frames_total").increment(1);
                 tracing::debug!(error = %e, "a fan sent a malformed websocket frame");
                 return Step::Close(1002, "protocol error");

@@ -300,3 +300,54 @@ async fn websocket_garbage_is_answered_and_bounded() {
     let joined = fresh.call(1, json!({"cmd": "join"})).await;
     assert_eq!(joined["reply"], "joined", "{joined}");
 }
+
+/// Frames a browser never sends, written by hand on a raw socket: an
+/// unmasked frame is a protocol error (close 1002); a ping gets its pong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_frames_follow_the_rfc() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = gateway("ws-raw");
+    let fan = Fan::login(&node.addr, "raw").await;
+    let open = || async {
+        let mut stream = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+        let head = format!(
+            "GET /ws?session={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            fan.session
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"\r\n\r\n") {
+            seen.push(stream.read_u8().await.unwrap());
+        }
+        assert!(String::from_utf8_lossy(&seen).contains(" 101 "), "{seen:?}");
+        stream
+    };
+    let read_frame = |mut stream: tokio::net::TcpStream| async move {
+        let mut head = [0u8; 2];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut head))
+            .await
+            .expect("a frame in time")
+            .unwrap();
+        let mut payload = vec![0u8; usize::from(head[1] & 0x7f)];
+        stream.read_exact(&mut payload).await.unwrap();
+        (head[0] & 0x0f, payload, stream)
+    };
+
+    // A ping (masked, as a client must) gets a pong with its payload.
+    let mut stream = open().await;
+    let mask = [1u8, 2, 3, 4];
+    let mut ping = vec![0x89, 0x80 | 4];
+    ping.extend_from_slice(&mask);
+    ping.extend(b"beat".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&ping).await.unwrap();
+    let (opcode, payload, _) = read_frame(stream).await;
+    assert_eq!((opcode, payload.as_slice()), (0xA, &b"beat"[..]));
+
+    // An unmasked text frame: close 1002.
+    let mut stream = open().await;
+    stream.write_all(&[0x81, 0x02, b'{', b'}']).await.unwrap();
+    let (opcode, payload, _) = read_frame(stream).await;
+    assert_eq!(opcode, 0x8, "a close frame");
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
+}
