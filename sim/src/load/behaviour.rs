@@ -9,8 +9,14 @@
 //!   the venue file's numbering, so the event must be on the same venue.
 //! - **Time**: every duration of the model (patience, reload intervals,
 //!   show-up, shopping, checkout, retries, arrivals, storms) is multiplied
-//!   by `--time-scale`, so a scenario's minutes can run in seconds. The
-//!   event's own windows are not scaled.
+//!   by `--time-scale`, so a scenario's minutes can run in seconds. An
+//!   event created from the scenario gets its windows scaled alike
+//!   ([`scaled_config`]; the provider timeout no shorter than
+//!   [`PROVIDER_TIMEOUT_MS_MIN`]); an event the driver did not create
+//!   keeps its own. What does not scale is the real system: delivery,
+//!   requests and the gateway's payment provider take the time they take,
+//!   so at a small scale they weigh more against the scaled windows (club
+//!   at × 0.05 gives a fan 1.5 s from admission to showing up).
 //! - **Arrivals**: fans arrive along the scenario's curve (drawn over the
 //!   run's `--fans`), scenario time 0 being its first possible arrival
 //!   (the sale's opening, or the pre-queue's) at the start of the run.
@@ -25,7 +31,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use onsale_schema::api::EventDetail;
 use onsale_schema::message::Area;
-use onsale_schema::{SectionIdx, Venue};
+use onsale_schema::{EventConfig, SectionIdx, Venue};
 use serde::{Deserialize, Serialize};
 
 use crate::arrivals::Arrivals;
@@ -38,6 +44,10 @@ pub const ARRIVALS_STREAM: u64 = 1 << 63;
 /// Smallest and largest `--time-scale`.
 pub const TIME_SCALE_MIN: f64 = 1e-4;
 pub const TIME_SCALE_MAX: f64 = 100.0;
+/// A created event's provider timeout, at least: the gateway's payment
+/// provider answers in real time (the simulated one within 2 s), so a
+/// scaled timeout below this would void payments that are merely slow.
+pub const PROVIDER_TIMEOUT_MS_MIN: u64 = 10_000;
 /// Payments per fan (a declined payment is submitted again, if the fan
 /// wants to, at most this many times in all).
 pub const PAY_ATTEMPTS_MAX: u32 = 3;
@@ -231,6 +241,24 @@ pub fn scaled(ms: u64, time_scale: f64) -> Duration {
     Duration::from_secs_f64(ms as f64 / 1000.0 * time_scale)
 }
 
+/// The scenario's `[event]` config with its windows scaled like the
+/// fans' times: at least 1 ms, and the provider timeout at least
+/// [`PROVIDER_TIMEOUT_MS_MIN`] (unless the scenario's is shorter).
+#[must_use]
+pub fn scaled_config(config: &EventConfig, time_scale: f64) -> EventConfig {
+    // The event refuses windows outside 1 ms ..= 7 days (`EventConfig::check`).
+    const WINDOW_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
+    let scale = |ms: u64| ((ms as f64 * time_scale).round() as u64).clamp(1, WINDOW_MS_MAX);
+    let provider_floor = PROVIDER_TIMEOUT_MS_MIN.min(config.provider_timeout_ms);
+    EventConfig {
+        show_up_window_ms: scale(config.show_up_window_ms),
+        shopping_window_ms: scale(config.shopping_window_ms),
+        checkout_window_ms: scale(config.checkout_window_ms),
+        provider_timeout_ms: scale(config.provider_timeout_ms).max(provider_floor),
+        ..config.clone()
+    }
+}
+
 pub fn check_time_scale(time_scale: f64) -> anyhow::Result<()> {
     if !(TIME_SCALE_MIN..=TIME_SCALE_MAX).contains(&time_scale) {
         bail!("--time-scale: must be within {TIME_SCALE_MIN}..={TIME_SCALE_MAX}, got {time_scale}");
@@ -341,6 +369,23 @@ mod tests {
         }));
         assert!(plans.iter().any(|p| matches!(p.area, Area::Section { .. })));
         assert!(plans.iter().any(|p| p.checkout.is_none()));
+    }
+
+    #[test]
+    fn a_created_event_has_the_fans_windows_scaled() {
+        let config = club().file.event;
+        let scaled = scaled_config(&config, 0.02);
+        assert_eq!(scaled.show_up_window_ms, 600);
+        assert_eq!(scaled.shopping_window_ms, 3_600);
+        assert_eq!(scaled.checkout_window_ms, 2_400);
+        assert_eq!(scaled.provider_timeout_ms, 12_000);
+        assert_eq!(scaled_config(&config, 0.001).provider_timeout_ms, 10_000);
+        assert_eq!(scaled.shoppers_max, config.shoppers_max);
+        assert!(scaled.check().is_ok());
+        assert_eq!(scaled_config(&config, 1e-9).show_up_window_ms, 1);
+        assert_eq!(scaled_config(&config, 1.0), config);
+        // Slower than real time: windows grow, up to what an event allows.
+        assert!(scaled_config(&config, 100.0).check().is_ok());
     }
 
     #[test]

@@ -13,7 +13,9 @@ use hyper::Method;
 use onsale_schema::api::EventDetail;
 use onsale_schema::message::{Audit, Reply};
 
-use super::behaviour::{ScenarioPlan, arrival_offsets, check_time_scale, map_sections};
+use super::behaviour::{
+    ScenarioPlan, arrival_offsets, check_time_scale, map_sections, scaled_config,
+};
 use super::net::{HttpConn, Target, parse_sources};
 use super::report::{self, LoadReport, RunInfo};
 use super::worker::raise_open_files_limit;
@@ -89,11 +91,13 @@ pub struct LoadOptions {
     #[arg(long)]
     pub scenario: Option<PathBuf>,
     /// With --scenario: wall-clock time = scenario time × this (0.01: a
-    /// scenario minute in 0.6 s). The event's own windows are not scaled.
+    /// scenario minute in 0.6 s). The windows of an event the driver did
+    /// not create are not scaled.
     #[arg(long, default_value_t = 1.0, requires = "scenario")]
     pub time_scale: f64,
     /// Create the event first from the scenario's venue and `[event]`
-    /// config (sale scheduled), through the operator API.
+    /// config (sale scheduled), through the operator API; its windows
+    /// scaled by --time-scale (the provider timeout at least 10 s).
     #[arg(
         long,
         requires_all = ["scenario", "ops_token"],
@@ -289,7 +293,17 @@ pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
     }
     if let Some(scenario) = scenario.as_ref().filter(|_| o.create_from_scenario) {
         let venue_json = read_json(&scenario.venue_path)?;
-        let config = serde_json::to_value(&scenario.file.event)?;
+        let config = scaled_config(&scenario.file.event, o.time_scale);
+        eprintln!(
+            "load: the event's windows at time × {}: show up {} ms, shop {} ms, check out {} ms, \
+             provider timeout {} ms",
+            o.time_scale,
+            config.show_up_window_ms,
+            config.shopping_window_ms,
+            config.checkout_window_ms,
+            config.provider_timeout_ms
+        );
+        let config = serde_json::to_value(&config)?;
         create_event(&runtime, &plan.target, o, venue_json, config)?;
     }
     if let Some(scenario) = &scenario {
