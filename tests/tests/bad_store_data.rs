@@ -143,7 +143,7 @@ async fn corrupt_stored_state_is_refused_clearly_and_other_events_go_on() {
         matches!(
             replaced,
             Reply::Error {
-                code: ErrorCode::BadRequest,
+                code: ErrorCode::EventExists,
                 ..
             }
         ),
