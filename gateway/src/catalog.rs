@@ -136,17 +136,15 @@ impl Search {
     }
 }
 
-#[derive(Debug, Default)]
-struct Loaded {
-    events: FxHashMap<EventId, Arc<EventInfo>>,
-    at: Option<Instant>,
-}
-
-/// The catalogue over a node's store.
+/// The catalogue over a node's store. Lookups that hit take a read lock
+/// only; a miss rereads the store at most every [`REFRESH_EVERY`], so a
+/// flood of requests for unknown events costs one map lookup each.
 #[derive(Debug)]
 pub struct Catalog {
     node: Node,
-    loaded: Mutex<Loaded>,
+    events: std::sync::RwLock<FxHashMap<EventId, Arc<EventInfo>>>,
+    /// When the store was last read (one refresher at a time).
+    refreshed: Mutex<Option<Instant>>,
 }
 
 impl Catalog {
@@ -154,26 +152,35 @@ impl Catalog {
     pub fn new(node: Node) -> Catalog {
         Catalog {
             node,
-            loaded: Mutex::new(Loaded::default()),
+            events: std::sync::RwLock::default(),
+            refreshed: Mutex::new(None),
         }
+    }
+
+    fn lookup(&self, event: EventId) -> Option<Arc<EventInfo>> {
+        self.events
+            .read()
+            .expect("not poisoned")
+            .get(&event)
+            .cloned()
     }
 
     /// One event, rereading the store on a miss if the copy is stale.
     pub async fn get(&self, event: EventId) -> Option<Arc<EventInfo>> {
-        let mut loaded = self.loaded.lock().await;
-        if let Some(info) = loaded.events.get(&event) {
-            return Some(Arc::clone(info));
+        if let Some(info) = self.lookup(event) {
+            return Some(info);
         }
-        self.refresh(&mut loaded, false).await;
-        loaded.events.get(&event).cloned()
+        self.refresh(false).await;
+        self.lookup(event)
     }
 
     /// Every event matching `search`, soonest first.
     pub async fn search(&self, search: &Search) -> Vec<Arc<EventInfo>> {
-        let mut loaded = self.loaded.lock().await;
-        self.refresh(&mut loaded, false).await;
-        let mut found: Vec<Arc<EventInfo>> = loaded
+        self.refresh(false).await;
+        let mut found: Vec<Arc<EventInfo>> = self
             .events
+            .read()
+            .expect("not poisoned")
             .values()
             .filter(|info| search.matches(info))
             .cloned()
@@ -183,13 +190,14 @@ impl Catalog {
         found
     }
 
-    /// Forget the cached copy so the next lookup rereads the store.
+    /// Forget when the store was read, so the next miss rereads it.
     pub async fn invalidate(&self) {
-        self.loaded.lock().await.at = None;
+        *self.refreshed.lock().await = None;
     }
 
-    async fn refresh(&self, loaded: &mut Loaded, force: bool) {
-        if !force && loaded.at.is_some_and(|at| at.elapsed() < REFRESH_EVERY) {
+    async fn refresh(&self, force: bool) {
+        let mut refreshed = self.refreshed.lock().await;
+        if !force && refreshed.is_some_and(|at| at.elapsed() < REFRESH_EVERY) {
             return;
         }
         let specs = match self.node.specs().await {
@@ -200,12 +208,12 @@ impl Catalog {
             }
         };
         for spec in specs {
-            if loaded.events.contains_key(&spec.event) {
+            if self.lookup(spec.event).is_some() {
                 continue; // a spec never changes once created
             }
             match spec.venue() {
                 Ok(venue) => {
-                    loaded.events.insert(
+                    self.events.write().expect("not poisoned").insert(
                         spec.event,
                         Arc::new(EventInfo {
                             event: spec.event,
@@ -221,6 +229,6 @@ impl Catalog {
                 }
             }
         }
-        loaded.at = Some(Instant::now());
+        *refreshed = Some(Instant::now());
     }
 }

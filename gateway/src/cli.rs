@@ -386,7 +386,7 @@ fn gateway_config(
                         .and_then(|mut f| f.read_exact(&mut raw))
                         .context("reading /dev/urandom")?;
                     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-                    std::fs::write(&path, &token)
+                    write_secret(&path, token.as_bytes())
                         .with_context(|| format!("writing {}", path.display()))?;
                     tracing::info!(file = %path.display(), "operator token created");
                     token
@@ -402,10 +402,14 @@ fn gateway_config(
     let nonzero = |n: u32| std::num::NonZeroU32::new(n).context("a rate must be at least 1");
     let files = raise_open_files_limit();
     // Keep room for the store, the listeners and HTTP requests.
-    let ws_capacity = usize::try_from(files.saturating_sub(512))
+    let conn_capacity = usize::try_from(files.saturating_sub(512))
         .unwrap_or(usize::MAX)
         .max(16);
-    tracing::info!(open_files = files, ws_capacity, "fan connection capacity");
+    tracing::info!(
+        open_files = files,
+        conn_capacity,
+        "connection capacity (fan websockets and HTTP together)"
+    );
     metrics::gauge!("onsale_open_files_limit").set(files as f64);
     Ok(crate::GatewayConfig {
         key,
@@ -416,7 +420,7 @@ fn gateway_config(
             fan_per_s: nonzero(args.fan_rps)?,
             fan_burst: nonzero(args.fan_burst)?,
         },
-        ws_capacity,
+        conn_capacity,
     })
 }
 
@@ -429,6 +433,19 @@ fn raise_open_files_limit() -> u64 {
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1_024, |(soft, _)| soft)
         }
     }
+}
+
+/// Create a secret file readable by this user only; never overwrite one.
+fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// The token signing key: `ONSALE_TOKEN_SECRET`, or a key file beside the
@@ -452,6 +469,10 @@ fn token_key(store: &Path) -> anyhow::Result<TokenKey> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
         .context("reading /dev/urandom")?;
-    std::fs::write(&path, key).with_context(|| format!("writing {}", path.display()))?;
-    Ok(TokenKey::from_bytes(key))
+    match write_secret(&path, &key) {
+        Ok(()) => Ok(TokenKey::from_bytes(key)),
+        // Another process sharing the store made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => token_key(store),
+        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+    }
 }

@@ -11,7 +11,8 @@
 use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -48,8 +49,9 @@ pub struct GatewayConfig {
     /// The payment provider's webhook secret; `None` refuses webhooks.
     pub webhook_secret: Option<Vec<u8>>,
     pub limits: LimitConfig,
-    /// Fan websockets this process may hold (from its open-files limit).
-    pub ws_capacity: usize,
+    /// Connections (HTTP and websockets) this process may hold, from its
+    /// open-files limit.
+    pub conn_capacity: usize,
 }
 
 impl GatewayConfig {
@@ -65,7 +67,7 @@ impl GatewayConfig {
                 fan_per_s: NonZeroU32::new(10).expect("non-zero"),
                 fan_burst: NonZeroU32::new(30).expect("non-zero"),
             },
-            ws_capacity: 1_000,
+            conn_capacity: 1_000,
         }
     }
 }
@@ -85,7 +87,14 @@ pub struct Inner {
     pub catalog: Catalog,
     pub hub: HubHandle,
     pub ws_open: AtomicUsize,
-    pub ws_capacity: usize,
+    pub http_open: AtomicUsize,
+    /// Webhook signatures seen within the replay window, and when.
+    webhook_seen: std::sync::Mutex<rustc_hash::FxHashMap<String, onsale_schema::Millis>>,
+    /// Open websockets per fan (entries removed at zero).
+    pub fan_sockets: std::sync::Mutex<rustc_hash::FxHashMap<onsale_schema::FanId, u16>>,
+    /// Open connections (HTTP and websockets together) this process may
+    /// hold, from its open-files limit.
+    pub conn_capacity: usize,
 }
 
 impl Deref for Gateway {
@@ -96,6 +105,12 @@ impl Deref for Gateway {
 }
 
 impl Gateway {
+    /// Connections open now, HTTP and websockets.
+    #[must_use]
+    pub fn open_connections(&self) -> usize {
+        self.http_open.load(Ordering::Relaxed) + self.ws_open.load(Ordering::Relaxed)
+    }
+
     /// The gateway over a started node (spawns its hub and upkeep tasks).
     #[must_use]
     pub fn new(node: Node, config: GatewayConfig) -> Gateway {
@@ -112,7 +127,10 @@ impl Gateway {
             edge,
             hub,
             ws_open: AtomicUsize::new(0),
-            ws_capacity: config.ws_capacity,
+            http_open: AtomicUsize::new(0),
+            fan_sockets: std::sync::Mutex::default(),
+            webhook_seen: std::sync::Mutex::default(),
+            conn_capacity: config.conn_capacity,
         }));
         let weak = Arc::downgrade(&gateway.0);
         tokio::spawn(async move {
@@ -182,7 +200,16 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/api/ops/events/{event}/sale", post(sale))
         .route("/api/ops/events/{event}/stats", get(stats))
         .route("/api/ops/events/{event}/audit", get(audit))
-        .route("/api/webhooks/payments", post(webhook));
+        .route_layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            operator_only,
+        ));
+    let provider = Router::new()
+        .route("/api/webhooks/payments", post(webhook))
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            global_limit,
+        ));
     Router::new()
         .route("/", get(crate::page::index))
         .route("/app.js", get(crate::page::app_js))
@@ -192,15 +219,98 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(fan)
         .merge(ops)
+        .merge(provider)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits::MESSAGE_BYTES_MAX))
+        .layer(middleware::from_fn(request_deadline))
         .layer(middleware::from_fn(count_requests))
         .with_state(gateway)
 }
 
+/// Webhook signatures remembered for replay detection.
+pub const WEBHOOKS_REMEMBERED_MAX: usize = 100_000;
+
+/// A connection must send a request's headers within this (also the
+/// longest a kept-alive connection may idle between requests).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A whole request, body included, must be handled within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serve the gateway on `listener` until the process ends.
+///
+/// One budget of open connections covers HTTP and websockets together
+/// (`conn_capacity`, from the open-files limit): past it, new connections
+/// are closed at once instead of starving the process of file handles.
 pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
-    axum::serve(listener, router(gateway)).await
+    let app = router(gateway.clone());
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file handles, or a connection reset while queued.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if gateway.open_connections() >= gateway.conn_capacity {
+            metrics::counter!("onsale_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let guard = HttpGuard::new(&gateway);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "an HTTP connection ended with an error");
+            }
+            drop(guard);
+        });
+    }
+}
+
+/// Counts an HTTP connection open while it lives.
+struct HttpGuard(Gateway);
+
+impl HttpGuard {
+    fn new(gateway: &Gateway) -> HttpGuard {
+        gateway.http_open.fetch_add(1, Ordering::Relaxed);
+        HttpGuard(gateway.clone())
+    }
+}
+
+impl Drop for HttpGuard {
+    fn drop(&mut self) {
+        self.0.http_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn request_deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the request took over {} s", REQUEST_TIMEOUT.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+async fn operator_only(State(gw): State<Gateway>, request: Request, next: Next) -> Response {
+    // Checked before the body is read: an anonymous client cannot make
+    // the gateway buffer a venue-sized body.
+    match auth::check_operator(&gw.operator_token, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn count_requests(request: Request, next: Next) -> Response {
@@ -389,6 +499,14 @@ async fn command(
             "this session acts for another fan",
         ));
     }
+    // Unknown events are answered from the catalogue: a flood of made-up
+    // ids never reaches the node's router.
+    if gw.catalog.get(event).await.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::UnknownEvent,
+            format!("no event {}", event.0),
+        ));
+    }
     if let Command::Join { .. } = command {
         // The edge: full, sold out and closed cost the event nothing.
         let edge = match gw.edge.lookup(event) {
@@ -428,6 +546,16 @@ async fn command(
             fan,
             hold: placed.hold,
             deadline: placed.deadline,
+        }),
+        Reply::Joined { joined, .. } => gw.hub.try_send(HubMsg::FanStatus {
+            event,
+            fan,
+            status: Some(joined.status.clone()),
+        }),
+        Reply::Status { status } => gw.hub.try_send(HubMsg::FanStatus {
+            event,
+            fan,
+            status: status.clone(),
         }),
         Reply::PaymentStarted { .. } | Reply::Released => {
             if let Some(hold) = hold_done {
@@ -488,8 +616,29 @@ async fn webhook(
     let signature = headers
         .get("onsale-signature")
         .and_then(|v| v.to_str().ok());
-    auth::verify_webhook(secret, signature, &bytes, wall_now())?;
+    let now = wall_now();
+    auth::verify_webhook(secret, signature, &bytes, now)?;
     let answer: ProviderWebhook = parse_body(Ok(bytes))?;
+    // A replayed delivery (same signature within the window) changes
+    // nothing: it is answered as a duplicate without reaching the event.
+    {
+        let mut seen = gw.webhook_seen.lock().expect("not poisoned");
+        let signature = signature.unwrap_or_default().to_owned();
+        if seen.contains_key(&signature) {
+            return reply_result(Reply::PaymentSettled {
+                settled: onsale_schema::message::PaymentSettled::Ignored,
+            });
+        }
+        if seen.len() >= WEBHOOKS_REMEMBERED_MAX {
+            seen.retain(|_, at| now.saturating_sub(*at) <= 2 * auth::WEBHOOK_TOLERANCE_MS);
+        }
+        if seen.len() >= WEBHOOKS_REMEMBERED_MAX {
+            return Err(
+                ApiError::new(ErrorCode::Busy, "too many webhook deliveries").retry_after(5),
+            );
+        }
+        seen.insert(signature, now);
+    }
     reply_result(
         gw.node
             .call(

@@ -136,6 +136,13 @@ pub enum HubMsg {
     HoldDone { event: EventId, hold: HoldId },
     /// The connection closed.
     Gone { conn: ConnId },
+    /// An HTTP command told `fan` where it stands (join, resume, leave,
+    /// status, enter): its connections follow.
+    FanStatus {
+        event: EventId,
+        fan: FanId,
+        status: Option<FanStatus>,
+    },
 }
 
 /// How connections reach the hub.
@@ -176,6 +183,7 @@ pub fn spawn(node: Node, edge: Arc<EdgeCache>) -> HubHandle {
         edge,
         conns: FxHashMap::default(),
         rooms: FxHashMap::default(),
+        frontiers: FxHashMap::default(),
         warnings: BTreeSet::new(),
         last_positions: Instant::now(),
     };
@@ -251,6 +259,9 @@ struct Hub {
     edge: Arc<EdgeCache>,
     conns: FxHashMap<ConnId, Conn>,
     rooms: FxHashMap<EventId, Room>,
+    /// Each event's admission frontier, kept even while no fan here
+    /// watches it, so a room made later starts from the truth.
+    frontiers: FxHashMap<EventId, Position>,
     /// (warn at, event, fan, hold, deadline)
     warnings: BTreeSet<(Millis, EventId, FanId, HoldId, Millis)>,
     last_positions: Instant,
@@ -302,11 +313,20 @@ impl Hub {
                     Some(FanStatus::Waiting { position, .. }) => Some(position),
                     _ => None,
                 };
-                let room = self.rooms.entry(event).or_default();
+                let frontier = self.frontiers.get(&event).copied().unwrap_or_default();
+                let room = self.rooms.entry(event).or_insert_with(|| Room {
+                    admitted_through: frontier,
+                    ..Room::default()
+                });
                 room.conns.insert(conn);
                 room.by_fan.entry(fan).or_default().push(conn);
                 if let Some(position) = waiting {
                     room.waiting.insert((position, conn));
+                    if position <= room.admitted_through {
+                        // Admitted between the status read and now, or
+                        // resumed below the frontier: ask the event.
+                        outbox.request_recheck();
+                    }
                 }
                 self.conns.insert(
                     conn,
@@ -345,6 +365,30 @@ impl Hub {
             HubMsg::HoldDone { event, hold } => {
                 self.warnings.retain(|w| !(w.1 == event && w.3 == hold));
             }
+            HubMsg::FanStatus { event, fan, status } => {
+                let Some(room) = self.rooms.get_mut(&event) else {
+                    return;
+                };
+                let waiting = match status {
+                    Some(FanStatus::Waiting { position, .. }) => Some(position),
+                    _ => None,
+                };
+                for conn in room.by_fan.get(&fan).into_iter().flatten() {
+                    let Some(c) = self.conns.get_mut(conn) else {
+                        continue;
+                    };
+                    if let Some(old) = c.waiting.take() {
+                        room.waiting.remove(&(old, *conn));
+                    }
+                    if let Some(position) = waiting {
+                        room.waiting.insert((position, *conn));
+                        c.waiting = Some(position);
+                        if position <= room.admitted_through {
+                            c.outbox.request_recheck();
+                        }
+                    }
+                }
+            }
             HubMsg::Gone { conn } => {
                 self.forget(conn);
                 metrics::gauge!("onsale_ws_watching").set(self.conns.len() as f64);
@@ -376,6 +420,10 @@ impl Hub {
 
     fn on_push(&mut self, event: EventId, push: Push) {
         self.edge.apply(event, &push);
+        if let Push::AdmittedThrough { position, .. } = push {
+            let frontier = self.frontiers.entry(event).or_default();
+            *frontier = (*frontier).max(position);
+        }
         let Some(room) = self.rooms.get_mut(&event) else {
             return;
         };

@@ -82,6 +82,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::PaymentLate
         | ErrorCode::PaymentPending
         | ErrorCode::PaymentUnknown => StatusCode::CONFLICT,
+        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

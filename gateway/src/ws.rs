@@ -41,11 +41,18 @@ pub const GARBAGE_MAX: u32 = 3;
 /// fans that vanished without closing).
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 
+/// Websockets one fan may hold at once (tabs, devices).
+pub const FAN_SOCKETS_MAX: u16 = 8;
+
+/// A write to a fan that takes longer than this ends the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A fan silent this long (not even a pong) is disconnected.
 pub const SILENCE_MAX: Duration = Duration::from_secs(75);
 
-/// Largest frame read before it is refused (a frame over
-/// [`limits::WS_FRAME_BYTES_MAX`] but within this is read, then refused).
+/// Largest frame read (and thrown away, never buffered) before it is
+/// refused; one over [`limits::WS_FRAME_BYTES_MAX`] but within this is
+/// refused after it, so the fan gets a clean close.
 pub const READ_BYTES_MAX: usize = limits::MESSAGE_BYTES_MAX;
 
 #[derive(Debug, serde::Deserialize)]
@@ -76,8 +83,24 @@ pub async fn upgrade(
         return ApiError::new(ErrorCode::BadRequest, "this is a websocket endpoint")
             .into_response();
     }
-    let open = gw.ws_open.load(Ordering::Relaxed);
-    if open >= gw.ws_capacity {
+    let sockets = gw
+        .fan_sockets
+        .lock()
+        .expect("not poisoned")
+        .get(&fan)
+        .copied()
+        .unwrap_or(0);
+    if sockets >= FAN_SOCKETS_MAX {
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            format!("a fan may hold at most {FAN_SOCKETS_MAX} websockets"),
+        )
+        .retry_after(5)
+        .into_response();
+    }
+    // The upgrading HTTP connection counts until it hands over.
+    let open = gw.open_connections();
+    if open > gw.conn_capacity {
         return ApiError::new(
             ErrorCode::Busy,
             format!("this gateway holds its maximum of {open} fan connections"),
@@ -103,13 +126,33 @@ pub async fn upgrade(
     response.map(Body::new)
 }
 
-/// Counts the connection open while it lives.
-struct OpenGuard(Gateway);
+/// Counts the connection open (in all and for its fan) while it lives.
+struct OpenGuard(Gateway, FanId);
+
+impl OpenGuard {
+    fn new(gw: &Gateway, fan: FanId) -> OpenGuard {
+        let open = gw.ws_open.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("onsale_ws_connections").set(open as f64);
+        *gw.fan_sockets
+            .lock()
+            .expect("not poisoned")
+            .entry(fan)
+            .or_default() += 1;
+        OpenGuard(gw.clone(), fan)
+    }
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         let open = self.0.ws_open.fetch_sub(1, Ordering::Relaxed) - 1;
         metrics::gauge!("onsale_ws_connections").set(open as f64);
+        let mut sockets = self.0.fan_sockets.lock().expect("not poisoned");
+        if let Some(n) = sockets.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                sockets.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -120,9 +163,7 @@ type Writer = fastwebsockets::WebSocketWrite<tokio::io::WriteHalf<TokioIo<Upgrad
 type Read = Result<ClientFrame, FrameError>;
 
 async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
-    let open = gw.ws_open.fetch_add(1, Ordering::Relaxed) + 1;
-    metrics::gauge!("onsale_ws_connections").set(open as f64);
-    let _guard = OpenGuard(gw.clone());
+    let _guard = OpenGuard::new(&gw, fan);
     // Reads go through `ws_frame` (no standing buffer); writes through
     // fastwebsockets' writer. Its reader, made alongside, is dropped at
     // once with its 8 KiB buffer.
@@ -132,7 +173,7 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
     // Frames up to READ_BYTES_MAX are read whole and then refused by size,
     // so the fan gets a clean close; bigger ones are cut off at the header.
     let frames = futures::stream::unfold(read, |mut read| async move {
-        let frame = read_frame(&mut read, READ_BYTES_MAX).await;
+        let frame = read_frame(&mut read, limits::WS_FRAME_BYTES_MAX, READ_BYTES_MAX).await;
         Some((frame, read))
     });
     let mut frames = std::pin::pin!(frames);
@@ -161,7 +202,7 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
                         outbox.push(bytes);
                     }
                     Step::Pong(payload) => {
-                        if write.write_frame(Frame::pong(Payload::Owned(payload))).await.is_err() {
+                        if !timed(write.write_frame(Frame::pong(Payload::Owned(payload)))).await {
                             break None;
                         }
                     }
@@ -173,7 +214,7 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
                 if heard.elapsed() > SILENCE_MAX {
                     break Some((1001, "silent too long"));
                 }
-                if write.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]))).await.is_err() {
+                if !timed(write.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])))).await {
                     break None;
                 }
             }
@@ -184,18 +225,23 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
         if session.recheck_due() {
             Box::pin(session.recheck()).await;
         }
-        if flush_outbox(&outbox, &mut write).await.is_err() {
+        if !timed(flush_outbox(&outbox, &mut write)).await {
             break None;
         }
     };
-    if let Some((code, reason)) = close {
-        let _ = flush_outbox(&outbox, &mut write).await;
-        let _ = write
-            .write_frame(Frame::close(code, reason.as_bytes()))
-            .await;
+    if let Some((code, reason)) = close
+        && timed(flush_outbox(&outbox, &mut write)).await
+    {
+        timed(write.write_frame(Frame::close(code, reason.as_bytes()))).await;
     }
     outbox.close();
     gw.hub.send(HubMsg::Gone { conn }).await;
+}
+
+/// A write that succeeded within [`WRITE_TIMEOUT`]. A fan that stops
+/// reading must not pin its connection task (and its hub entry) forever.
+async fn timed(write: impl std::future::Future<Output = Result<(), WebSocketError>>) -> bool {
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
 }
 
 async fn flush_outbox(outbox: &Outbox, write: &mut Writer) -> Result<(), WebSocketError> {
@@ -293,6 +339,12 @@ impl Session {
                     return Step::Reply(encode(&WsPush::Error {
                         code: e.code,
                         message: e.message,
+                    }));
+                }
+                if self.gw.catalog.get(event).await.is_none() {
+                    return Step::Reply(encode(&WsPush::Error {
+                        code: ErrorCode::UnknownEvent,
+                        message: format!("no event {}", event.0),
                     }));
                 }
                 let command = match token {

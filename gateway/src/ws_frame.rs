@@ -39,7 +39,10 @@ pub enum FrameError {
     Protocol(&'static str),
 }
 
-/// Read one frame of at most `max` payload bytes from `io`.
+/// Read one frame of at most `max` payload bytes from `io`. A frame over
+/// `max` but within `skip_max` is read and thrown away (nothing allocated)
+/// before it is refused, so that the fan still reads the gateway's close
+/// frame; one over `skip_max` is refused from its header.
 ///
 /// Cancel safety: none (a cancelled read loses its place in the stream).
 /// Poll the returned future to completion, e.g. from a stream that owns
@@ -47,6 +50,7 @@ pub enum FrameError {
 pub async fn read_frame<R: AsyncRead + Unpin>(
     io: &mut R,
     max: usize,
+    skip_max: usize,
 ) -> Result<ClientFrame, FrameError> {
     let mut head = [0u8; 2];
     io.read_exact(&mut head).await?;
@@ -85,11 +89,21 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             "control frames are unfragmented and at most 125 bytes",
         ));
     }
-    if len > max as u64 {
+    if len > max.max(skip_max) as u64 {
         return Err(FrameError::TooLarge { len, max });
     }
     let mut mask = [0u8; 4];
     io.read_exact(&mut mask).await?;
+    if len > max as u64 {
+        let mut left = len;
+        let mut sink = [0u8; 512];
+        while left > 0 {
+            let chunk = left.min(sink.len() as u64) as usize;
+            io.read_exact(&mut sink[..chunk]).await?;
+            left -= chunk as u64;
+        }
+        return Err(FrameError::TooLarge { len, max });
+    }
     let mut payload = vec![0u8; len as usize];
     io.read_exact(&mut payload).await?;
     for (i, byte) in payload.iter_mut().enumerate() {
@@ -127,7 +141,7 @@ mod tests {
 
     async fn read(bytes: &[u8], max: usize) -> Result<ClientFrame, FrameError> {
         let mut io = bytes;
-        read_frame(&mut io, max).await
+        read_frame(&mut io, max, max).await
     }
 
     #[tokio::test]
@@ -190,6 +204,19 @@ mod tests {
             read(&big, 4_096).await,
             Err(FrameError::TooLarge { len: 5_000, .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn frames_between_the_limits_are_read_and_thrown_away() {
+        let mut bytes = masked(0x81, &[b' '; 5_000], [7; 4]);
+        bytes.extend(masked(0x81, b"next", [1; 4]));
+        let mut io = bytes.as_slice();
+        assert!(matches!(
+            read_frame(&mut io, 4_096, 65_536).await,
+            Err(FrameError::TooLarge { len: 5_000, .. })
+        ));
+        let next = read_frame(&mut io, 4_096, 65_536).await.unwrap();
+        assert_eq!(next.payload, b"next");
     }
 
     #[tokio::test]

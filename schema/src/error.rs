@@ -70,6 +70,7 @@ codes! {
     PaymentLate => "payment_late", "Payment was submitted after the checkout deadline.";
     PaymentPending => "payment_pending", "A payment for this hold is already waiting for the provider.";
     PaymentUnknown => "payment_unknown", "No payment has this id.";
+    RequestTimeout => "request_timeout", "The request (its headers or body) took too long to arrive.";
     Busy => "busy", "The event is overloaded; retry after a short wait.";
     RateLimited => "rate_limited", "Too many requests; retry after the given time.";
     Internal => "internal", "An internal error; nothing was changed.";

@@ -244,7 +244,11 @@ async fn bad_requests_get_stable_error_codes() {
         let response = request(addr, "POST", path, &headers, body.as_bytes()).await;
         expect(&response, 403, "forbidden");
     }
-    // Operator routes without, or with a wrong, token.
+    // Operator routes without, or with a wrong, token; a venue-sized body
+    // is refused before it is read.
+    let big = vec![b' '; 8 * 1024 * 1024];
+    let response = request(addr, "POST", "/api/ops/events", &headers, &big).await;
+    expect(&response, 401, "unauthorized");
     let close = json!({"command": "close"}).to_string();
     let response = request(
         addr,
@@ -451,4 +455,19 @@ async fn the_webhook_settles_signed_answers_only() {
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.json()["settled"]["result"], "sold", "{response:?}");
     wait_status(&fan, 1, "purchased").await;
+    // The same delivery replayed: a duplicate, nothing changes.
+    let response = request(
+        addr,
+        "POST",
+        path,
+        &[("Onsale-Signature", &good)],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.json()["settled"]["result"],
+        "ignored",
+        "{response:?}"
+    );
 }
