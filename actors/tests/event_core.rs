@@ -463,7 +463,20 @@ mod admission {
     fn an_admitted_fan_who_leaves_frees_the_slot_at_once() {
         let mut h = line(&[1, 2]);
         h.leave(FanId(1));
-        assert_eq!(status(&h, 1), Some(FanStatus::Left));
+        assert_eq!(status(&h, 1), Some(FanStatus::Expired));
+        assert!(is_admitted(&h, 2));
+    }
+
+    #[test]
+    fn leaving_an_admitted_turn_and_resuming_does_not_buy_a_new_turn() {
+        let mut h = line(&[1, 2]);
+        h.leave(FanId(1));
+        let resumed = h.resume(FanId(1));
+        assert!(
+            !matches!(resumed, Some(Ok(ref j)) if matches!(j.status, FanStatus::Waiting { .. } | FanStatus::Admitted { .. })),
+            "{resumed:?}"
+        );
+        assert_eq!(status(&h, 1), Some(FanStatus::Expired));
         assert!(is_admitted(&h, 2));
     }
 }

@@ -453,9 +453,11 @@ impl EventCore {
         if let Some(entry) = self.room.fan(fan) {
             match entry.state {
                 FanState::Waiting => self.room.set(fan, entry.position, FanState::Left),
+                // Its turn is over, as if it had lapsed (which is also how
+                // the journal replays it): it cannot queue again, or
+                // leave-and-resume would buy a fresh turn ahead of the line.
                 FanState::Admitted if !self.fan_holds.contains_key(&fan) => {
                     self.record(JournalEntry::AdmissionLapsed { fan });
-                    self.room.set(fan, entry.position, FanState::Left);
                 }
                 _ => {}
             }
