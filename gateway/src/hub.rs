@@ -39,6 +39,8 @@ use crate::edge::EdgeCache;
 pub const TICK: Duration = Duration::from_millis(250);
 /// How often waiting fans hear their position and estimated wait.
 pub const POSITION_EVERY: Duration = Duration::from_secs(2);
+/// Waiting fans are told their position in this many slices, one per tick.
+const POSITION_SLICES: u64 = POSITION_EVERY.as_millis() as u64 / TICK.as_millis() as u64;
 /// Hold-expiry warnings go out this long before the deadline.
 pub const HOLD_WARNING_MS: u64 = 60_000;
 /// Control messages queued for the hub.
@@ -185,7 +187,7 @@ pub fn spawn(node: Node, edge: Arc<EdgeCache>) -> HubHandle {
         rooms: FxHashMap::default(),
         frontiers: FxHashMap::default(),
         warnings: BTreeSet::new(),
-        last_positions: Instant::now(),
+        position_tick: 0,
     };
     tokio::spawn(hub.run(rx, pushes));
     HubHandle {
@@ -264,7 +266,7 @@ struct Hub {
     frontiers: FxHashMap<EventId, Position>,
     /// (warn at, event, fan, hold, deadline)
     warnings: BTreeSet<(Millis, EventId, FanId, HoldId, Millis)>,
-    last_positions: Instant,
+    position_tick: u64,
 }
 
 fn encode(push: &WsPush) -> Bytes {
@@ -589,18 +591,22 @@ impl Hub {
                 Self::to_fan(&self.conns, room, fan, &frame);
             }
         }
-        if self.last_positions.elapsed() >= POSITION_EVERY {
-            self.last_positions = Instant::now();
-            self.send_positions();
-        }
+        // Each tick tells one slice of the waiting fans, so that every fan
+        // hears every POSITION_EVERY without a burst of frames (19,000 at
+        // once would delay an admission landing just behind it).
+        self.position_tick = self.position_tick.wrapping_add(1);
+        self.send_positions(self.position_tick % POSITION_SLICES);
         // Closed connections whose tasks are gone are cleaned by `Gone`;
         // rooms nobody watches are dropped here.
         self.rooms.retain(|_, room| !room.conns.is_empty());
     }
 
-    fn send_positions(&self) {
+    fn send_positions(&self, slice: u64) {
         for (&event, room) in &self.rooms {
             for &(position, conn) in &room.waiting {
+                if conn % POSITION_SLICES != slice {
+                    continue;
+                }
                 let Some(c) = self.conns.get(&conn) else {
                     continue;
                 };
