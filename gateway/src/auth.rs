@@ -63,7 +63,7 @@ pub fn session_fan(key: &TokenKey, text: &str, now: Millis) -> Result<FanId, Api
 /// Whether the request carries the operators' bearer token.
 pub fn check_operator(expected: &str, headers: &HeaderMap) -> Result<(), ApiError> {
     match bearer(headers) {
-        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(given) if token::tags_equal(given.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => Err(ApiError::new(
             ErrorCode::Unauthorized,
             "an operator token is required: Authorization: Bearer <token>",
@@ -78,10 +78,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The signature header of a webhook body: `t=<unix ms>,v1=<hex>`.
@@ -118,7 +114,7 @@ pub fn verify_webhook(
         return Err(refuse("the signature is too old (or from the future)"));
     }
     let expected = hex(&webhook_mac(secret, at, body));
-    if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+    if !token::tags_equal(expected.as_bytes(), given.as_bytes()) {
         return Err(refuse("the signature does not match"));
     }
     Ok(())

@@ -403,21 +403,7 @@ impl Session {
                     }
                 };
                 self.event = Some(event);
-                self.outbox.push(encode(&WsPush::Watching {
-                    event,
-                    status: status.clone(),
-                    sale,
-                }));
-                self.gw
-                    .hub
-                    .send(HubMsg::Watch {
-                        conn: self.conn,
-                        fan: self.fan,
-                        event,
-                        status,
-                        outbox: Arc::clone(&self.outbox),
-                    })
-                    .await;
+                self.announce(event, status, sale).await;
                 Step::Go
             }
             WsRequest::View { section } => {
@@ -456,6 +442,12 @@ impl Session {
             return;
         }
         let sale = self.gw.sale_state(event).await.unwrap_or(SaleState::OnSale);
+        self.announce(event, status, sale).await;
+    }
+
+    /// Tell the fan where it stands, and the hub which fan this
+    /// connection follows (and whether it waits, and where).
+    async fn announce(&self, event: EventId, status: Option<FanStatus>, sale: SaleState) {
         self.outbox.push(encode(&WsPush::Watching {
             event,
             status: status.clone(),

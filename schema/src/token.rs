@@ -112,10 +112,8 @@ pub fn sign(key: &TokenKey, claims: &QueueClaims) -> String {
     let body = body(claims);
     let tag = key.tag(&body);
     let mut out = String::with_capacity(QUEUE_TOKEN_CHARS);
-    for byte in body.iter().chain(tag.iter()) {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
+    push_hex(&mut out, &body);
+    push_hex(&mut out, &tag);
     out
 }
 
@@ -130,20 +128,10 @@ pub fn verify(
     let bytes = decode_hex(text).ok_or(TokenError::Malformed)?;
     let mut body = [0u8; BODY_BYTES];
     body.copy_from_slice(&bytes[..BODY_BYTES]);
-    let expected = key.tag(&body);
-    // Constant-time comparison: the tag must not leak byte by byte.
-    let diff = expected
-        .iter()
-        .zip(&bytes[BODY_BYTES..])
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if diff != 0 {
+    if !tags_equal(&key.tag(&body), &bytes[BODY_BYTES..]) {
         return Err(TokenError::BadSignature);
     }
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&body[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(w)
-    };
+    let word = |i: usize| word(&body, i);
     let claims = QueueClaims {
         event: EventId(word(0)),
         fan: FanId(word(1)),
@@ -194,10 +182,8 @@ pub fn sign_session(key: &TokenKey, claims: &SessionClaims) -> String {
     let tag = key.tag_in(SESSION_CONTEXT, &body);
     let mut out = String::with_capacity(SESSION_TOKEN_CHARS);
     out.push('s');
-    for byte in body.iter().chain(tag.iter()) {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
+    push_hex(&mut out, &body);
+    push_hex(&mut out, &tag);
     out
 }
 
@@ -211,19 +197,10 @@ pub fn verify_session(
     let bytes: [u8; SESSION_BODY_BYTES + TAG_BYTES] =
         decode_hex_n(hex).ok_or(TokenError::Malformed)?;
     let (body, tag) = bytes.split_at(SESSION_BODY_BYTES);
-    let expected = key.tag_in(SESSION_CONTEXT, body);
-    let diff = expected
-        .iter()
-        .zip(tag)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if diff != 0 {
+    if !tags_equal(&key.tag_in(SESSION_CONTEXT, body), tag) {
         return Err(TokenError::BadSignature);
     }
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&body[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(w)
-    };
+    let word = |i: usize| word(body, i);
     let claims = SessionClaims {
         fan: FanId(word(0)),
         expires_at: Millis(word(1)),
@@ -235,6 +212,32 @@ pub fn verify_session(
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+}
+
+/// Constant-time comparison: a tag (or any secret) must not leak byte by
+/// byte.
+#[must_use]
+pub fn tags_equal(expected: &[u8], given: &[u8]) -> bool {
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The `i`-th little-endian u64 of a token body.
+fn word(body: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&body[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(w)
+}
 
 fn body(claims: &QueueClaims) -> [u8; BODY_BYTES] {
     let mut body = [0u8; BODY_BYTES];
