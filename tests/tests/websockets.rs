@@ -132,8 +132,10 @@ async fn seat_changes_go_to_viewers_of_that_section_only() {
     assert_eq!(change["available"], false);
 
     let hold = held["placed"]["hold"].clone();
+    // (The released first hold may have been warned about before its
+    // release reached the hub: wait for this hold's warning.)
     let warning = own
-        .until(WAIT, |p| p["push"] == "hold_expiring")
+        .until(WAIT, |p| p["push"] == "hold_expiring" && p["hold"] == hold)
         .await
         .expect("the hold's expiry warning (the hold is shorter than the warning lead)");
     assert_eq!(warning["hold"], hold, "{warning}");
