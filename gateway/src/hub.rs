@@ -270,7 +270,7 @@ struct Hub {
 }
 
 fn encode(push: &WsPush) -> Bytes {
-    Bytes::from(serde_json::to_vec(push).expect("pushes always encode"))
+    crate::ws_frame::json_frame(push)
 }
 
 impl Hub {

@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketError};
+use fastwebsockets::{OpCode, WebSocket};
 use futures::StreamExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -27,12 +27,15 @@ use onsale_actors::event_actor::wall_now;
 use onsale_schema::api::{WsPush, WsRequest};
 use onsale_schema::message::{Command, FanStatus, JoinRefused, Reply};
 use onsale_schema::{ErrorCode, EventId, FanId, SaleState, limits};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::Gateway;
 use crate::auth;
 use crate::hub::{HubMsg, Outbox};
 use crate::reply::ApiError;
-use crate::ws_frame::{ClientFrame, FrameError, read_frame};
+use crate::ws_frame::{self, ClientFrame, FrameError, read_frame};
 
 /// Bad frames tolerated on one connection before it is closed.
 pub const GARBAGE_MAX: u32 = 3;
@@ -157,19 +160,35 @@ impl Drop for OpenGuard {
 }
 
 type Ws = WebSocket<TokioIo<Upgraded>>;
-type Writer = fastwebsockets::WebSocketWrite<tokio::io::WriteHalf<TokioIo<Upgraded>>>;
-
 /// A frame as read.
 type Read = Result<ClientFrame, FrameError>;
+/// The fan's side of the socket: bytes hyper read past the handshake
+/// (a client may send its first frame at once), then the socket.
+type Reader = tokio::io::Chain<std::io::Cursor<Bytes>, OwnedReadHalf>;
+
+/// Take the upgraded connection back to its TCP socket, split in owned
+/// halves: no lock between reader and writer, no boxed I/O in between.
+fn into_socket(ws: Ws) -> Option<(Reader, OwnedWriteHalf)> {
+    let parts = ws
+        .into_inner()
+        .into_inner()
+        .downcast::<TokioIo<TcpStream>>()
+        .ok()?;
+    let (read, write) = parts.io.into_inner().into_split();
+    // A copy: `read_buf` is a view of hyper's whole read buffer (8 KiB and
+    // more), which would otherwise live as long as the connection.
+    let early = Bytes::copy_from_slice(&parts.read_buf);
+    Some((std::io::Cursor::new(early).chain(read), write))
+}
 
 async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
+    let Some((read, mut write)) = into_socket(ws) else {
+        tracing::error!("a websocket upgrade did not come from a TCP socket");
+        return;
+    };
     let _guard = OpenGuard::new(&gw, fan);
-    // Reads go through `ws_frame` (no standing buffer); writes through
-    // fastwebsockets' writer. Its reader, made alongside, is dropped at
-    // once with its 8 KiB buffer.
-    let (read, write) = tokio::io::split(ws.into_inner());
-    let (_, mut write) =
-        fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
+    // Reads and writes go through `ws_frame`: no standing buffer, and
+    // every frame queued goes out in one write.
     // Frames up to READ_BYTES_MAX are read whole and then refused by size,
     // so the fan gets a clean close; bigger ones are cut off at the header.
     let frames = futures::stream::unfold(read, |mut read| async move {
@@ -202,9 +221,7 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
                         outbox.push(bytes);
                     }
                     Step::Pong(payload) => {
-                        if !timed(write.write_frame(Frame::pong(Payload::Owned(payload)))).await {
-                            break None;
-                        }
+                        outbox.push(ws_frame::frame(OpCode::Pong, &payload));
                     }
                     Step::Close(code, reason) => break Some((code, reason)),
                 }
@@ -214,9 +231,7 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
                 if heard.elapsed() > SILENCE_MAX {
                     break Some((1001, "silent too long"));
                 }
-                if !timed(write.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])))).await {
-                    break None;
-                }
+                outbox.push(ws_frame::frame(OpCode::Ping, &[]));
             }
         }
         if outbox.is_closed() {
@@ -229,10 +244,13 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
             break None;
         }
     };
-    if let Some((code, reason)) = close
-        && timed(flush_outbox(&outbox, &mut write)).await
-    {
-        timed(write.write_frame(Frame::close(code, reason.as_bytes()))).await;
+    if let Some((code, reason)) = close {
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason.as_bytes());
+        // Whatever is queued, then the close, in one write.
+        let mut frames: Vec<Bytes> = outbox.take().into();
+        frames.push(ws_frame::frame(OpCode::Close, &payload));
+        timed(ws_frame::write_frames(&mut write, &frames)).await;
     }
     outbox.close();
     gw.hub.send(HubMsg::Gone { conn }).await;
@@ -243,7 +261,7 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
 /// Most writes finish on their first poll (the socket has room): those
 /// never touch the timer wheel, which matters when 19,000 fans are told
 /// at once.
-async fn timed(write: impl std::future::Future<Output = Result<(), WebSocketError>>) -> bool {
+async fn timed(write: impl std::future::Future<Output = std::io::Result<()>>) -> bool {
     let mut write = std::pin::pin!(write);
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
     match first {
@@ -254,17 +272,16 @@ async fn timed(write: impl std::future::Future<Output = Result<(), WebSocketErro
     }
 }
 
-async fn flush_outbox(outbox: &Outbox, write: &mut Writer) -> Result<(), WebSocketError> {
+/// Write every frame queued, in one write.
+async fn flush_outbox(outbox: &Outbox, write: &mut OwnedWriteHalf) -> std::io::Result<()> {
     let frames = outbox.take();
+    if frames.is_empty() {
+        return Ok(());
+    }
     let sent = frames.len() as u64;
-    for frame in frames {
-        write
-            .write_frame(Frame::text(Payload::Borrowed(&frame)))
-            .await?;
-    }
-    if sent > 0 {
-        metrics::counter!("onsale_ws_frames_sent_total").increment(sent);
-    }
+    let frames: Vec<Bytes> = frames.into();
+    ws_frame::write_frames(write, &frames).await?;
+    metrics::counter!("onsale_ws_frames_sent_total").increment(sent);
     Ok(())
 }
 
@@ -285,7 +302,7 @@ struct Session {
 }
 
 fn encode(push: &WsPush) -> Bytes {
-    Bytes::from(serde_json::to_vec(push).expect("pushes always encode"))
+    ws_frame::json_frame(push)
 }
 
 impl Session {
