@@ -25,7 +25,7 @@ use divan::{Bencher, black_box};
 use onsale_actors::testing::grid_venue;
 use onsale_actors::{Effect, EventCore};
 use onsale_schema::message::{Area, HoldRequest, PaymentSettled, ProviderAnswer, SaleCommand};
-use onsale_schema::snapshot::{EventSnapshot, JournalEntry};
+use onsale_schema::snapshot::EventSnapshot;
 use onsale_schema::token::{self, QueueClaims, TokenKey};
 use onsale_schema::venue::Venue;
 use onsale_schema::{EventConfig, EventId, FanId, Millis, SeatIdx, limits};
@@ -126,7 +126,7 @@ impl Shell {
                 match effect {
                     Effect::ReserveCounter { ceiling: c } => ceiling = Some(c),
                     Effect::Journal(record) => {
-                        if let JournalEntry::Admitted { fan, .. } = record.entry {
+                        for (fan, _, _) in record.entry.admissions() {
                             self.admitted.push_back(fan);
                         }
                     }

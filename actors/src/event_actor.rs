@@ -136,7 +136,8 @@ pub struct EventArgs {
     pub key: TokenKey,
     pub provider: Provider,
     pub pushes: broadcast::Sender<(EventId, Push)>,
-    /// Journal records between snapshots.
+    /// Journal records between snapshots (a fan admitted in a burst counts
+    /// as one).
     pub snapshot_every_records: u64,
 }
 
@@ -409,7 +410,12 @@ impl EventState {
             }
         }
         if !batch.is_empty() {
-            self.records_since_snapshot += batch.len() as u64;
+            // Replay work, not entries: a burst of admissions counts a
+            // change per fan.
+            self.records_since_snapshot += batch
+                .iter()
+                .map(|r| r.entry.admissions().count().max(1) as u64)
+                .sum::<u64>();
             self.write(WriteOp::Journal(batch))?;
             self.maybe_snapshot(true);
         }

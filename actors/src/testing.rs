@@ -434,17 +434,17 @@ impl Harness {
     }
 
     fn check_record(&mut self, record: &JournalRecord) {
-        match &record.entry {
-            JournalEntry::Admitted { fan, position, .. } => {
-                self.waiting.retain(|_, f| f != fan);
-                if let Some((first, other)) = self.waiting.first_key_value() {
-                    assert!(
-                        position < first,
-                        "{fan} admitted at {position} while {other} waits at {first}"
-                    );
-                }
-                self.admissions.push((*fan, *position));
+        for (fan, position, _) in record.entry.admissions() {
+            self.waiting.retain(|_, f| *f != fan);
+            if let Some((first, other)) = self.waiting.first_key_value() {
+                assert!(
+                    position < *first,
+                    "{fan} admitted at {position} while {other} waits at {first}"
+                );
             }
+            self.admissions.push((fan, position));
+        }
+        match &record.entry {
             JournalEntry::Sold { hold: _, order, .. } => {
                 let seats = self.orders_seats(*order);
                 for seat in &seats {

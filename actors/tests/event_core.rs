@@ -1300,4 +1300,116 @@ mod snapshot {
             })
         );
     }
+
+    /// The journal records a directly driven core produced.
+    fn journal_of(effects: Vec<Effect>) -> Vec<onsale_schema::snapshot::JournalRecord> {
+        effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Journal(record) => Some(record),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_of_admissions_is_journalled_in_bounded_entries_and_replays_exactly() {
+        use onsale_schema::limits::ADMISSIONS_PER_ENTRY_MAX;
+        use onsale_schema::snapshot::JournalEntry;
+
+        let fans = 2 * ADMISSIONS_PER_ENTRY_MAX as u64 + 5;
+        let config = EventConfig {
+            shoppers_max: 10_000,
+            counter_block: 1_000,
+            ..config()
+        };
+        let venue = grid_venue(4, 50, 50);
+        let mut core = EventCore::new(EVENT, Arc::clone(&venue), config, T0).unwrap();
+        settle(&mut core);
+        let snapshot = core.snapshot();
+        for fan in 1..=fans {
+            core.join(FanId(fan), at(1)).unwrap();
+            settle(&mut core);
+        }
+        assert_eq!(
+            core.sale_command(SaleCommand::Open, at(2)),
+            Ok(SaleState::OnSale)
+        );
+        let journal = journal_of(settle(&mut core));
+        let sizes: Vec<usize> = journal
+            .iter()
+            .filter_map(|r| match &r.entry {
+                JournalEntry::AdmittedMany { fans, .. } => Some(fans.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [ADMISSIONS_PER_ENTRY_MAX, ADMISSIONS_PER_ENTRY_MAX, 5],
+            "one entry per {ADMISSIONS_PER_ENTRY_MAX} fans"
+        );
+        // In line order, every fan once.
+        let admitted: Vec<(FanId, Position)> = journal
+            .iter()
+            .flat_map(|r| r.entry.admissions().map(|(f, p, _)| (f, p)))
+            .collect();
+        assert_eq!(admitted.len() as u64, fans);
+        assert!(admitted.windows(2).all(|w| w[0].1 < w[1].1));
+
+        let mut replayed = restore(venue, &snapshot).unwrap();
+        for record in &journal {
+            let bytes = record.encode().unwrap();
+            let decoded = onsale_schema::snapshot::JournalRecord::decode(&bytes).unwrap();
+            replayed.replay(&decoded).unwrap();
+        }
+        // The counter's blocks are not journal entries: compare the rest.
+        let (got, want) = (replayed.snapshot(), core.snapshot());
+        assert!(got.shoppers == want.shoppers, "the same shoppers");
+        assert_eq!(
+            (got.admitted_through, got.journal_seq, got.sale),
+            (want.admitted_through, want.journal_seq, want.sale)
+        );
+    }
+
+    #[test]
+    fn version_2_journals_of_one_admission_per_entry_still_replay() {
+        use onsale_schema::snapshot::{JournalEntry, JournalRecord};
+
+        let mut core = open_core(venue(), config());
+        let snapshot = core.snapshot();
+        core.join(FanId(1), at(10)).unwrap();
+        core.join(FanId(2), at(10)).unwrap();
+        let journal = journal_of(settle(&mut core));
+        let mut seq = snapshot.journal_seq;
+        let mut old = Vec::new();
+        for record in &journal {
+            let entries: Vec<JournalEntry> = match &record.entry {
+                JournalEntry::AdmittedMany { .. } => record
+                    .entry
+                    .admissions()
+                    .map(|(fan, position, at)| JournalEntry::Admitted { fan, position, at })
+                    .collect(),
+                other => vec![other.clone()],
+            };
+            for entry in entries {
+                seq += 1;
+                old.push(JournalRecord {
+                    schema_version: 2,
+                    seq,
+                    entry,
+                    ..record.clone()
+                });
+            }
+        }
+        assert!(old.len() >= 2, "two admissions, one entry each");
+        let mut replayed = restore(venue(), &snapshot).unwrap();
+        for record in &old {
+            let decoded = JournalRecord::decode(&record.encode().unwrap()).unwrap();
+            replayed.replay(&decoded).unwrap();
+        }
+        for fan in [1, 2] {
+            assert_eq!(replayed.status(FanId(fan)), core.status(FanId(fan)));
+        }
+        assert_eq!(replayed.admitted_through(), core.admitted_through());
+    }
 }

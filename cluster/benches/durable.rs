@@ -554,10 +554,9 @@ mod store {
                 seats: vec![SeatIdx(n as u32 * 2), SeatIdx(n as u32 * 2 + 1)],
                 deadline: Millis(at.0 + 300_000),
             },
-            2 => JournalEntry::Admitted {
-                fan: super::fan(n + 5_000),
-                position: Position(n + 5_000),
+            2 => JournalEntry::AdmittedMany {
                 at,
+                fans: vec![(super::fan(n + 5_000), Position(n + 5_000))],
             },
             3 => JournalEntry::PaymentSubmitted {
                 hold: HoldId(n),

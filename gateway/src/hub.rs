@@ -20,6 +20,7 @@
 //!
 //! **Shutdown.** The hub ends when the node's push stream closes.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,26 +57,46 @@ pub struct Outbox {
     notify: Notify,
     closed: AtomicBool,
     recheck: AtomicBool,
+    /// Frames were queued by the hub and the connection is not woken yet.
+    wake_due: AtomicBool,
 }
 
 impl Outbox {
-    /// Queue a frame. False (and the outbox closes) when the connection
-    /// is too far behind; false when it is closed already.
+    /// Queue a frame and wake the connection. False (and the outbox
+    /// closes) when the connection is too far behind; false when it is
+    /// closed already.
     pub fn push(&self, frame: Bytes) -> bool {
+        let queued = self.enqueue(frame);
+        if queued {
+            self.notify.notify_one();
+        }
+        queued
+    }
+
+    /// Queue a frame without waking the connection. True when the caller
+    /// must [`wake`](Self::wake) it later (the first frame since the last
+    /// wake).
+    fn push_deferred(&self, frame: Bytes) -> bool {
+        self.enqueue(frame) && !self.wake_due.swap(true, Ordering::AcqRel)
+    }
+
+    fn wake(&self) {
+        self.wake_due.store(false, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn enqueue(&self, frame: Bytes) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
-        {
-            let mut queue = self.queue.lock().expect("not poisoned");
-            if queue.len() >= limits::WS_OUTBOX_FRAMES_MAX {
-                drop(queue);
-                metrics::counter!("onsale_ws_slow_closed_total").increment(1);
-                self.close();
-                return false;
-            }
-            queue.push_back(frame);
+        let mut queue = self.queue.lock().expect("not poisoned");
+        if queue.len() >= limits::WS_OUTBOX_FRAMES_MAX {
+            drop(queue);
+            metrics::counter!("onsale_ws_slow_closed_total").increment(1);
+            self.close();
+            return false;
         }
-        self.notify.notify_one();
+        queue.push_back(frame);
         true
     }
 
@@ -181,6 +202,7 @@ pub fn spawn(node: Node, edge: Arc<EdgeCache>) -> HubHandle {
     let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
     let pushes = node.subscribe();
     let hub = Hub {
+        wakes: Wakes::default(),
         node,
         edge,
         conns: FxHashMap::default(),
@@ -256,7 +278,30 @@ impl Room {
     }
 }
 
+/// Connections the hub queued frames for, woken together once the pushes
+/// at hand are all queued. Pushes released together (an event opening its
+/// sale says "open" and "admitted through P" at once) then reach each fan
+/// in one write: woken after the first push, a connection would write it
+/// alone while the hub still queued the second.
+#[derive(Debug, Default)]
+struct Wakes(RefCell<Vec<Arc<Outbox>>>);
+
+impl Wakes {
+    fn send(&self, outbox: &Arc<Outbox>, frame: Bytes) {
+        if outbox.push_deferred(frame) {
+            self.0.borrow_mut().push(Arc::clone(outbox));
+        }
+    }
+
+    fn wake_all(&self) {
+        for outbox in self.0.borrow_mut().drain(..) {
+            outbox.wake();
+        }
+    }
+}
+
 struct Hub {
+    wakes: Wakes,
     node: Node,
     edge: Arc<EdgeCache>,
     conns: FxHashMap<ConnId, Conn>,
@@ -284,12 +329,21 @@ impl Hub {
         loop {
             tokio::select! {
                 push = pushes.recv() => match push {
-                    Ok((event, push)) => self.on_push(event, push),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "the hub lagged behind the node's pushes; resynchronising");
-                        self.edge.forget_all();
-                        self.resync().await;
+                    Ok((event, push)) => {
+                        self.on_push(event, push);
+                        // And every push already here, before waking anyone.
+                        loop {
+                            match pushes.try_recv() {
+                                Ok((event, push)) => self.on_push(event, push),
+                                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                                    self.lagged(missed).await;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
                     }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => self.lagged(missed).await,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 msg = rx.recv() => match msg {
@@ -298,7 +352,17 @@ impl Hub {
                 },
                 _ = tick.tick() => self.on_tick(),
             }
+            self.wakes.wake_all();
         }
+    }
+
+    async fn lagged(&mut self, missed: u64) {
+        tracing::warn!(
+            missed,
+            "the hub lagged behind the node's pushes; resynchronising"
+        );
+        self.edge.forget_all();
+        self.resync().await;
     }
 
     fn on_msg(&mut self, msg: HubMsg) {
@@ -436,6 +500,7 @@ impl Hub {
             } => {
                 room.admitted_through = room.admitted_through.max(position);
                 room.note_admissions(position);
+                let heard = onsale_actors::event_actor::wall_now();
                 let fan_out = Instant::now();
                 let mut told = 0u64;
                 while let Some(&(p, conn)) = room.waiting.first() {
@@ -450,22 +515,24 @@ impl Hub {
                             position: p,
                             decided_at,
                         });
-                        c.outbox.push(frame);
+                        self.wakes.send(&c.outbox, frame);
                         told += 1;
                     }
                 }
                 metrics::counter!("onsale_admissions_pushed_total").increment(told);
                 if told > 0 {
-                    let now = onsale_actors::event_actor::wall_now();
+                    // From the decision to the hub hearing of it (the
+                    // journal made durable, the push through the node).
+                    let push_delay_ms = heard.saturating_sub(decided_at);
                     tracing::debug!(
                         %event,
                         told,
-                        push_delay_ms = now.saturating_sub(decided_at),
+                        push_delay_ms,
                         fan_out_us = fan_out.elapsed().as_micros() as u64,
                         "admissions fanned out"
                     );
                     metrics::histogram!("onsale_admission_push_delay_ms")
-                        .record(now.saturating_sub(decided_at) as f64);
+                        .record(push_delay_ms as f64);
                 }
             }
             Push::FanAdmitted {
@@ -483,18 +550,33 @@ impl Hub {
                         if let Some(p) = c.waiting.take() {
                             room.waiting.remove(&(p, *conn));
                         }
-                        c.outbox.push(frame.clone());
+                        self.wakes.send(&c.outbox, frame.clone());
                     }
                 }
             }
             Push::Full { full } => {
-                Self::to_room(&self.conns, room, &encode(&WsPush::Full { event, full }));
+                Self::to_room(
+                    &self.conns,
+                    &self.wakes,
+                    room,
+                    &encode(&WsPush::Full { event, full }),
+                );
             }
             Push::SoldOut => {
-                Self::to_room(&self.conns, room, &encode(&WsPush::SoldOut { event }));
+                Self::to_room(
+                    &self.conns,
+                    &self.wakes,
+                    room,
+                    &encode(&WsPush::SoldOut { event }),
+                );
             }
             Push::Sale { state } => {
-                Self::to_room(&self.conns, room, &encode(&WsPush::Sale { event, state }));
+                Self::to_room(
+                    &self.conns,
+                    &self.wakes,
+                    room,
+                    &encode(&WsPush::Sale { event, state }),
+                );
             }
             Push::SeatsChanged {
                 section,
@@ -512,7 +594,7 @@ impl Hub {
                 });
                 for conn in viewers {
                     if let Some(c) = self.conns.get(conn) {
-                        c.outbox.push(frame.clone());
+                        self.wakes.send(&c.outbox, frame.clone());
                     }
                 }
             }
@@ -522,6 +604,7 @@ impl Hub {
                 deadline,
             } => Self::to_fan(
                 &self.conns,
+                &self.wakes,
                 room,
                 fan,
                 &encode(&WsPush::HoldExpiring {
@@ -534,6 +617,7 @@ impl Hub {
                 self.warnings.retain(|w| !(w.1 == event && w.3 == hold));
                 Self::to_fan(
                     &self.conns,
+                    &self.wakes,
                     room,
                     fan,
                     &encode(&WsPush::HoldExpired { event, hold }),
@@ -541,12 +625,14 @@ impl Hub {
             }
             Push::AdmissionExpired { fan } => Self::to_fan(
                 &self.conns,
+                &self.wakes,
                 room,
                 fan,
                 &encode(&WsPush::AdmissionExpired { event }),
             ),
             Push::Purchased { fan, order, seats } => Self::to_fan(
                 &self.conns,
+                &self.wakes,
                 room,
                 fan,
                 &encode(&WsPush::Purchased {
@@ -558,18 +644,24 @@ impl Hub {
         }
     }
 
-    fn to_room(conns: &FxHashMap<ConnId, Conn>, room: &Room, frame: &Bytes) {
+    fn to_room(conns: &FxHashMap<ConnId, Conn>, wakes: &Wakes, room: &Room, frame: &Bytes) {
         for conn in &room.conns {
             if let Some(c) = conns.get(conn) {
-                c.outbox.push(frame.clone());
+                wakes.send(&c.outbox, frame.clone());
             }
         }
     }
 
-    fn to_fan(conns: &FxHashMap<ConnId, Conn>, room: &Room, fan: FanId, frame: &Bytes) {
+    fn to_fan(
+        conns: &FxHashMap<ConnId, Conn>,
+        wakes: &Wakes,
+        room: &Room,
+        fan: FanId,
+        frame: &Bytes,
+    ) {
         for conn in room.by_fan.get(&fan).into_iter().flatten() {
             if let Some(c) = conns.get(conn) {
-                c.outbox.push(frame.clone());
+                wakes.send(&c.outbox, frame.clone());
             }
         }
     }
@@ -588,7 +680,7 @@ impl Hub {
                     hold,
                     deadline,
                 });
-                Self::to_fan(&self.conns, room, fan, &frame);
+                Self::to_fan(&self.conns, &self.wakes, room, fan, &frame);
             }
         }
         // Each tick tells one slice of the waiting fans, so that every fan
@@ -617,13 +709,16 @@ impl Hub {
                     continue;
                 }
                 let ahead = position.0.saturating_sub(room.admitted_through.0 + 1);
-                c.outbox.push(encode(&WsPush::Position {
-                    event,
-                    position,
-                    ahead,
-                    admitted_through: room.admitted_through,
-                    eta_ms: room.eta_ms(ahead),
-                }));
+                self.wakes.send(
+                    &c.outbox,
+                    encode(&WsPush::Position {
+                        event,
+                        position,
+                        ahead,
+                        admitted_through: room.admitted_through,
+                        eta_ms: room.eta_ms(ahead),
+                    }),
+                );
             }
         }
     }

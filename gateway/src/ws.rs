@@ -1,10 +1,11 @@
-//! Fan websockets (fastwebsockets over axum's HTTP/1.1 upgrade).
+//! Fan websockets (fastwebsockets' handshake over axum's HTTP/1.1
+//! upgrade, then frames by `ws_frame` on the bare TCP socket).
 //!
 //! One task per connection. It reads the fan's requests (`watch`, `view`)
-//! and writes the frames the hub queues in the connection's [`Outbox`].
-//! The socket is split so that a pending read is never cancelled halfway
-//! through a frame: reads come from one long-lived stream, writes go to the
-//! other half.
+//! and writes the frames the hub queues in the connection's [`Outbox`],
+//! all that is queued in one write. The socket is split so that a pending
+//! read is never cancelled halfway through a frame: reads come from one
+//! long-lived stream, writes go to the other half.
 //!
 //! Bad input: a frame over [`limits::WS_FRAME_BYTES_MAX`] closes the
 //! connection with 1009; garbage (not JSON, an unknown op, a binary or

@@ -58,6 +58,11 @@ pub const EVENT_FANS_MAX: usize = 32_000_000;
 /// after the void is refunded rather than lost. Oldest are forgotten first.
 pub const VOIDED_PAYMENTS_MAX: usize = 65_536;
 
+/// Fans in one journal entry of admissions. An entry is at most ~19 bytes
+/// a fan (two varints), so 2,048 stay well inside [`MESSAGE_BYTES_MAX`]
+/// and FoundationDB's 100 kB value limit.
+pub const ADMISSIONS_PER_ENTRY_MAX: usize = 2_048;
+
 /// Effects one core buffers before the shell must drain them. The shell
 /// drains after every input; this guards against a shell that forgets.
 pub const EFFECTS_MAX: usize = 1_000_000;

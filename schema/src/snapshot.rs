@@ -27,7 +27,13 @@ use crate::ids::{EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, S
 ///
 /// - 1: orders row by row.
 /// - 2: orders as one blob of columns.
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: fans admitted together are one journal entry
+///   ([`JournalEntry::AdmittedMany`]). Version 2 records are version 3
+///   records that do not use it, so both are read.
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// The oldest version this build reads.
+pub const SCHEMA_VERSION_READ_MIN: u32 = 2;
 
 /// A durable change to an event, in the order it happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +78,16 @@ pub enum JournalEntry {
         order: OrderId,
         at: Millis,
     },
+    /// Fans admitted together at `at`, in the order they were admitted:
+    /// one entry for a burst (opening a sale to 19,000 waiting fans writes
+    /// ten entries, not 19,000). At most
+    /// [`limits::ADMISSIONS_PER_ENTRY_MAX`] fans, never none.
+    ///
+    /// [`limits::ADMISSIONS_PER_ENTRY_MAX`]: crate::limits::ADMISSIONS_PER_ENTRY_MAX
+    AdmittedMany {
+        at: Millis,
+        fans: Vec<(FanId, Position)>,
+    },
 }
 
 /// Why a hold's seats went back on sale.
@@ -87,6 +103,21 @@ pub enum ReleaseReason {
     Voided,
     /// The sale was closed before payment was submitted.
     Closed,
+}
+
+impl JournalEntry {
+    /// The fans this entry admits, in the order they were admitted, with
+    /// when (none for entries that admit nobody).
+    pub fn admissions(&self) -> impl Iterator<Item = (FanId, Position, Millis)> + '_ {
+        let (one, many, at) = match self {
+            JournalEntry::Admitted { fan, position, at } => (Some((*fan, *position)), &[][..], *at),
+            JournalEntry::AdmittedMany { at, fans } => (None, fans.as_slice(), *at),
+            _ => (None, &[][..], Millis(0)),
+        };
+        one.into_iter()
+            .chain(many.iter().copied())
+            .map(move |(fan, position)| (fan, position, at))
+    }
 }
 
 /// A journal entry with its sequence number (1, 2, 3, … per event).
@@ -187,7 +218,7 @@ pub enum RecordError {
 
 fn check_version(found: u32) -> Result<(), RecordError> {
     match found {
-        SCHEMA_VERSION => Ok(()),
+        SCHEMA_VERSION_READ_MIN..=SCHEMA_VERSION => Ok(()),
         v if v > SCHEMA_VERSION => Err(RecordError::FutureVersion { found: v }),
         v => Err(RecordError::UnsupportedVersion { found: v }),
     }

@@ -505,12 +505,12 @@ impl<'a> Sim<'a> {
     }
 
     fn on_record(&mut self, record: &JournalRecord) {
+        for (fan, position, at) in record.entry.admissions() {
+            let r = self.ledger.admitted(position.0);
+            self.check(r);
+            self.on_admitted(slot_of(fan), at);
+        }
         match &record.entry {
-            JournalEntry::Admitted { fan, position, at } => {
-                let r = self.ledger.admitted(position.0);
-                self.check(r);
-                self.on_admitted(slot_of(*fan), *at);
-            }
             JournalEntry::AdmissionLapsed { fan } => {
                 let f = &mut self.fans[slot_of(*fan) as usize];
                 if matches!(f.phase, Phase::Admitted | Phase::Shopping) {

@@ -24,6 +24,7 @@ use onsale_schema::message::{
 };
 use onsale_schema::snapshot::{
     JournalEntry, JournalRecord, OrderRecord, ReleaseReason, SCHEMA_VERSION,
+    SCHEMA_VERSION_READ_MIN,
 };
 use onsale_schema::token::VerifiedQueueToken;
 use onsale_schema::venue::Venue;
@@ -90,7 +91,9 @@ pub enum RestoreError {
     WrongEvent { expected: EventId, found: EventId },
     #[error("snapshot was taken over a different venue")]
     WrongVenue,
-    #[error("snapshot schema version {0} is not {SCHEMA_VERSION}")]
+    #[error(
+        "snapshot schema version {0} is not one this build reads ({SCHEMA_VERSION_READ_MIN} to {SCHEMA_VERSION})"
+    )]
     Version(u32),
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -483,25 +486,51 @@ impl EventCore {
         if self.sale != SaleState::OnSale {
             return;
         }
+        // Fans admitted together are journalled together, a bounded entry
+        // at a time. Each is applied as it is taken (the next one taken
+        // depends on it), through the same `apply_admitted` the entry's
+        // replay runs.
+        let at = self.clock;
+        let mut burst = Vec::new();
         loop {
             let shopping = self.shopping();
             if shopping >= self.config.shoppers_max || shopping >= self.seats.available() {
-                return;
+                break;
             }
             let Some((position, fan)) = self.room.peek_next() else {
-                return;
+                break;
             };
             self.room.take_next((position, fan));
-            let at = self.clock;
-            self.record(JournalEntry::Admitted { fan, position, at });
-            if position <= self.pushed_through {
-                // Below the frontier gateways know: tell them about this fan.
-                self.push_effect(Effect::Push(Push::FanAdmitted {
-                    fan,
-                    position,
-                    decided_at: at,
-                }));
+            if let Err(e) = self.apply_admitted(fan, position, at) {
+                panic!("admitting {fan} at {position} failed: {e}");
             }
+            burst.push((fan, position));
+            if burst.len() == limits::ADMISSIONS_PER_ENTRY_MAX {
+                self.journal_admissions(std::mem::take(&mut burst));
+            }
+        }
+        if !burst.is_empty() {
+            self.journal_admissions(burst);
+        }
+    }
+
+    /// Journal fans already admitted (applied one by one), then tell
+    /// gateways about those below the frontier they know.
+    fn journal_admissions(&mut self, fans: Vec<(FanId, Position)>) {
+        let at = self.clock;
+        let below: Vec<(FanId, Position)> = fans
+            .iter()
+            .filter(|(_, position)| *position <= self.pushed_through)
+            .copied()
+            .collect();
+        self.journal(JournalEntry::AdmittedMany { at, fans });
+        for (fan, position) in below {
+            // Below the frontier gateways know: tell them about this fan.
+            self.push_effect(Effect::Push(Push::FanAdmitted {
+                fan,
+                position,
+                decided_at: at,
+            }));
         }
     }
 
@@ -993,10 +1022,15 @@ impl EventCore {
     /// Apply a durable change live: it is checked already, so failure here
     /// is a bug and stops the core.
     fn record(&mut self, entry: JournalEntry) {
-        let at = self.clock;
         if let Err(e) = self.apply(&entry) {
             panic!("live journal entry {entry:?} failed to apply: {e}");
         }
+        self.journal(entry);
+    }
+
+    /// Journal an entry whose change is applied already.
+    fn journal(&mut self, entry: JournalEntry) {
+        let at = self.clock;
         self.journal_seq += 1;
         self.push_effect(Effect::Journal(JournalRecord {
             schema_version: SCHEMA_VERSION,
@@ -1039,6 +1073,14 @@ impl EventCore {
             }
             JournalEntry::Admitted { fan, position, at } => {
                 self.apply_admitted(*fan, *position, *at)?
+            }
+            JournalEntry::AdmittedMany { at, fans } => {
+                if fans.is_empty() || fans.len() > limits::ADMISSIONS_PER_ENTRY_MAX {
+                    return corrupt(format!("{} fans admitted in one entry", fans.len()));
+                }
+                for (fan, position) in fans {
+                    self.apply_admitted(*fan, *position, *at)?;
+                }
             }
             JournalEntry::Entered { fan } => {
                 let Some(shopper) = self.shoppers.get_mut(fan) else {

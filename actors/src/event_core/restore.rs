@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use onsale_schema::snapshot::{
-    CheckoutRecord, EventSnapshot, HoldRecord, JournalEntry, SCHEMA_VERSION, ShopperRecord,
+    CheckoutRecord, EventSnapshot, HoldRecord, JournalEntry, SCHEMA_VERSION,
+    SCHEMA_VERSION_READ_MIN, ShopperRecord,
 };
 use onsale_schema::venue::Venue;
 use onsale_schema::{FanId, Position, SaleState, limits};
@@ -68,7 +69,7 @@ impl EventCore {
         snapshot: &EventSnapshot,
         store_ceiling: Position,
     ) -> Result<EventCore, RestoreError> {
-        if snapshot.schema_version != SCHEMA_VERSION {
+        if !(SCHEMA_VERSION_READ_MIN..=SCHEMA_VERSION).contains(&snapshot.schema_version) {
             return Err(RestoreError::Version(snapshot.schema_version));
         }
         let digest = venue.digest();
