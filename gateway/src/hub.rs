@@ -44,6 +44,8 @@ pub const POSITION_EVERY: Duration = Duration::from_secs(2);
 const POSITION_SLICES: u64 = POSITION_EVERY.as_millis() as u64 / TICK.as_millis() as u64;
 /// Hold-expiry warnings go out this long before the deadline.
 pub const HOLD_WARNING_MS: u64 = 60_000;
+/// Pushes the hub queues before waking the connections it queued for.
+pub const PUSH_BATCH_MAX: usize = 1_024;
 /// Control messages queued for the hub.
 pub const CONTROL_QUEUE: usize = 65_536;
 
@@ -331,8 +333,10 @@ impl Hub {
                 push = pushes.recv() => match push {
                     Ok((event, push)) => {
                         self.on_push(event, push);
-                        // And every push already here, before waking anyone.
-                        loop {
+                        // And the pushes already here, before waking anyone
+                        // (a bounded batch: a steady flood must not starve
+                        // the connections of their wake-ups).
+                        for _ in 1..PUSH_BATCH_MAX {
                             match pushes.try_recv() {
                                 Ok((event, push)) => self.on_push(event, push),
                                 Err(broadcast::error::TryRecvError::Lagged(missed)) => {
@@ -742,5 +746,39 @@ impl Hub {
                 self.on_push(event, Push::Sale { state: sale });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_queued_together_wake_the_connection_once_after_the_last() {
+        let outbox = Arc::new(Outbox::default());
+        let wakes = Wakes::default();
+        wakes.send(&outbox, Bytes::from_static(b"sale open"));
+        wakes.send(&outbox, Bytes::from_static(b"admitted"));
+        assert_eq!(wakes.0.borrow().len(), 1, "one wake for both frames");
+        // Not woken yet: the connection would write the first frame alone.
+        let early = tokio::time::timeout(Duration::from_millis(20), outbox.ready()).await;
+        assert!(early.is_err());
+        wakes.wake_all();
+        outbox.ready().await;
+        assert_eq!(outbox.take(), [&b"sale open"[..], &b"admitted"[..]]);
+        // The next frame asks for a wake again.
+        wakes.send(&outbox, Bytes::from_static(b"position"));
+        assert_eq!(wakes.0.borrow().len(), 1);
+    }
+
+    #[test]
+    fn an_outbox_that_overflows_closes_and_takes_no_more() {
+        let outbox = Outbox::default();
+        for _ in 0..limits::WS_OUTBOX_FRAMES_MAX {
+            assert!(outbox.push(Bytes::from_static(b"x")));
+        }
+        assert!(!outbox.push(Bytes::from_static(b"one too many")));
+        assert!(outbox.is_closed());
+        assert!(!outbox.push_deferred(Bytes::from_static(b"after")));
     }
 }
