@@ -837,6 +837,11 @@ mod checkout {
             status(&h, 1),
             Some(FanStatus::Holding { paying: false, .. })
         ));
+        assert!(h.pushes.contains(&Push::PaymentDeclined {
+            fan: FAN,
+            hold,
+            retry_until: Some(at(CHECKOUT_MS))
+        }));
         let second = pay(&mut h, hold).unwrap();
         assert_eq!(second, PaymentId(2));
         assert_eq!(
@@ -859,7 +864,15 @@ mod checkout {
             }
         );
         assert!(seats_free(&h));
-        assert!(h.pushes.contains(&Push::HoldExpired { fan: FAN, hold }));
+        // The fan hears why first, then that the hold is gone.
+        let declined = Push::PaymentDeclined {
+            fan: FAN,
+            hold,
+            retry_until: None,
+        };
+        let said = |push: &Push| h.pushes.iter().position(|p| p == push);
+        assert!(said(&declined) < said(&Push::HoldExpired { fan: FAN, hold }));
+        assert!(said(&declined).is_some());
         assert_eq!(pay(&mut h, hold), Err(PaymentRefused::HoldNotFound));
     }
 

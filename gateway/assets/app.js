@@ -1407,9 +1407,20 @@
           $('hold-warning').textContent = `Hurry: your seats are released in ${formatClock(push.deadline - serverNow())}.`;
         }
         return;
+      case 'payment_declined':
+        if (state.hold && state.hold.hold !== push.hold) return;
+        if (push.retry_until != null) {
+          if (state.hold) state.hold.deadline = push.retry_until;
+          return showFailed(null, true);
+        }
+        state.declined = push.hold;
+        showFailed('Your payment was declined and the checkout time is over: the seats were released.', false);
+        refreshStatus({ background: true });
+        return;
       case 'hold_expired':
         if (state.screen === 'confirmation') return;
         if (state.hold && state.hold.hold !== push.hold) return;
+        if (state.declined === push.hold) return; // "declined" says it already
         state.status = null;
         showExpired();
         refreshStatus(); // for "pick seats again"

@@ -634,6 +634,21 @@ impl Hub {
                 fan,
                 &encode(&WsPush::AdmissionExpired { event }),
             ),
+            Push::PaymentDeclined {
+                fan,
+                hold,
+                retry_until,
+            } => Self::to_fan(
+                &self.conns,
+                &self.wakes,
+                room,
+                fan,
+                &encode(&WsPush::PaymentDeclined {
+                    event,
+                    hold,
+                    retry_until,
+                }),
+            ),
             Push::Purchased { fan, order, seats } => Self::to_fan(
                 &self.conns,
                 &self.wakes,

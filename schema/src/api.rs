@@ -216,6 +216,13 @@ pub enum WsPush {
         order: OrderId,
         seats: Vec<SeatIdx>,
     },
+    /// The payment for `hold` was declined: pay again before
+    /// `retry_until`, or (`null`) the seats are released.
+    PaymentDeclined {
+        event: EventId,
+        hold: HoldId,
+        retry_until: Option<Millis>,
+    },
     /// A request on this socket failed; `code` is stable.
     Error {
         code: ErrorCode,

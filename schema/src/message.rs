@@ -471,5 +471,13 @@ message_enum! {
             order: OrderId,
             seats: Vec<SeatIdx>,
         },
+        /// To one fan: the provider declined its payment. The hold stands
+        /// until `retry_until` (pay again); with `None` the checkout time
+        /// is over and the hold is released (`HoldExpired` follows).
+        PaymentDeclined {
+            fan: FanId,
+            hold: HoldId,
+            retry_until: Option<Millis>,
+        },
     }
 }

@@ -238,6 +238,13 @@ fn push() -> impl Strategy<Value = Push> {
             order: OrderId(order),
             seats
         }),
+        (fan(), hold(), proptest::option::of(millis())).prop_map(|(fan, hold, retry_until)| {
+            Push::PaymentDeclined {
+                fan,
+                hold,
+                retry_until,
+            }
+        }),
     ]
 }
 

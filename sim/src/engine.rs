@@ -584,6 +584,8 @@ impl<'a> Sim<'a> {
                 p.purchased += 1;
                 self.purchased(slot_of(fan), order, &seats);
             }
+            // The fan learns from the payment's own answer in this model.
+            Push::PaymentDeclined { .. } => p.payment_declined += 1,
         }
     }
 

@@ -179,6 +179,8 @@ pub struct Pushes {
     pub hold_expired: u64,
     pub admission_expired: u64,
     pub purchased: u64,
+    #[serde(default)]
+    pub payment_declined: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -5,8 +5,10 @@
 use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
-use onsale_tests::client::{Fan, FanSocket, Incoming, create_open_event, ops};
-use onsale_tests::{NodeProcess, scratch_dir, venue_json};
+use onsale_gateway::auth::sign_webhook;
+use onsale_schema::Millis;
+use onsale_tests::client::{Fan, FanSocket, Incoming, create_open_event, ops, request};
+use onsale_tests::{NodeProcess, now_ms, scratch_dir, venue_json};
 use serde_json::{Value, json};
 
 const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
@@ -159,6 +161,61 @@ async fn seat_changes_go_to_viewers_of_that_section_only() {
         assert!(Instant::now() < deadline, "no purchase push");
     };
     assert_eq!(purchased["seats"], seats, "{purchased}");
+}
+
+/// The provider declines (through the signed webhook, so the test decides):
+/// the fan hears it on its socket at once, with until when it may pay
+/// again, instead of polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_payment_is_pushed_to_the_fan() {
+    let secret = "websocket webhook secret";
+    let store = scratch_dir("ws-declined").join("ws.db");
+    let node = NodeProcess::start_http(
+        NODE,
+        &store,
+        &[
+            "--demo",
+            "--provider",
+            "webhook",
+            "--webhook-secret",
+            secret,
+        ],
+    )
+    .expect("the gateway starts");
+    let addr = node.addr.as_str();
+    create_open_event(addr, 6, &venue_json(1, 2, 4), json!({})).await;
+    let fan = Fan::login(addr, "declined").await;
+    fan.call(6, json!({"cmd": "join"})).await;
+    let (mut socket, _) = watch(&fan, 6, None).await;
+    let held = fan
+        .call(6, json!({"cmd": "hold", "request": {"kind": "best", "count": 2, "area": {"in": "anywhere"}}}))
+        .await;
+    assert_eq!(held["reply"], "hold_placed", "{held}");
+    let hold = held["placed"]["hold"].clone();
+    let started = fan
+        .call(6, json!({"cmd": "submit_payment", "hold": hold}))
+        .await;
+    assert_eq!(started["reply"], "payment_started", "{started}");
+    let body = json!({"event": 6, "payment": started["started"]["payment"], "answer": "declined"})
+        .to_string();
+    let signature = sign_webhook(secret.as_bytes(), Millis(now_ms()), body.as_bytes());
+    let answered = request(
+        addr,
+        "POST",
+        "/api/webhooks/payments",
+        &[("Onsale-Signature", signature.as_str())],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(answered.status, 200, "{answered:?}");
+    let declined = socket
+        .until(WAIT, |p| p["push"] == "payment_declined")
+        .await
+        .expect("a payment_declined push");
+    assert_eq!(declined["hold"], hold, "{declined}");
+    assert!(declined["retry_until"].as_u64().is_some(), "{declined}");
+    let status = fan.call(6, json!({"cmd": "status"})).await;
+    assert_eq!(status["status"]["paying"], false, "{status}");
 }
 
 /// A fan who reconnects with its queue token keeps its place: in a new

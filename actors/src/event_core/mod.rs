@@ -805,14 +805,25 @@ impl EventCore {
             }
             ProviderAnswer::Declined => {
                 self.record(JournalEntry::PaymentDeclined { hold, payment });
+                let fan = self.holds[&hold].fan;
                 let deadline = self.holds[&hold].checkout.deadline;
                 // A closed sale spared this checkout only while it was paying.
                 if self.clock < deadline && self.sale != SaleState::Closed {
+                    self.push_effect(Effect::Push(Push::PaymentDeclined {
+                        fan,
+                        hold,
+                        retry_until: Some(deadline),
+                    }));
                     return PaymentSettled::Declined {
                         hold,
                         retry_until: Some(deadline),
                     };
                 }
+                self.push_effect(Effect::Push(Push::PaymentDeclined {
+                    fan,
+                    hold,
+                    retry_until: None,
+                }));
                 self.end_hold(hold, ReleaseReason::Declined);
                 PaymentSettled::Declined {
                     hold,
