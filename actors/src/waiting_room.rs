@@ -23,8 +23,11 @@ pub enum FanState {
     Waiting,
     /// Admitted; its turn is tracked by the event core's shopper records.
     Admitted,
+    /// Bought: the order's id (an event sells at most
+    /// `limits::VENUE_SEATS_MAX` orders, so 32 bits keep an entry at 16
+    /// bytes).
     Purchased {
-        tickets: u8,
+        order: u32,
     },
     Expired,
     Left,

@@ -802,7 +802,14 @@ mod checkout {
             h.provider_answer(payment, ProviderAnswer::Confirmed),
             PaymentSettled::Sold { order: OrderId(1) }
         );
-        assert_eq!(status(&h, 1), Some(FanStatus::Purchased { tickets: 2 }));
+        assert_eq!(
+            status(&h, 1),
+            Some(FanStatus::Purchased {
+                tickets: 2,
+                order: OrderId(1),
+                seats: seats(&[0, 1])
+            })
+        );
         assert_eq!(h.core.orders()[0].seats, seats(&[0, 1]));
         assert!(h.pushes.contains(&Push::Purchased {
             fan: FAN,

@@ -565,7 +565,7 @@
     const previous = state.status;
     state.status = status;
     const kind = status ? status.status : null;
-    if (kind === 'purchased') return showConfirmation();
+    if (kind === 'purchased') return showConfirmation({ order: status.order, seats: status.seats });
     if (state.sticky) {
       refreshOutcomeActions();
       return;
@@ -1408,14 +1408,18 @@
         }
         return;
       case 'payment_declined':
-        if (state.hold && state.hold.hold !== push.hold) return;
+        // Only about the hold this page is paying for.
+        if (state.screen === 'confirmation' || !state.hold || state.hold.hold !== push.hold) return;
+        if (state.status && state.status.status === 'holding') state.status.paying = false;
         if (push.retry_until != null) {
-          if (state.hold) state.hold.deadline = push.retry_until;
+          state.hold.deadline = push.retry_until;
           return showFailed(null, true);
         }
+        // The checkout time is over: the seats are gone ("hold_expired"
+        // follows and need not say it again).
         state.declined = push.hold;
-        showFailed('Your payment was declined and the checkout time is over: the seats were released.', false);
-        refreshStatus({ background: true });
+        showExpired('Your payment was declined and the checkout time is over: the seats were released.');
+        refreshStatus({ background: true }); // for "pick seats again"
         return;
       case 'hold_expired':
         if (state.screen === 'confirmation') return;
@@ -1429,7 +1433,7 @@
         if (state.screen === 'confirmation' || state.screen === 'checkout') return;
         return showLapsed();
       case 'purchased':
-        state.status = { status: 'purchased', tickets: (push.seats || []).length };
+        state.status = { status: 'purchased', tickets: (push.seats || []).length, order: push.order, seats: push.seats };
         return showConfirmation({ order: push.order, seats: push.seats });
       default:
         return; // a push this page does not know yet

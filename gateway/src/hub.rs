@@ -45,7 +45,10 @@ const POSITION_SLICES: u64 = POSITION_EVERY.as_millis() as u64 / TICK.as_millis(
 /// Hold-expiry warnings go out this long before the deadline.
 pub const HOLD_WARNING_MS: u64 = 60_000;
 /// Pushes the hub queues before waking the connections it queued for.
-pub const PUSH_BATCH_MAX: usize = 1_024;
+pub const PUSH_BATCH_MAX: usize = 64;
+/// Frames the hub queues for one connection before waking it anyway,
+/// batch or not (far below the outbox's limit).
+pub const DEFERRED_FRAMES_MAX: usize = 32;
 /// Control messages queued for the hub.
 pub const CONTROL_QUEUE: usize = 65_536;
 
@@ -68,7 +71,7 @@ impl Outbox {
     /// closes) when the connection is too far behind; false when it is
     /// closed already.
     pub fn push(&self, frame: Bytes) -> bool {
-        let queued = self.enqueue(frame);
+        let queued = self.enqueue(frame).is_some();
         if queued {
             self.notify.notify_one();
         }
@@ -77,9 +80,16 @@ impl Outbox {
 
     /// Queue a frame without waking the connection. True when the caller
     /// must [`wake`](Self::wake) it later (the first frame since the last
-    /// wake).
+    /// wake). A connection with [`DEFERRED_FRAMES_MAX`] frames queued is
+    /// woken at once: it must drain long before its outbox overflows.
     fn push_deferred(&self, frame: Bytes) -> bool {
-        self.enqueue(frame) && !self.wake_due.swap(true, Ordering::AcqRel)
+        let Some(queued) = self.enqueue(frame) else {
+            return false;
+        };
+        if queued >= DEFERRED_FRAMES_MAX {
+            self.notify.notify_one();
+        }
+        !self.wake_due.swap(true, Ordering::AcqRel)
     }
 
     fn wake(&self) {
@@ -87,19 +97,20 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    fn enqueue(&self, frame: Bytes) -> bool {
+    /// Queue a frame; how many are queued now, or `None` if refused.
+    fn enqueue(&self, frame: Bytes) -> Option<usize> {
         if self.closed.load(Ordering::Acquire) {
-            return false;
+            return None;
         }
         let mut queue = self.queue.lock().expect("not poisoned");
         if queue.len() >= limits::WS_OUTBOX_FRAMES_MAX {
             drop(queue);
             metrics::counter!("onsale_ws_slow_closed_total").increment(1);
             self.close();
-            return false;
+            return None;
         }
         queue.push_back(frame);
-        true
+        Some(queue.len())
     }
 
     /// Take every queued frame.
@@ -365,6 +376,8 @@ impl Hub {
             missed,
             "the hub lagged behind the node's pushes; resynchronising"
         );
+        // What is queued goes out while the events are asked.
+        self.wakes.wake_all();
         self.edge.forget_all();
         self.resync().await;
     }
@@ -784,6 +797,28 @@ mod tests {
         // The next frame asks for a wake again.
         wakes.send(&outbox, Bytes::from_static(b"position"));
         assert_eq!(wakes.0.borrow().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_sent_many_frames_in_one_batch_is_woken_before_it_overflows() {
+        let outbox = Arc::new(Outbox::default());
+        let wakes = Wakes::default();
+        // 300 seat changes for a section this fan views, all in one batch.
+        for _ in 0..300 {
+            wakes.send(&outbox, Bytes::from_static(b"seats_changed"));
+            if outbox.queue.lock().unwrap().len() >= DEFERRED_FRAMES_MAX {
+                // The connection task: woken, it drains.
+                tokio::time::timeout(Duration::from_secs(1), outbox.ready())
+                    .await
+                    .expect("woken before the batch ends");
+                outbox.take();
+            }
+        }
+        assert!(
+            !outbox.is_closed(),
+            "a healthy connection was closed as slow"
+        );
+        wakes.wake_all();
     }
 
     #[test]

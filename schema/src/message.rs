@@ -79,8 +79,12 @@ message_enum! {
             deadline: Millis,
             paying: bool,
         },
-        /// Bought tickets; the turn is over.
-        Purchased { tickets: u8 },
+        /// Bought tickets (`order`, its `seats`); the turn is over.
+        Purchased {
+            tickets: u8,
+            order: OrderId,
+            seats: Vec<SeatIdx>,
+        },
         /// The turn lapsed (no show, or no hold in the shopping window).
         Expired,
         /// Left the waiting room.

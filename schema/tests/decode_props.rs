@@ -130,7 +130,11 @@ fn fan_status() -> impl Strategy<Value = FanStatus> {
                 paying,
             }
         }),
-        any::<u8>().prop_map(|tickets| FanStatus::Purchased { tickets }),
+        (any::<u64>(), seat_list()).prop_map(|(order, seats)| FanStatus::Purchased {
+            tickets: seats.len() as u8,
+            order: OrderId(order),
+            seats
+        }),
         Just(FanStatus::Expired),
         Just(FanStatus::Left),
     ]

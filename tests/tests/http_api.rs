@@ -132,6 +132,8 @@ async fn a_fan_buys_two_seats_over_http() {
         let status = fan.call(1, json!({"cmd": "status"})).await["status"].clone();
         if status["status"] == "purchased" {
             assert_eq!(status["tickets"], 2, "{status}");
+            assert_eq!(status["seats"], held["placed"]["seats"], "{status}");
+            assert!(status["order"].as_u64().is_some(), "{status}");
             break;
         }
         assert_eq!(status["status"], "holding", "{status}");

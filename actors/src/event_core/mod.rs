@@ -296,10 +296,24 @@ impl EventCore {
                 ahead: self.ahead_estimate(entry.position),
             },
             FanState::Admitted => self.turn_status(fan, entry.position),
-            FanState::Purchased { tickets } => FanStatus::Purchased { tickets },
+            FanState::Purchased { order } => self.purchased_status(OrderId(u64::from(order))),
             FanState::Expired => FanStatus::Expired,
             FanState::Left => FanStatus::Left,
         })
+    }
+
+    fn purchased_status(&self, order: OrderId) -> FanStatus {
+        // Orders are kept sorted by id.
+        let seats = self
+            .orders
+            .binary_search_by_key(&order, |o| o.order)
+            .map(|i| self.orders[i].seats.clone())
+            .unwrap_or_default();
+        FanStatus::Purchased {
+            tickets: seats.len() as u8,
+            order,
+            seats,
+        }
     }
 
     fn turn_status(&self, fan: FanId, position: Position) -> FanStatus {
@@ -1260,9 +1274,11 @@ impl EventCore {
             .shoppers
             .remove(&h.fan)
             .map_or(Position(0), |s| s.position);
-        let tickets = h.seats.len() as u8;
+        let Ok(id) = u32::try_from(order.0) else {
+            return corrupt(format!("{order} is beyond any venue's orders"));
+        };
         self.room
-            .set(h.fan, position, FanState::Purchased { tickets });
+            .set(h.fan, position, FanState::Purchased { order: id });
         self.paid.insert(payment, order);
         self.next_order = OrderId(order.0 + 1);
         self.orders.push(OrderRecord {

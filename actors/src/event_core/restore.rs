@@ -123,12 +123,14 @@ impl EventCore {
             if self.paid.insert(order.payment, order.order).is_some() {
                 return corrupt(format!("{} paid twice", order.payment));
             }
-            let tickets = order.seats.len() as u8;
+            let Ok(id) = u32::try_from(order.order.0) else {
+                return corrupt(format!("{} is beyond any venue's orders", order.order));
+            };
             if self.room.fan(order.fan).is_some() {
                 return corrupt(format!("{} bought twice", order.fan));
             }
             self.room
-                .set(order.fan, order.position, FanState::Purchased { tickets });
+                .set(order.fan, order.position, FanState::Purchased { order: id });
             self.seats.restore_sold(&order.seats, order.order);
             self.next_order = onsale_schema::OrderId(order.order.0 + 1);
             self.orders.push(order.clone());

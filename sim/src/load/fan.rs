@@ -347,7 +347,7 @@ enum Timer {
 
 /// What woke a waiting fan.
 enum Woke {
-    Push(anyhow::Result<PushView>),
+    Push(Box<anyhow::Result<PushView>>),
     Timer(Timer),
 }
 
@@ -491,15 +491,15 @@ impl Fan<'_> {
         let mut arrival = Some(arrival);
         loop {
             let woke = match self.next_timer() {
-                None => Woke::Push(self.next_push().await),
+                None => Woke::Push(Box::new(self.next_push().await)),
                 Some((at, timer)) => tokio::select! {
                     biased;
-                    push = self.next_push() => Woke::Push(push),
+                    push = self.next_push() => Woke::Push(Box::new(push)),
                     () = tokio::time::sleep_until(at) => Woke::Timer(timer),
                 },
             };
             let push = match woke {
-                Woke::Push(push) => push?,
+                Woke::Push(push) => (*push)?,
                 Woke::Timer(Timer::GiveUp) => return self.abandon(fan).await.map(Some),
                 Woke::Timer(Timer::Refresh(plain)) => {
                     self.refreshes_done += 1;
