@@ -1207,6 +1207,14 @@
     state.hold = null;
     state.paying = false;
     $('confirmation-order').textContent = orderId != null ? `Order #${orderId}` : 'Your order is confirmed.';
+    renderConfirmationSeats(seats, labels);
+    if (state.detail) renderEventHead();
+    show('confirmation', true);
+    const unknown = seats.filter((seat) => !labels[seat]);
+    if (unknown.length > 0) labelSeats(event, orderId, seats, unknown);
+  }
+
+  function renderConfirmationSeats(seats, labels) {
     const items = seats.map((seat) => {
       const info = labels[seat] || { label: `Seat #${seat}`, price: null };
       return el('li', { 'data-seat': String(seat) },
@@ -1217,8 +1225,32 @@
       items.push(el('li', { text: `${state.status.tickets} ticket${state.status.tickets === 1 ? '' : 's'}` }));
     }
     $('confirmation-seats').replaceChildren(...items);
-    if (state.detail) renderEventHead();
-    show('confirmation', true);
+  }
+
+  /** Seats bought on another device: read their sections for the labels. */
+  async function labelSeats(event, orderId, seats, unknown) {
+    try {
+      if (!state.detail) await loadDetail();
+      if (state.event !== event || !state.detail) return;
+      const sections = new Set();
+      for (const seat of unknown) {
+        const info = state.detail.sections.find((s) => seat >= s.first_seat && seat < s.first_seat + s.seats);
+        if (info) sections.add(info.section);
+      }
+      for (const section of sections) {
+        rememberSeats(await retryBusy(() => api('GET', `/api/events/${event}/sections/${section}`)));
+      }
+      if (state.event !== event || state.screen !== 'confirmation') return;
+      const labels = {};
+      for (const seat of seats) {
+        const info = state.seatInfo.get(seat);
+        if (info) labels[seat] = { label: info.label, price: info.price };
+      }
+      storage.setFor('orders', event, { order: orderId, seats, labels });
+      renderConfirmationSeats(seats, labels);
+    } catch (e) {
+      // The seat numbers stay: the order is what matters.
+    }
   }
 
   function showFull(message) {

@@ -59,6 +59,7 @@ impl EventInfo {
                     name: section.name.clone(),
                     map: section.map,
                     rows: section.rows.len() as u32,
+                    first_seat: SeatIdx(section.seats.start),
                     seats: section.seats.len() as u32,
                     available: summary.map_or(0, |s| s.available),
                     price_min_cents: summary.map_or(0, |s| s.price_min_cents),

@@ -66,6 +66,8 @@ pub struct SectionInfo {
     pub name: String,
     pub map: Option<SectionMap>,
     pub rows: u32,
+    /// The section's seats are `first_seat .. first_seat + seats`.
+    pub first_seat: SeatIdx,
     pub seats: u32,
     pub available: u32,
     pub price_min_cents: u64,

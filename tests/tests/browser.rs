@@ -395,6 +395,40 @@ async fn a_sold_out_event_says_so() -> anyhow::Result<()> {
     browser.quit().await
 }
 
+/// Tickets bought on another device: the page (a fresh browser, nothing
+/// stored) shows the order with its seats by name, from the fan's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_made_elsewhere_shows_its_seats() -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let site = Site::start("browser-elsewhere")?;
+    let event = 23;
+    let hall = venue("Testville", &[("Balcony", [10.0, 16.0, 80.0, 70.0], 2, 5)]);
+    site.create_event(event, "Second Screen", hall, json!({}))
+        .await;
+    site.open_sale(event).await;
+    buy(&site.fan("hana").await, event, 2).await;
+
+    let (_driver, browser) = browser(PHONE).await?;
+    login(&browser, &site, "hana").await?;
+    browser
+        .goto(&site.url(&format!("/#/event/{event}")))
+        .await?;
+    browser.wait_for("#screen-confirmation").await?;
+    let labels = browser
+        .wait_until(
+            "the seats by name",
+            "const items = [...document.querySelectorAll('#confirmation-seats [data-seat]')];\
+             return items.length === 2 && items.every((li) => li.textContent.includes('Balcony'))\
+               ? items.map((li) => li.textContent).join(' | ') : null;",
+        )
+        .await?;
+    assert!(labels.to_string().contains("Row"), "{labels}");
+    let order = browser.text("#confirmation-order").await?;
+    assert!(order.contains("Order #"), "{order}");
+    browser.screenshot("17-bought-elsewhere").await?;
+    browser.quit().await
+}
+
 /// A full waiting room turns new fans away with the full page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_waiting_room_says_so() -> anyhow::Result<()> {
