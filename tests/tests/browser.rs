@@ -461,7 +461,17 @@ async fn a_full_waiting_room_says_so() -> anyhow::Result<()> {
     let message = browser.text("#full-message").await?;
     assert!(message.contains("full"), "{message}");
     browser.screenshot("09-waiting-room-full").await?;
-    browser.quit().await
+    browser.quit().await?;
+
+    // A fan in line since before the room filled, on a new device (no
+    // queue token): the event page reads the fan's status from the event
+    // itself, so the fan sees its place, never the edge's "full".
+    drop(_driver);
+    let (_driver, phone) = self::browser(PHONE).await?;
+    login(&phone, &site, "early-1").await?;
+    phone.goto(&site.url(&format!("/#/event/{event}"))).await?;
+    phone.wait_for("#screen-waiting").await?;
+    phone.quit().await
 }
 
 /// A hold not paid for within the checkout window expires, and the page
