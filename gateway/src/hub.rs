@@ -16,7 +16,8 @@
 //! bounded ([`limits::WS_OUTBOX_FRAMES_MAX`]); a connection that falls
 //! that far behind is closed, and resynchronises when the fan reconnects.
 //! If the push stream itself lags (the hub fell behind the node), every
-//! watched event is resynchronised from a fresh overview.
+//! watched event is resynchronised from a fresh overview, and every fan in
+//! its turn rereads its own status (a lost "purchased" or "declined").
 //!
 //! **Shutdown.** The hub ends when the node's push stream closes.
 
@@ -237,8 +238,18 @@ struct Conn {
     event: EventId,
     /// Its position while it waits.
     waiting: Option<Position>,
+    /// Admitted or holding when last heard of: pushes to this one fan
+    /// (purchased, declined, hold expired) may come.
+    in_turn: bool,
     section: Option<SectionIdx>,
     outbox: Arc<Outbox>,
+}
+
+fn in_turn(status: Option<&FanStatus>) -> bool {
+    matches!(
+        status,
+        Some(FanStatus::Admitted { .. } | FanStatus::Holding { .. })
+    )
 }
 
 /// One event as this gateway's fans see it.
@@ -380,6 +391,13 @@ impl Hub {
         self.wakes.wake_all();
         self.edge.forget_all();
         self.resync().await;
+        // Pushes to one fan (purchased, declined, hold expired) may be among
+        // those missed: every fan in its turn rereads its status from the
+        // event (at most the events' shoppers; waiting fans are covered by
+        // the frontier above).
+        for c in self.conns.values().filter(|c| c.in_turn) {
+            c.outbox.request_recheck();
+        }
     }
 
     fn on_msg(&mut self, msg: HubMsg) {
@@ -417,6 +435,7 @@ impl Hub {
                         fan,
                         event,
                         waiting,
+                        in_turn: in_turn(status.as_ref()),
                         section: None,
                         outbox,
                     },
@@ -460,6 +479,7 @@ impl Hub {
                     let Some(c) = self.conns.get_mut(conn) else {
                         continue;
                     };
+                    c.in_turn = in_turn(status.as_ref());
                     if let Some(old) = c.waiting.take() {
                         room.waiting.remove(&(old, *conn));
                     }
@@ -527,6 +547,7 @@ impl Hub {
                     room.waiting.pop_first();
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.waiting = None;
+                        c.in_turn = true;
                         let frame = encode(&WsPush::Admitted {
                             event,
                             position: p,
@@ -567,6 +588,7 @@ impl Hub {
                         if let Some(p) = c.waiting.take() {
                             room.waiting.remove(&(p, *conn));
                         }
+                        c.in_turn = true;
                         self.wakes.send(&c.outbox, frame.clone());
                     }
                 }
