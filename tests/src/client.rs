@@ -95,6 +95,28 @@ pub async fn ops(addr: &str, method: &str, path: &str, body: &Value) -> Response
     request(addr, method, path, &[("Authorization", &auth)], &body).await
 }
 
+/// The payment provider answers `payment` of `event` (`"confirmed"` or
+/// `"declined"`) through the gateway's webhook, signed now with `secret`;
+/// the gateway must take it.
+pub async fn answer_payment(addr: &str, secret: &str, event: u64, payment: u64, answer: &str) {
+    let body = json!({"event": event, "payment": payment, "answer": answer}).to_string();
+    let signature = onsale_gateway::auth::sign_webhook(
+        secret.as_bytes(),
+        onsale_schema::Millis(crate::now_ms()),
+        body.as_bytes(),
+    );
+    let headers = [("Onsale-Signature", signature.as_str())];
+    let response = request(
+        addr,
+        "POST",
+        "/api/webhooks/payments",
+        &headers,
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+}
+
 /// Create an event through the operator API and open its sale.
 pub async fn create_open_event(addr: &str, event: u64, venue_json: &str, config: Value) {
     let venue: Value = serde_json::from_str(venue_json).expect("venue JSON");

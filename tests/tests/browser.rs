@@ -16,9 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use onsale_gateway::auth::sign_webhook;
-use onsale_schema::Millis;
-use onsale_tests::client::{Fan, ops, request};
+use onsale_tests::client::{Fan, answer_payment, ops};
 use onsale_tests::{NodeProcess, now_ms, scratch_dir};
 use serde_json::{Value, json};
 use webdriver::{Browser, Driver, WAIT, Window};
@@ -526,22 +524,8 @@ async fn a_declined_payment_can_be_retried() -> anyhow::Result<()> {
     site.create_event(event, "Card Trouble", hall, json!({}))
         .await;
     site.open_sale(event).await;
-    let answer = |payment: u64, answer: &str| {
-        let body = json!({"event": event, "payment": payment, "answer": answer}).to_string();
-        let signature = sign_webhook(secret.as_bytes(), Millis(now_ms()), body.as_bytes());
-        let addr = site.addr().to_owned();
-        async move {
-            let headers = [("Onsale-Signature", signature.as_str())];
-            let response = request(
-                &addr,
-                "POST",
-                "/api/webhooks/payments",
-                &headers,
-                body.as_bytes(),
-            )
-            .await;
-            assert_eq!(response.status, 200, "{response:?}");
-        }
+    let answer = |payment: u64, answer: &'static str| {
+        answer_payment(site.addr(), secret, event, payment, answer)
     };
     let payment_after = |before: u64| {
         format!(

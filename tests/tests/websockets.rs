@@ -5,10 +5,8 @@
 use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
-use onsale_gateway::auth::sign_webhook;
-use onsale_schema::Millis;
-use onsale_tests::client::{Fan, FanSocket, Incoming, create_open_event, ops, request};
-use onsale_tests::{NodeProcess, now_ms, scratch_dir, venue_json};
+use onsale_tests::client::{Fan, FanSocket, Incoming, answer_payment, create_open_event, ops};
+use onsale_tests::{NodeProcess, scratch_dir, venue_json};
 use serde_json::{Value, json};
 
 const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
@@ -196,18 +194,10 @@ async fn a_declined_payment_is_pushed_to_the_fan() {
         .call(6, json!({"cmd": "submit_payment", "hold": hold}))
         .await;
     assert_eq!(started["reply"], "payment_started", "{started}");
-    let body = json!({"event": 6, "payment": started["started"]["payment"], "answer": "declined"})
-        .to_string();
-    let signature = sign_webhook(secret.as_bytes(), Millis(now_ms()), body.as_bytes());
-    let answered = request(
-        addr,
-        "POST",
-        "/api/webhooks/payments",
-        &[("Onsale-Signature", signature.as_str())],
-        body.as_bytes(),
-    )
-    .await;
-    assert_eq!(answered.status, 200, "{answered:?}");
+    let payment = started["started"]["payment"]
+        .as_u64()
+        .expect("a payment id");
+    answer_payment(addr, secret, 6, payment, "declined").await;
     let declined = socket
         .until(WAIT, |p| p["push"] == "payment_declined")
         .await
