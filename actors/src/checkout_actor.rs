@@ -31,7 +31,8 @@ use onsale_schema::{EventId, HoldId, Millis, PaymentId};
 use ractor::ActorRef;
 use tokio::sync::mpsc;
 
-use crate::event_actor::{EventMsg, wall_now};
+use crate::clock::wall_now;
+use crate::event_actor::EventMsg;
 use crate::provider::Provider;
 
 #[derive(Debug)]

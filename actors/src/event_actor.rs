@@ -30,7 +30,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use onsale_schema::message::{Command, Push, Reply};
 use onsale_schema::snapshot::{CheckoutRecord, JournalEntry};
@@ -41,6 +41,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
 use crate::checkout_actor::{CheckoutActor, CheckoutArgs, CheckoutMsg};
+use crate::clock::wall_now;
 use crate::event_core::EventCore;
 use crate::journal::{EventLog, WriteDone, WriteOp, Writer};
 use crate::provider::Provider;
@@ -59,15 +60,6 @@ pub const SNAPSHOT_EVERY_RECORDS: u64 = 50_000;
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
 /// How often the event runs its timers (admission windows).
 pub const TICK: Duration = Duration::from_millis(200);
-
-/// Wall-clock time as the cores see it.
-#[must_use]
-pub fn wall_now() -> Millis {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Millis(ms)
-}
 
 #[derive(Debug)]
 pub enum EventMsg {

@@ -6,6 +6,7 @@
 
 pub mod checkout_actor;
 pub mod checkout_core;
+pub mod clock;
 pub mod event_actor;
 pub mod event_core;
 pub mod journal;

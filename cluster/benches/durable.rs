@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use onsale_actors::EventCore;
-use onsale_actors::event_actor::wall_now;
+use onsale_actors::clock::wall_now;
 use onsale_actors::provider::Provider;
 use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::rpc::Client;

@@ -20,7 +20,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use onsale_actors::EventCore;
-use onsale_actors::event_actor::{EventActor, EventArgs, EventHandle, wall_now};
+use onsale_actors::clock::wall_now;
+use onsale_actors::event_actor::{EventActor, EventArgs, EventHandle};
 use onsale_actors::provider::Provider;
 use onsale_schema::message::{Command, Push, Reply};
 use onsale_schema::snapshot::{EventSnapshot, JournalRecord};

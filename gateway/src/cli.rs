@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use onsale_actors::event_actor::wall_now;
+use onsale_actors::clock::wall_now;
 use onsale_actors::provider::{Provider, SimulatedProvider};
 use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::store::faulty::{Faults, FaultyStore};

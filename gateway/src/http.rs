@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use onsale_actors::event_actor::wall_now;
+use onsale_actors::clock::wall_now;
 use onsale_cluster::node::Node;
 use onsale_schema::api::{
     CreateEvent, EventDetail, EventList, ProviderWebhook, SaleRequest, SessionRequest,

@@ -537,7 +537,7 @@ impl Hub {
             } => {
                 room.admitted_through = room.admitted_through.max(position);
                 room.note_admissions(position);
-                let heard = onsale_actors::event_actor::wall_now();
+                let heard = onsale_actors::clock::wall_now();
                 let fan_out = Instant::now();
                 let mut told = 0u64;
                 while let Some(&(p, conn)) = room.waiting.first() {
@@ -721,7 +721,7 @@ impl Hub {
     }
 
     fn on_tick(&mut self) {
-        let now = onsale_actors::event_actor::wall_now();
+        let now = onsale_actors::clock::wall_now();
         while let Some(&first) = self.warnings.first() {
             let (warn_at, event, fan, hold, deadline) = first;
             if warn_at > now {
@@ -789,7 +789,7 @@ impl Hub {
                     event,
                     Push::AdmittedThrough {
                         position: overview.admitted_through,
-                        decided_at: onsale_actors::event_actor::wall_now(),
+                        decided_at: onsale_actors::clock::wall_now(),
                     },
                 );
                 let sale = overview.sale;

@@ -24,7 +24,7 @@ use fastwebsockets::{OpCode, WebSocket};
 use futures::StreamExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use onsale_actors::event_actor::wall_now;
+use onsale_actors::clock::wall_now;
 use onsale_schema::api::{WsPush, WsRequest};
 use onsale_schema::message::{Command, FanStatus, JoinRefused, Reply};
 use onsale_schema::{ErrorCode, EventId, FanId, SaleState, limits};

@@ -38,7 +38,7 @@ fn nanos() -> u128 {
 
 /// Wall-clock milliseconds, as the node sees them.
 pub fn now_ms() -> u64 {
-    onsale_actors::event_actor::wall_now().0
+    onsale_actors::clock::wall_now().0
 }
 
 /// A small venue: `sections` × `rows` × `seats` seats.
