@@ -84,7 +84,9 @@ impl ractor::Message for EventMsg {}
 #[derive(Clone, Debug)]
 pub struct EventHandle {
     pub event: EventId,
-    pub actor: ActorRef<EventMsg>,
+    /// Private: every command goes through [`EventHandle::call`], which
+    /// enforces the mailbox bound.
+    actor: ActorRef<EventMsg>,
     queued: Arc<AtomicUsize>,
 }
 
@@ -109,6 +111,17 @@ impl EventHandle {
             Ok(reply) => reply,
             Err(_) => Reply::error(ErrorCode::Busy, "event stopped before answering; retry"),
         }
+    }
+
+    /// The actor's id (to match supervision events to events).
+    #[must_use]
+    pub fn actor_id(&self) -> ractor::ActorId {
+        self.actor.get_id()
+    }
+
+    /// Stop the event actor; its gated replies are dropped, never sent.
+    pub fn stop(&self, why: &str) {
+        self.actor.stop(Some(why.to_owned()));
     }
 
     /// Commands queued and not yet taken up by the actor.

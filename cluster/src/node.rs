@@ -296,7 +296,7 @@ impl Actor for RouterActor {
             let mut events = state.events.write().expect("not poisoned");
             let gone: Vec<EventId> = events
                 .iter()
-                .filter(|(_, h)| h.actor.get_id() == id)
+                .filter(|(_, h)| h.actor_id() == id)
                 .map(|(e, _)| *e)
                 .collect();
             for event in gone {
@@ -482,7 +482,7 @@ impl RouterState {
         tracing::error!(%event, why, "stopping the event: this node no longer owns it");
         self.leases.remove(&event);
         if let Some(handle) = self.events.write().expect("not poisoned").remove(&event) {
-            handle.actor.stop(Some(why.to_owned()));
+            handle.stop(why);
         }
     }
 }
