@@ -8,47 +8,64 @@
 //! event at ~30,000 sales/s. A session task costs a spawn, one channel and
 //! one timer entry.
 //!
-//! **Messages.** `Arm { at }` sets the one timer to fire at `at` (absolute
-//! wall-clock ms: the deadline, or the provider timeout once paying);
-//! `Pay { payment }` starts the charge with the provider. When the timer
-//! fires the session tells its event (`EventMsg::CheckoutDue`); the event
-//! core decides what is due, so a late or duplicate firing is harmless.
+//! **Messages.** `Arm { at }` sets the one alarm to ring at `at` (absolute
+//! wall-clock ms), exactly as the event core said (`Effect::ArmCheckout`,
+//! computed by `CheckoutCore::next_alarm`: the session knows no rule of
+//! its own); `Pay { payment }` starts the charge with the provider;
+//! `Query { payment }` asks the provider what became of a silent payment.
+//! When the alarm rings the session tells its event through `ring`; the
+//! event core decides what is due, so a late or duplicate ring is
+//! harmless.
 //!
 //! **Ordering and capacity.** Messages come only from its event actor, at
-//! most a handful per session (arm, pay, re-arm after a decline): the
-//! mailbox needs no bound beyond the event's own.
+//! most a handful per alarm (arm, pay, query): the mailbox needs no bound
+//! beyond the event's own.
 //!
 //! **Recovery.** Deadlines are stored absolutely; after a restore the event
-//! starts a session per open hold, armed from the stored deadline.
+//! starts a session per open hold, armed from the core's alarms.
 //!
 //! **Shutdown.** When its event drops the session's handle (the hold was
 //! sold or released, or the event stopped), the mailbox closes and the task
 //! ends at once, taking its timer with it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use onsale_schema::{EventId, HoldId, Millis, PaymentId};
-use ractor::ActorRef;
 use tokio::sync::mpsc;
 
 use crate::clock::wall_now;
-use crate::event_actor::EventMsg;
-use crate::provider::Provider;
+use crate::provider::{Answers, Provider};
 
 #[derive(Debug)]
 pub enum CheckoutMsg {
     Arm { at: Millis },
     Pay { payment: PaymentId },
+    Query { payment: PaymentId },
 }
 
+/// Tells the event that `hold`'s alarm rang. Called from the session task.
+pub type Ring = Arc<dyn Fn(HoldId) + Send + Sync>;
+
 /// What a session starts from.
-#[derive(Debug)]
 pub struct CheckoutArgs {
     pub event: EventId,
     pub hold: HoldId,
-    pub event_ref: ActorRef<EventMsg>,
     pub provider: Provider,
+    /// Where the provider's answers go.
+    pub answers: Answers,
+    pub ring: Ring,
     pub first_alarm: Millis,
+}
+
+impl std::fmt::Debug for CheckoutArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckoutArgs")
+            .field("event", &self.event)
+            .field("hold", &self.hold)
+            .field("first_alarm", &self.first_alarm)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The event's handle to a running session. Dropping it ends the session.
@@ -83,14 +100,16 @@ async fn run(args: CheckoutArgs, mut inbox: mpsc::UnboundedReceiver<CheckoutMsg>
             msg = inbox.recv() => match msg {
                 Some(CheckoutMsg::Arm { at }) => alarm = Some(at),
                 Some(CheckoutMsg::Pay { payment }) => {
-                    args.provider.charge(args.event, payment, &args.event_ref);
+                    args.provider.charge(args.event, payment, &args.answers);
+                }
+                Some(CheckoutMsg::Query { payment }) => {
+                    args.provider.query(args.event, payment, &args.answers);
                 }
                 None => return, // the hold ended, or the event stopped
             },
             () = tokio::time::sleep(sleep), if alarm.is_some() => {
                 alarm = None;
-                // The event may be stopping; then so are we, shortly.
-                let _ = args.event_ref.cast(EventMsg::CheckoutDue { hold: args.hold });
+                (args.ring)(args.hold);
             }
         }
     }

@@ -2,9 +2,9 @@
 //!
 //! **Messages.** `Command` (from the router: a fan's or operator's command
 //! with a reply port), `Written` (from the journal writer), `CheckoutDue`
-//! (from a checkout session's timer), `ProviderAnswer` (from an in-process
+//! (a checkout session's alarm rang), `ProviderAnswer` (from an in-process
 //! payment provider), `Tick` (its own periodic timer, for admission
-//! windows and snapshots).
+//! windows and snapshots; checkout times are the sessions' alone).
 //!
 //! **Ordering.** One message at a time, in arrival order; the core sees
 //! every input with the wall-clock time it is handled at.
@@ -32,19 +32,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use onsale_schema::message::{Command, Push, Reply};
-use onsale_schema::snapshot::{CheckoutRecord, JournalEntry};
+use onsale_schema::message::{Command, ProviderAnswer, Push, Reply};
 use onsale_schema::token::{self, QueueClaims, TokenKey};
 use onsale_schema::{ErrorCode, EventId, HoldId, Millis, PaymentId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
-use crate::checkout_actor::{CheckoutActor, CheckoutArgs, CheckoutMsg};
+use crate::checkout_actor::{CheckoutActor, CheckoutArgs, CheckoutMsg, Ring};
 use crate::clock::wall_now;
 use crate::event_core::EventCore;
 use crate::journal::{EventLog, WriteDone, WriteOp, Writer};
-use crate::provider::Provider;
+use crate::provider::{Answers, Provider};
 
 /// Commands waiting in one event's mailbox before callers get `busy`.
 pub const MAILBOX_MAX: usize = 16_384;
@@ -58,7 +57,7 @@ pub const GATED_MAX: usize = 400_000;
 pub const SNAPSHOT_EVERY_RECORDS: u64 = 50_000;
 /// A snapshot is also taken this often if anything changed.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
-/// How often the event runs its timers (admission windows).
+/// How often the event runs its own timers (admission windows).
 pub const TICK: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
@@ -73,7 +72,7 @@ pub enum EventMsg {
     },
     ProviderAnswer {
         payment: PaymentId,
-        answer: onsale_schema::message::ProviderAnswer,
+        answer: ProviderAnswer,
     },
     Tick,
 }
@@ -144,6 +143,9 @@ pub struct EventArgs {
     /// Journal records between snapshots (a fan admitted in a burst counts
     /// as one).
     pub snapshot_every_records: u64,
+    /// The provider is first asked about a silent payment this long after
+    /// it was submitted (`checkout_core::PAYMENT_QUERY_AFTER_MS` by default).
+    pub payment_query_after_ms: u64,
 }
 
 impl std::fmt::Debug for EventArgs {
@@ -160,6 +162,7 @@ enum Gated {
     Reply(RpcReplyPort<Reply>, Reply),
     Push(Push),
     Charge { hold: HoldId, payment: PaymentId },
+    Query { hold: HoldId, payment: PaymentId },
     Refund(PaymentId),
 }
 
@@ -173,6 +176,10 @@ pub struct EventState {
     durable_seq: u64,
     gated: VecDeque<(u64, Gated)>,
     checkouts: FxHashMap<HoldId, CheckoutActor>,
+    /// Handed to every checkout session: its alarm rang.
+    ring: Ring,
+    /// Handed to the provider: where its answers go.
+    answers: Answers,
     records_since_snapshot: u64,
     snapshot_every_records: u64,
     last_snapshot: std::time::Instant,
@@ -237,8 +244,20 @@ impl Actor for EventActor {
             let _ = me.cast(EventMsg::Written(done));
         })?;
         let durable_seq = args.core.journal_seq();
+        let mut core = args.core;
+        core.set_payment_query_after_ms(args.payment_query_after_ms);
+        let me = myself.clone();
+        let ring: Ring = Arc::new(move |hold| {
+            // The event may be stopping; then so are its sessions, shortly.
+            let _ = me.cast(EventMsg::CheckoutDue { hold });
+        });
+        let me = myself.clone();
+        let answers: Answers = Arc::new(move |payment, answer| {
+            // Lost if the event stopped: asked again after its restore.
+            let _ = me.cast(EventMsg::ProviderAnswer { payment, answer });
+        });
         let mut state = EventState {
-            core: args.core,
+            core,
             writer,
             key: args.key,
             provider: args.provider,
@@ -247,14 +266,16 @@ impl Actor for EventActor {
             durable_seq,
             gated: VecDeque::new(),
             checkouts: FxHashMap::default(),
+            ring,
+            answers,
             records_since_snapshot: 0,
             snapshot_every_records: args.snapshot_every_records.max(1),
             last_snapshot: std::time::Instant::now(),
             snapshot_in_flight: false,
         };
-        state.rearm_checkouts(&myself).await?;
+        state.start_checkouts();
         myself.send_interval(TICK, || EventMsg::Tick);
-        state.after_input(&myself).await?;
+        state.after_input()?;
         Ok(state)
     }
 
@@ -275,18 +296,22 @@ impl Actor for EventActor {
                     return Ok(());
                 }
                 let answer = state.command(command);
-                state.after_input(&myself).await?;
+                state.after_input()?;
                 state.gate(Gated::Reply(reply, answer));
             }
             EventMsg::Written(done) => state.written(&myself, done)?,
-            EventMsg::CheckoutDue { .. } | EventMsg::Tick => {
+            EventMsg::CheckoutDue { hold } => {
+                state.core.checkout_alarm(hold, wall_now());
+                state.after_input()?;
+            }
+            EventMsg::Tick => {
                 state.core.handle_timeout(wall_now());
-                state.after_input(&myself).await?;
+                state.after_input()?;
                 state.maybe_snapshot(false);
             }
             EventMsg::ProviderAnswer { payment, answer } => {
                 state.core.provider_answer(payment, answer, wall_now());
-                state.after_input(&myself).await?;
+                state.after_input()?;
             }
         }
         Ok(())
@@ -395,14 +420,19 @@ impl EventState {
 
     /// Route the core's effects: journal to the writer, the rest through
     /// the gate.
-    async fn after_input(&mut self, myself: &ActorRef<EventMsg>) -> Result<(), ActorProcessingErr> {
+    fn after_input(&mut self) -> Result<(), ActorProcessingErr> {
         let effects: Vec<crate::Effect> = self.core.drain_effects().collect();
         let mut batch = Vec::new();
         for effect in effects {
             match effect {
-                crate::Effect::Journal(record) => {
-                    self.on_journal(myself, &record.entry).await?;
-                    batch.push(record);
+                crate::Effect::Journal(record) => batch.push(record),
+                crate::Effect::ArmCheckout { hold, at } => self.arm(hold, at),
+                crate::Effect::EndCheckout { hold } => {
+                    // Dropping the handle ends the session and its timer.
+                    self.checkouts.remove(&hold);
+                }
+                crate::Effect::QueryPayment { payment, hold } => {
+                    self.gate(Gated::Query { hold, payment });
                 }
                 crate::Effect::ReserveCounter { ceiling } => {
                     self.write(WriteOp::Counter(ceiling))?
@@ -433,72 +463,30 @@ impl EventState {
             .map_err(|_| "the journal writer stopped".into())
     }
 
-    /// Start, re-arm or stop checkout sessions as holds change.
-    async fn on_journal(
-        &mut self,
-        myself: &ActorRef<EventMsg>,
-        entry: &JournalEntry,
-    ) -> Result<(), ActorProcessingErr> {
-        let timeout_ms = self.core.config().provider_timeout_ms;
-        match entry {
-            JournalEntry::HoldPlaced { hold, deadline, .. } => {
-                self.spawn_checkout(myself, *hold, *deadline).await?;
-            }
-            JournalEntry::PaymentSubmitted { hold, at, .. } => {
-                self.arm(*hold, at.saturating_add_ms(timeout_ms));
-            }
-            JournalEntry::PaymentDeclined { hold, .. } => {
-                if let Some(c) = self.core.checkout(*hold) {
-                    self.arm(*hold, c.deadline);
-                }
-            }
-            JournalEntry::HoldReleased { hold, .. } | JournalEntry::Sold { hold, .. } => {
-                // Dropping the handle ends the session and its timer.
-                self.checkouts.remove(hold);
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn arm(&self, hold: HoldId, at: Millis) {
+    /// Arm `hold`'s session at `at`, starting the session if it has none.
+    fn arm(&mut self, hold: HoldId, at: Millis) {
         if let Some(checkout) = self.checkouts.get(&hold) {
             checkout.send(CheckoutMsg::Arm { at });
+            return;
         }
-    }
-
-    async fn spawn_checkout(
-        &mut self,
-        myself: &ActorRef<EventMsg>,
-        hold: HoldId,
-        first_alarm: Millis,
-    ) -> Result<(), ActorProcessingErr> {
         let args = CheckoutArgs {
             event: self.core.event(),
             hold,
-            event_ref: myself.clone(),
             provider: self.provider.clone(),
-            first_alarm,
+            answers: Arc::clone(&self.answers),
+            ring: Arc::clone(&self.ring),
+            first_alarm: at,
         };
         self.checkouts.insert(hold, CheckoutActor::start(args));
-        Ok(())
     }
 
-    /// After a restore: one session per hold, armed from stored deadlines;
-    /// payments that were with the provider are asked about again.
-    async fn rearm_checkouts(
-        &mut self,
-        myself: &ActorRef<EventMsg>,
-    ) -> Result<(), ActorProcessingErr> {
-        let timeout_ms = self.core.config().provider_timeout_ms;
-        for (hold, checkout) in self.core.checkouts() {
-            self.spawn_checkout(myself, hold, checkout.next_timeout(timeout_ms))
-                .await?;
-            if let CheckoutRecord::Paying { payment, .. } = checkout.state {
-                self.provider.charge(self.core.event(), payment, myself);
-            }
+    /// After a start or restore: one session per open checkout, armed as
+    /// its core says. A payment that was with the provider is asked about
+    /// when its alarm rings (at once if its first query is past).
+    fn start_checkouts(&mut self) {
+        for (hold, at) in self.core.checkout_alarms() {
+            self.arm(hold, at);
         }
-        Ok(())
     }
 
     /// Queue something said until the journal it depends on is durable.
@@ -533,6 +521,11 @@ impl EventState {
             Gated::Charge { hold, payment } => {
                 if let Some(checkout) = self.checkouts.get(&hold) {
                     checkout.send(CheckoutMsg::Pay { payment });
+                }
+            }
+            Gated::Query { hold, payment } => {
+                if let Some(checkout) = self.checkouts.get(&hold) {
+                    checkout.send(CheckoutMsg::Query { payment });
                 }
             }
             Gated::Refund(payment) => self.provider.refund(event, payment),

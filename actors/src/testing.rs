@@ -109,7 +109,11 @@ pub struct Harness {
     pub acknowledged_orders: BTreeMap<OrderId, Vec<SeatIdx>>,
     pending: HashMap<PaymentId, PendingPayment>,
     pub payments_requested: Vec<PaymentId>,
+    /// Status queries the core asked of the provider.
+    pub payment_queries: Vec<PaymentId>,
     pub refunds: Vec<PaymentId>,
+    /// The checkout sessions' alarms, as the core armed them.
+    alarms: BTreeMap<HoldId, Millis>,
     pub pushes: Vec<Push>,
     pub admissions: Vec<(FanId, Position)>,
     pub restores: u32,
@@ -136,7 +140,9 @@ impl Harness {
             acknowledged_orders: BTreeMap::new(),
             pending: HashMap::new(),
             payments_requested: Vec::new(),
+            payment_queries: Vec::new(),
             refunds: Vec::new(),
+            alarms: BTreeMap::new(),
             pushes: Vec::new(),
             admissions: Vec::new(),
             restores: 0,
@@ -159,6 +165,32 @@ impl Harness {
         self.now = Millis(self.now.0.saturating_add_signed(delta_ms));
         self.core.handle_timeout(self.now);
         self.settle();
+        self.ring_alarms();
+    }
+
+    /// Ring every checkout alarm due by now, earliest first, as the
+    /// sessions would (each may re-arm its own).
+    fn ring_alarms(&mut self) {
+        loop {
+            let due = self
+                .alarms
+                .iter()
+                .filter(|(_, at)| **at <= self.now)
+                .min_by_key(|(hold, at)| (**at, **hold))
+                .map(|(hold, _)| *hold);
+            let Some(hold) = due else {
+                return;
+            };
+            self.alarms.remove(&hold);
+            self.core.checkout_alarm(hold, self.now);
+            self.settle();
+        }
+    }
+
+    /// When the next checkout alarm rings, if any is armed.
+    #[must_use]
+    pub fn next_alarm(&self) -> Option<Millis> {
+        self.alarms.values().min().copied()
     }
 
     pub fn sale(
@@ -389,6 +421,8 @@ impl Harness {
         self.core = core;
         self.waiting.clear();
         self.restores += 1;
+        // The sessions died with the process: re-arm from the core.
+        self.alarms = self.core.checkout_alarms().into_iter().collect();
         self.settle();
     }
 
@@ -429,7 +463,17 @@ impl Harness {
             }
             Effect::Push(push) => self.pushes.push(push),
             Effect::RequestPayment { payment, .. } => self.payments_requested.push(payment),
-            Effect::Refund { payment } => self.refunds.push(payment),
+            Effect::QueryPayment { payment, .. } => self.payment_queries.push(payment),
+            Effect::Refund { payment } => {
+                assert!(!self.refunds.contains(&payment), "{payment} refunded twice");
+                self.refunds.push(payment);
+            }
+            Effect::ArmCheckout { hold, at } => {
+                self.alarms.insert(hold, at);
+            }
+            Effect::EndCheckout { hold } => {
+                self.alarms.remove(&hold);
+            }
         }
     }
 

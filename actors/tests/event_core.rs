@@ -13,7 +13,7 @@ use std::sync::Arc;
 use onsale_actors::testing::{Harness, grid_venue};
 use onsale_actors::{Effect, EventCore};
 use onsale_schema::message::{
-    FanStatus, HoldPlaced, HoldRejected, HoldRequest, JoinRefused, Push, SaleCommand,
+    DeclineReason, FanStatus, HoldPlaced, HoldRejected, HoldRequest, JoinRefused, Push, SaleCommand,
 };
 use onsale_schema::venue::Venue;
 use onsale_schema::{
@@ -847,7 +847,8 @@ mod checkout {
         assert!(h.pushes.contains(&Push::PaymentDeclined {
             fan: FAN,
             hold,
-            retry_until: Some(at(CHECKOUT_MS))
+            retry_until: Some(at(CHECKOUT_MS)),
+            reason: DeclineReason::Declined,
         }));
         let second = pay(&mut h, hold).unwrap();
         assert_eq!(second, PaymentId(2));
@@ -876,6 +877,7 @@ mod checkout {
             fan: FAN,
             hold,
             retry_until: None,
+            reason: DeclineReason::Declined,
         };
         let said = |push: &Push| h.pushes.iter().position(|p| p == push);
         assert!(said(&declined) < said(&Push::HoldExpired { fan: FAN, hold }));
@@ -907,6 +909,111 @@ mod checkout {
             h.provider_answer(payment, ProviderAnswer::Declined),
             PaymentSettled::Ignored
         );
+    }
+
+    #[test]
+    fn a_voided_payment_tells_the_fan_it_went_unanswered_before_the_hold_ends() {
+        let (mut h, hold) = holding();
+        pay(&mut h, hold).unwrap();
+        h.advance(PROVIDER_MS as i64);
+        let voided = Push::PaymentDeclined {
+            fan: FAN,
+            hold,
+            retry_until: None,
+            reason: DeclineReason::NoAnswer,
+        };
+        let said = |push: &Push| h.pushes.iter().position(|p| p == push);
+        assert!(said(&voided).is_some(), "the fan is told why");
+        assert!(said(&voided) < said(&Push::HoldExpired { fan: FAN, hold }));
+    }
+
+    #[test]
+    fn a_confirmation_of_a_voided_payment_delivered_again_is_refunded_once() {
+        let (mut h, hold) = holding();
+        let payment = pay(&mut h, hold).unwrap();
+        h.advance(PROVIDER_MS as i64);
+        assert_eq!(
+            h.provider_answer(payment, ProviderAnswer::Confirmed),
+            PaymentSettled::Refund { payment }
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                h.provider_answer(payment, ProviderAnswer::Confirmed),
+                PaymentSettled::Ignored
+            );
+        }
+        // Across a restart too: the refund is in the journal.
+        h.crash_and_restore();
+        assert_eq!(
+            h.provider_answer(payment, ProviderAnswer::Confirmed),
+            PaymentSettled::Ignored
+        );
+        h.snapshot();
+        h.crash_and_restore();
+        assert_eq!(
+            h.provider_answer(payment, ProviderAnswer::Confirmed),
+            PaymentSettled::Ignored
+        );
+        assert_eq!(h.refunds, [payment], "one refund, whatever arrives");
+    }
+
+    #[test]
+    fn a_silent_payment_is_asked_about_before_it_is_voided() {
+        let (mut h, hold) = holding();
+        let payment = pay(&mut h, hold).unwrap();
+        let first = h.core.checkout_rules().payment_query_after_ms;
+        h.advance(first as i64 - 1);
+        assert!(
+            h.payment_queries.is_empty(),
+            "not before the first interval"
+        );
+        h.advance(1);
+        assert_eq!(h.payment_queries, [payment]);
+        // The provider's answer to the query settles it like any answer.
+        assert_eq!(
+            h.provider_answer(payment, ProviderAnswer::Confirmed),
+            PaymentSettled::Sold { order: OrderId(1) }
+        );
+        h.advance(PROVIDER_MS as i64);
+        assert_eq!(h.payment_queries, [payment], "no query after the sale");
+    }
+
+    #[test]
+    fn a_silent_payment_is_asked_about_again_at_growing_intervals_until_voided() {
+        let (mut h, hold) = holding();
+        let payment = pay(&mut h, hold).unwrap();
+        for _ in 0..PROVIDER_MS / 1_000 {
+            h.advance(1_000);
+        }
+        let asked = h.payment_queries.len();
+        assert!(asked >= 2, "asked {asked} times");
+        assert!(h.payment_queries.iter().all(|p| *p == payment));
+        assert!(seats_free(&h), "voided at the provider timeout");
+        assert!(
+            (asked as u64) < PROVIDER_MS / h.core.checkout_rules().payment_query_after_ms,
+            "intervals grow"
+        );
+    }
+
+    #[test]
+    fn the_event_warns_the_fan_before_its_hold_expires() {
+        let (mut h, hold) = holding();
+        let deadline = h.core.checkout(hold).unwrap().deadline;
+        let warn_before = h.core.checkout_rules().warn_before_ms;
+        h.advance(CHECKOUT_MS as i64 - warn_before as i64 - 1);
+        let warning = Push::HoldExpiring {
+            fan: FAN,
+            hold,
+            deadline,
+        };
+        assert!(!h.pushes.contains(&warning));
+        h.advance(1);
+        assert_eq!(h.pushes.iter().filter(|p| **p == warning).count(), 1);
+        h.advance(warn_before as i64 - 1);
+        assert_eq!(h.pushes.iter().filter(|p| **p == warning).count(), 1);
+        assert!(!seats_free(&h));
+        h.advance(1);
+        assert!(seats_free(&h));
     }
 
     #[test]

@@ -345,6 +345,7 @@ fn node_config(store: Arc<dyn Store>, snapshot_every_records: u64) -> NodeConfig
         provider: Provider::Webhook, // the bench delivers the answers
         lease_ttl_ms: 10_000,
         snapshot_every_records,
+        payment_query_after_ms: onsale_actors::checkout_core::PAYMENT_QUERY_AFTER_MS,
     }
 }
 

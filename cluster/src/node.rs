@@ -51,6 +51,9 @@ pub struct NodeConfig {
     pub lease_ttl_ms: u64,
     /// Journal records between an event's snapshots.
     pub snapshot_every_records: u64,
+    /// The provider is first asked about a silent payment this long after
+    /// it was submitted.
+    pub payment_query_after_ms: u64,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -415,6 +418,7 @@ impl RouterState {
             provider: self.config.provider.clone(),
             pushes: self.pushes.clone(),
             snapshot_every_records: self.config.snapshot_every_records,
+            payment_query_after_ms: self.config.payment_query_after_ms,
         };
         let handle = EventActor::start(args, Some(myself.get_cell()))
             .await

@@ -62,6 +62,14 @@ pub struct Args {
     #[arg(long, env = "ONSALE_SNAPSHOT_EVERY", default_value_t = onsale_actors::event_actor::SNAPSHOT_EVERY_RECORDS,
           value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every: u64,
+    /// Ask the payment provider about a payment it has not answered this
+    /// long after it was submitted, then at doubling intervals (at most
+    /// 5 min apart) until it answers or the event's provider timeout voids
+    /// the payment.
+    #[arg(long, env = "ONSALE_PAYMENT_QUERY_AFTER_MS",
+          default_value_t = onsale_actors::checkout_core::PAYMENT_QUERY_AFTER_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    payment_query_after_ms: u64,
     /// Fault injection (tests and drills): every store write sleeps this long.
     #[arg(
         long,
@@ -218,6 +226,7 @@ fn run_node(args: &Args) -> anyhow::Result<()> {
             provider,
             lease_ttl_ms: args.lease_ttl_ms,
             snapshot_every_records: args.snapshot_every,
+            payment_query_after_ms: args.payment_query_after_ms,
         };
         let node_handle = Node::start(config)
             .await

@@ -673,6 +673,7 @@ impl Hub {
                 fan,
                 hold,
                 retry_until,
+                reason,
             } => Self::to_fan(
                 &self.conns,
                 &self.wakes,
@@ -682,6 +683,7 @@ impl Hub {
                     event,
                     hold,
                     retry_until,
+                    reason,
                 }),
             ),
             Push::Purchased { fan, order, seats } => Self::to_fan(

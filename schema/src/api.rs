@@ -15,7 +15,7 @@ use crate::error::ErrorCode;
 use crate::ids::{
     EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, SeatIdx, SectionIdx,
 };
-use crate::message::{EventOverview, FanStatus, ProviderAnswer, SaleCommand};
+use crate::message::{DeclineReason, EventOverview, FanStatus, ProviderAnswer, SaleCommand};
 use crate::venue::{SectionMap, VenueFile};
 
 /// Largest id a fan may have (2^53 − 1): exact in a JavaScript number.
@@ -224,6 +224,7 @@ pub enum WsPush {
         event: EventId,
         hold: HoldId,
         retry_until: Option<Millis>,
+        reason: DeclineReason,
     },
     /// A request on this socket failed; `code` is stable.
     Error {

@@ -1,6 +1,30 @@
-//! Every bound in onsale, in one place, with what it costs.
+//! The bounds on what crosses a process boundary or is stored (messages,
+//! records, venues, fans, holds), in one place, with what each costs.
 //!
-//! A queue, map, loop or decoder without a bound here is a bug.
+//! A decoder, queue, map or loop without a named bound is a bug. Bounds
+//! that belong to one component's own machinery are named beside it, each
+//! with its cost, and listed here so that none is hidden:
+//! - `onsale_actors::event_actor`: `MAILBOX_MAX` (commands queued per
+//!   event), `JOURNAL_PENDING_MAX` (records not yet durable),
+//!   `GATED_MAX` (replies and pushes waiting for durability),
+//!   `SNAPSHOT_EVERY_RECORDS`, `SNAPSHOT_EVERY`, `TICK`.
+//! - `onsale_actors::journal`: `BATCH_RECORDS_MAX` (records per group
+//!   commit), `RETRY_FOR` (how long a failing store is retried).
+//! - `onsale_actors::checkout_core`: `HOLD_WARNING_MS`,
+//!   `PAYMENT_QUERY_AFTER_MS`, `QUERY_INTERVAL_MAX_MS`.
+//! - `onsale_cluster::node`: `PUSH_BUFFER` (pushes per subscriber);
+//!   `onsale_cluster::store`: `JOURNAL_APPEND_BYTES_MAX`, SQLite's
+//!   `BUSY_TIMEOUT`, FoundationDB's `CHUNK_BYTES`,
+//!   `TRANSACTION_WRITE_BYTES`, `TRANSACTION_TIMEOUT_MS`,
+//!   `TRANSACTION_RETRY_LIMIT`; `onsale_cluster::rpc`:
+//!   `INFLIGHT_PER_CONNECTION`, `OUTBOX_FRAMES`,
+//!   `SUBSCRIPTIONS_PER_CONNECTION`.
+//! - the gateway: `edge::EDGE_TTL`; `auth::LOGIN_NAME_BYTES_MAX`,
+//!   `auth::WEBHOOK_TOLERANCE_MS`; `ws::GARBAGE_MAX`, `ws::PING_EVERY`,
+//!   `ws::FAN_SOCKETS_MAX`, `ws::WRITE_TIMEOUT`, `ws::SILENCE_MAX`,
+//!   `ws::READ_BYTES_MAX`; the hub's `TICK` and `POSITION_EVERY`, its
+//!   outbox and control-channel bounds; the HTTP accept loop's header,
+//!   idle and request timeouts and its connection budget.
 
 /// Largest encoded message accepted from a peer or a client (commands,
 /// replies, pushes). 64 KiB holds a seat list for a whole large section.

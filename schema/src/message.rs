@@ -249,6 +249,18 @@ impl PaymentRefused {
     }
 }
 
+/// Why a fan's payment did not go through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineReason {
+    /// The provider declined the charge.
+    Declined,
+    /// The provider never answered, not even when asked, within the
+    /// event's provider timeout: the payment was voided (any money taken
+    /// later is refunded).
+    NoAnswer,
+}
+
 /// The provider's answer to a payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -475,13 +487,15 @@ message_enum! {
             order: OrderId,
             seats: Vec<SeatIdx>,
         },
-        /// To one fan: the provider declined its payment. The hold stands
-        /// until `retry_until` (pay again); with `None` the checkout time
-        /// is over and the hold is released (`HoldExpired` follows).
+        /// To one fan: its payment did not go through (`reason`: declined
+        /// by the provider, or voided after the provider never answered).
+        /// The hold stands until `retry_until` (pay again); with `None`
+        /// the hold is released (`HoldExpired` follows).
         PaymentDeclined {
             fan: FanId,
             hold: HoldId,
             retry_until: Option<Millis>,
+            reason: DeclineReason,
         },
     }
 }

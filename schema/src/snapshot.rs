@@ -30,7 +30,10 @@ use crate::ids::{EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, S
 /// - 3: fans admitted together are one journal entry
 ///   ([`JournalEntry::AdmittedMany`]). Version 2 records are version 3
 ///   records that do not use it, so both are read.
-pub const SCHEMA_VERSION: u32 = 3;
+/// - 4: a refund is journalled ([`JournalEntry::Refunded`]), so a voided
+///   payment is refunded at most once. Versions 2 and 3 are version 4
+///   without it, so all three are read.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The oldest version this build reads.
 pub const SCHEMA_VERSION_READ_MIN: u32 = 2;
@@ -87,6 +90,12 @@ pub enum JournalEntry {
     AdmittedMany {
         at: Millis,
         fans: Vec<(FanId, Position)>,
+    },
+    /// A voided payment was confirmed after all and its money is being
+    /// given back: it is no longer voided, and any further confirmation
+    /// of it is ignored (never refunded twice).
+    Refunded {
+        payment: PaymentId,
     },
 }
 

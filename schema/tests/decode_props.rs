@@ -10,9 +10,9 @@ use common::{apply, edits};
 use onsale_schema::codec::{self, CodecError};
 use onsale_schema::config::{EventConfig, SaleState};
 use onsale_schema::message::{
-    Area, Command, EventOverview, FanStatus, HoldPlaced, HoldRejected, HoldRequest, JoinRefused,
-    Joined, PaymentRefused, PaymentSettled, PaymentStarted, ProviderAnswer, Push, Reply,
-    SaleCommand, SectionSeats, SectionSummary,
+    Area, Command, DeclineReason, EventOverview, FanStatus, HoldPlaced, HoldRejected, HoldRequest,
+    JoinRefused, Joined, PaymentRefused, PaymentSettled, PaymentStarted, ProviderAnswer, Push,
+    Reply, SaleCommand, SectionSeats, SectionSummary,
 };
 use onsale_schema::snapshot::{
     CheckoutRecord, EventSnapshot, HoldRecord, JournalEntry, JournalRecord, OrderRecord,
@@ -242,13 +242,18 @@ fn push() -> impl Strategy<Value = Push> {
             order: OrderId(order),
             seats
         }),
-        (fan(), hold(), proptest::option::of(millis())).prop_map(|(fan, hold, retry_until)| {
-            Push::PaymentDeclined {
+        (
+            fan(),
+            hold(),
+            proptest::option::of(millis()),
+            prop_oneof![Just(DeclineReason::Declined), Just(DeclineReason::NoAnswer)]
+        )
+            .prop_map(|(fan, hold, retry_until, reason)| Push::PaymentDeclined {
                 fan,
                 hold,
                 retry_until,
-            }
-        }),
+                reason,
+            }),
     ]
 }
 
@@ -286,6 +291,7 @@ fn journal_entry() -> impl Strategy<Value = JournalEntry> {
             order: OrderId(order),
             at
         }),
+        payment().prop_map(|payment| JournalEntry::Refunded { payment }),
     ]
 }
 

@@ -28,7 +28,9 @@ use onsale_schema::message::{
 };
 use onsale_schema::snapshot::{EventSnapshot, JournalEntry, JournalRecord};
 use onsale_schema::token::{self, QueueClaims, TokenKey, VerifiedQueueToken};
-use onsale_schema::{EventId, FanId, Millis, OrderId, PaymentId, Position, SaleState, Venue};
+use onsale_schema::{
+    EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, SaleState, Venue,
+};
 
 use crate::agenda::Agenda;
 use crate::arrivals::Arrivals;
@@ -165,6 +167,12 @@ enum Ev {
     },
     CounterDurable {
         ceiling: u64,
+        incarnation: u32,
+    },
+    /// A checkout session's alarm (`Effect::ArmCheckout`); sessions die
+    /// with their node, so an alarm of an earlier incarnation is dropped.
+    CheckoutAlarm {
+        hold: u64,
         incarnation: u32,
     },
     SaleOpen,
@@ -429,6 +437,14 @@ impl<'a> Sim<'a> {
                     self.settle();
                 }
             }
+            Ev::CheckoutAlarm { hold, incarnation } => {
+                if incarnation == self.incarnation
+                    && let Some(core) = self.core.as_mut()
+                {
+                    core.checkout_alarm(HoldId(hold), Millis(self.now));
+                    self.settle();
+                }
+            }
             Ev::SaleOpen => self.sale_open(),
             Ev::SaleClose => {
                 if self.core.is_none() {
@@ -501,6 +517,19 @@ impl<'a> Sim<'a> {
             Effect::Push(push) => self.on_push(push),
             Effect::RequestPayment { payment, fan, .. } => self.provider(payment, fan),
             Effect::Refund { .. } => self.t.refunds += 1,
+            Effect::ArmCheckout { hold, at } => {
+                let incarnation = self.incarnation;
+                self.agenda.push(
+                    at.0.max(self.now),
+                    Ev::CheckoutAlarm {
+                        hold: hold.0,
+                        incarnation,
+                    },
+                );
+            }
+            // The simulated provider's silence is total: asking changes
+            // nothing. A stale alarm of an ended checkout is harmless.
+            Effect::QueryPayment { .. } | Effect::EndCheckout { .. } => {}
         }
     }
 
@@ -1151,6 +1180,17 @@ impl<'a> Sim<'a> {
         self.edge.full = false;
         let now = Millis(self.now);
         self.core_mut().handle_timeout(now);
+        // The new incarnation's sessions, armed from the core.
+        let incarnation = self.incarnation;
+        for (hold, at) in self.core_mut().checkout_alarms() {
+            self.agenda.push(
+                at.0.max(self.now),
+                Ev::CheckoutAlarm {
+                    hold: hold.0,
+                    incarnation,
+                },
+            );
+        }
         self.settle();
     }
 

@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use onsale_schema::config::ConfigError;
 use onsale_schema::message::{
-    Area, EventOverview, FanStatus, HoldPlaced, HoldRejected, HoldRequest, JoinRefused, Joined,
-    PaymentRefused, PaymentSettled, PaymentStarted, ProviderAnswer, Push, SaleCommand,
-    SectionSeats,
+    Area, DeclineReason, EventOverview, FanStatus, HoldPlaced, HoldRejected, HoldRequest,
+    JoinRefused, Joined, PaymentRefused, PaymentSettled, PaymentStarted, ProviderAnswer, Push,
+    SaleCommand, SectionSeats,
 };
 use onsale_schema::snapshot::{
     JournalEntry, JournalRecord, OrderRecord, ReleaseReason, SCHEMA_VERSION,
@@ -34,7 +34,7 @@ use onsale_schema::{
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::checkout_core::CheckoutCore;
+use crate::checkout_core::{CheckoutCore, CheckoutDue, CheckoutRules, PAYMENT_QUERY_AFTER_MS};
 use crate::seat_map::SeatMap;
 use crate::waiting_room::{FanState, WaitingRoom};
 
@@ -59,7 +59,15 @@ pub enum Effect {
         amount_cents: u64,
     },
     /// The provider took money for a payment the event no longer honours.
+    /// At most once per payment: the refund is journalled first.
     Refund { payment: PaymentId },
+    /// Ask the provider what became of a payment it has not answered.
+    QueryPayment { payment: PaymentId, hold: HoldId },
+    /// Set the one alarm of `hold`'s checkout session to `at` (replacing
+    /// any earlier one); call [`EventCore::checkout_alarm`] when it rings.
+    ArmCheckout { hold: HoldId, at: Millis },
+    /// `hold`'s checkout ended (sold or released): stop its session.
+    EndCheckout { hold: HoldId },
 }
 
 /// An admitted fan whose turn is not over.
@@ -77,10 +85,11 @@ struct Hold {
     checkout: CheckoutCore,
 }
 
+/// The core's own timers: admission windows. Checkout alarms are kept by
+/// the shell's checkout sessions ([`Effect::ArmCheckout`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Turn(FanId),
-    Checkout(HoldId),
 }
 
 /// Why a snapshot or journal could not be restored. Nothing is half-applied
@@ -112,6 +121,9 @@ fn corrupt<T>(why: impl Into<String>) -> Result<T, RestoreError> {
 pub struct EventCore {
     event: EventId,
     config: EventConfig,
+    /// Checkout timing: from the config, plus the node's query interval
+    /// (not durable: set by the shell after every start or restore).
+    rules: CheckoutRules,
     venue_digest: u64,
     sale: SaleState,
     clock: Millis,
@@ -169,6 +181,7 @@ impl EventCore {
             venue_digest,
             room: WaitingRoom::new(ceiling.0, config.counter_block),
             seats: SeatMap::new(venue),
+            rules: CheckoutRules::new(&config, PAYMENT_QUERY_AFTER_MS),
             config,
             sale: SaleState::Scheduled,
             clock: now,
@@ -204,6 +217,31 @@ impl EventCore {
     #[must_use]
     pub fn config(&self) -> &EventConfig {
         &self.config
+    }
+
+    /// The rules every checkout of this event follows.
+    #[must_use]
+    pub fn checkout_rules(&self) -> &CheckoutRules {
+        &self.rules
+    }
+
+    /// Ask the provider about a silent payment this long after it was
+    /// submitted (a node setting; see [`PAYMENT_QUERY_AFTER_MS`]).
+    pub fn set_payment_query_after_ms(&mut self, ms: u64) {
+        self.rules = CheckoutRules::new(&self.config, ms);
+        for h in self.holds.values_mut() {
+            h.checkout.reschedule(&self.rules);
+        }
+    }
+
+    /// Every open checkout's next alarm, by hold: what a shell arms after
+    /// a start or restore.
+    #[must_use]
+    pub fn checkout_alarms(&self) -> Vec<(HoldId, Millis)> {
+        self.holds
+            .iter()
+            .map(|(id, h)| (*id, h.checkout.next_alarm(&self.rules)))
+            .collect()
     }
 
     #[must_use]
@@ -276,7 +314,8 @@ impl EventCore {
         self.waiting() >= u64::from(self.config.full_factor) * unsold
     }
 
-    /// When the core next needs `handle_timeout`, if ever.
+    /// When the core next needs `handle_timeout`, if ever (admission
+    /// windows; checkout alarms come as [`Effect::ArmCheckout`]).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.timers.peek().map(|Reverse((at, _))| *at)
@@ -603,6 +642,7 @@ impl EventCore {
             deadline,
         });
         self.push_seat_changes(&seats, false);
+        self.arm_checkout(hold);
         let total_cents = seats.iter().map(|s| self.venue().price_cents(*s)).sum();
         Ok(HoldPlaced {
             hold,
@@ -716,7 +756,17 @@ impl EventCore {
     fn end_hold(&mut self, hold: HoldId, reason: ReleaseReason) {
         let fan = self.holds[&hold].fan;
         let seats = self.holds[&hold].seats.clone();
+        if reason == ReleaseReason::Voided {
+            // Tell the fan why, not only that the hold is gone.
+            self.push_effect(Effect::Push(Push::PaymentDeclined {
+                fan,
+                hold,
+                retry_until: None,
+                reason: DeclineReason::NoAnswer,
+            }));
+        }
         self.record(JournalEntry::HoldReleased { hold, reason });
+        self.push_effect(Effect::EndCheckout { hold });
         self.push_seat_changes(&seats, true);
         if reason != ReleaseReason::ByFan {
             self.push_effect(Effect::Push(Push::HoldExpired { fan, hold }));
@@ -756,6 +806,10 @@ impl EventCore {
             _ => Err(PaymentRefused::HoldNotFound),
         };
         self.advance(now);
+        if verdict == Err(PaymentRefused::Late) {
+            // Its session's alarm may not have rung yet: end it now.
+            self.checkout_due(hold);
+        }
         let result = verdict.map(|()| self.start_payment(hold));
         self.admit();
         self.finish();
@@ -775,6 +829,7 @@ impl EventCore {
             fan,
             amount_cents,
         });
+        self.arm_checkout(hold);
         PaymentStarted {
             payment,
             hold,
@@ -806,6 +861,7 @@ impl EventCore {
                 let order = self.next_order;
                 let at = self.clock;
                 self.record(JournalEntry::Sold { hold, order, at });
+                self.push_effect(Effect::EndCheckout { hold });
                 let sold = self.orders.last().expect("just sold").clone();
                 self.push_effect(Effect::Push(Push::Purchased {
                     fan: sold.fan,
@@ -827,7 +883,9 @@ impl EventCore {
                         fan,
                         hold,
                         retry_until: Some(deadline),
+                        reason: DeclineReason::Declined,
                     }));
+                    self.arm_checkout(hold);
                     return PaymentSettled::Declined {
                         hold,
                         retry_until: Some(deadline),
@@ -837,6 +895,7 @@ impl EventCore {
                     fan,
                     hold,
                     retry_until: None,
+                    reason: DeclineReason::Declined,
                 }));
                 self.end_hold(hold, ReleaseReason::Declined);
                 PaymentSettled::Declined {
@@ -857,11 +916,18 @@ impl EventCore {
         if self.dead_set.contains(&payment) {
             return match answer {
                 ProviderAnswer::Confirmed => {
+                    // Journalled first, so a confirmation delivered again
+                    // (before or after a restart) is never refunded twice.
+                    self.record(JournalEntry::Refunded { payment });
                     self.push_effect(Effect::Refund { payment });
                     PaymentSettled::Refund { payment }
                 }
                 ProviderAnswer::Declined => PaymentSettled::Ignored,
             };
+        }
+        if payment < self.next_payment {
+            // Settled long ago, or refunded already.
+            return PaymentSettled::Ignored;
         }
         PaymentSettled::Unknown
     }
@@ -944,6 +1010,17 @@ impl EventCore {
         self.finish();
     }
 
+    /// A checkout session's alarm rang: do what is due for `hold` (warn
+    /// the fan, ask the provider about a silent payment, or end the
+    /// checkout) and re-arm. A stale or early alarm changes nothing but
+    /// re-arming.
+    pub fn checkout_alarm(&mut self, hold: HoldId, now: Millis) {
+        self.advance(now);
+        self.checkout_due(hold);
+        self.admit();
+        self.finish();
+    }
+
     fn advance(&mut self, now: Millis) {
         self.clock = self.clock.max(now);
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
@@ -953,7 +1030,6 @@ impl EventCore {
             self.timers.pop();
             match timer {
                 Timer::Turn(fan) => self.turn_timer(fan),
-                Timer::Checkout(hold) => self.checkout_timer(hold),
             }
         }
     }
@@ -982,17 +1058,39 @@ impl EventCore {
         shopper.admitted_at.saturating_add_ms(window)
     }
 
-    fn checkout_timer(&mut self, hold: HoldId) {
-        let Some(h) = self.holds.get(&hold) else {
-            return;
-        };
-        let timeout_ms = self.config.provider_timeout_ms;
-        match h.checkout.due(self.clock, timeout_ms) {
-            Some(reason) => self.end_hold(hold, reason),
-            None => {
-                let at = h.checkout.next_timeout(timeout_ms);
-                self.timers.push(Reverse((at, Timer::Checkout(hold))));
+    fn checkout_due(&mut self, hold: HoldId) {
+        let (clock, rules) = (self.clock, self.rules);
+        while let Some(h) = self.holds.get_mut(&hold) {
+            let fan = h.fan;
+            let deadline = h.checkout.deadline;
+            match h.checkout.due(clock, &rules) {
+                None => {
+                    self.arm_checkout(hold);
+                    return;
+                }
+                Some(CheckoutDue::Warn) => {
+                    self.push_effect(Effect::Push(Push::HoldExpiring {
+                        fan,
+                        hold,
+                        deadline,
+                    }));
+                }
+                Some(CheckoutDue::QueryPayment(payment)) => {
+                    self.push_effect(Effect::QueryPayment { payment, hold });
+                }
+                Some(CheckoutDue::End(reason)) => {
+                    self.end_hold(hold, reason);
+                    return;
+                }
             }
+        }
+    }
+
+    /// Tell the shell when `hold`'s checkout next needs attention.
+    fn arm_checkout(&mut self, hold: HoldId) {
+        if let Some(h) = self.holds.get(&hold) {
+            let at = h.checkout.next_alarm(&self.rules);
+            self.push_effect(Effect::ArmCheckout { hold, at });
         }
     }
 
@@ -1148,6 +1246,12 @@ impl EventCore {
                 self.bury(*payment);
             }
             JournalEntry::Sold { hold, order, at } => self.apply_sold(*hold, *order, *at)?,
+            JournalEntry::Refunded { payment } => {
+                if !self.dead_set.remove(payment) {
+                    return corrupt(format!("refund of {payment}, which was not voided"));
+                }
+                self.dead.retain(|p| p != payment);
+            }
         }
         Ok(())
     }
@@ -1216,7 +1320,6 @@ impl EventCore {
         );
         self.fan_holds.insert(fan, hold);
         self.next_hold = HoldId(hold.0 + 1);
-        self.timers.push(Reverse((deadline, Timer::Checkout(hold))));
         Ok(())
     }
 
@@ -1248,11 +1351,9 @@ impl EventCore {
         if h.checkout.payment().is_some() || at >= h.checkout.deadline {
             return corrupt(format!("{payment} submitted when {hold} could not take it"));
         }
-        h.checkout.submitted(payment, at);
+        h.checkout.submitted(payment, at, &self.rules);
         self.payments.insert(payment, hold);
         self.next_payment = PaymentId(payment.0 + 1);
-        let due = at.saturating_add_ms(self.config.provider_timeout_ms);
-        self.timers.push(Reverse((due, Timer::Checkout(hold))));
         Ok(())
     }
 
