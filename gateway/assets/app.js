@@ -1450,7 +1450,9 @@
         // The checkout time is over: the seats are gone ("hold_expired"
         // follows and need not say it again).
         state.declined = push.hold;
-        showExpired('Your payment was declined and the checkout time is over: the seats were released.');
+        showExpired(push.reason === 'no_answer'
+          ? 'The payment provider never confirmed your payment, so it was cancelled and the seats were released. If you were charged, the money will be refunded.'
+          : 'Your payment was declined and the checkout time is over: the seats were released.');
         refreshStatus({ background: true }); // for "pick seats again"
         return;
       case 'hold_expired':
