@@ -10,6 +10,7 @@ pub mod clock;
 pub mod event_actor;
 pub mod event_core;
 pub mod journal;
+pub mod output_gate;
 pub mod provider;
 pub mod seat_map;
 pub mod testing;
@@ -17,3 +18,4 @@ pub mod waiting_room;
 
 pub use checkout_core::CheckoutCore;
 pub use event_core::{Effect, EventCore, RestoreError};
+pub use output_gate::OutputGate;
