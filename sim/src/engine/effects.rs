@@ -1,14 +1,18 @@
 //! The shell's side of the core: draining its effects into the store,
 //! the provider and the fans, and the journal records and pushes fans hear of.
 
-use super::{BOT, Ev, NOT_YET, Phase, Purchase, Reload, Sim, slot_of};
+use super::{BOT, Ev, GATED_MAX, NOT_YET, Phase, Purchase, Reload, Said, Sim, slot_of};
 use crate::behaviour;
-use onsale_actors::Effect;
+use onsale_actors::{Effect, EventCore};
 use onsale_schema::message::Push;
 use onsale_schema::snapshot::{JournalEntry, JournalRecord};
 use onsale_schema::{FanId, Millis, OrderId, PaymentId, SaleState};
 
 impl Sim<'_> {
+    /// Drain the core's effects like a shell: journal records go to the
+    /// writer, what the event says into the output gate behind them; take a
+    /// snapshot when due (stored behind the records it includes); start a
+    /// commit if the writer is idle.
     pub(super) fn settle(&mut self) {
         loop {
             let Some(core) = self.core.as_mut() else {
@@ -25,23 +29,81 @@ impl Sim<'_> {
             }
             self.effects = effects;
         }
-        if self.store.journal.len() as u64 >= self.sc.store.snapshot_every_records {
+        if self.writer.records_since_snapshot >= self.sc.store.snapshot_every_records {
             let snapshot = self.core_mut().snapshot();
+            let seq = self.core_mut().journal_seq();
             match snapshot.encode() {
-                Ok(bytes) => self.store.snapshot = bytes,
+                Ok(bytes) => self.gate.push(seq, Said::Snapshot { bytes, seq }),
                 Err(e) => self.fail(format!("snapshot does not encode: {e}")),
             }
-            self.store.journal.clear();
-            self.t.snapshots += 1;
+            self.writer.records_since_snapshot = 0;
         }
+        self.start_commit();
+    }
+
+    /// The writer takes every record produced so far into one commit, if
+    /// no commit is running (group commit).
+    pub(super) fn start_commit(&mut self) {
+        let Some(core) = self.core.as_ref() else {
+            return;
+        };
+        let seq = core.journal_seq();
+        if self.writer.committing || seq <= self.writer.taken_seq {
+            return;
+        }
+        self.writer.committing = true;
+        self.writer.taken_seq = seq;
+        self.t.commits += 1;
+        let at = self.now + self.sc.store.commit_latency_ms;
+        let incarnation = self.incarnation;
+        self.agenda.push(at, Ev::Committed { seq, incarnation });
+    }
+
+    /// A commit is durable: what waited for it may leave; the records
+    /// produced meanwhile go in the next commit.
+    pub(super) fn committed(&mut self, seq: u64) {
+        self.writer.committing = false;
+        self.gate.durable(seq);
+        self.start_commit();
+    }
+
+    /// Let out everything the gate allows, in order, and act on it.
+    pub(super) fn flush(&mut self) {
+        if self.gate.is_full() {
+            let len = self.gate.len();
+            self.fail(format!("{len} things said wait for the journal (bound {GATED_MAX})"));
+        }
+        while let Some(said) = self.gate.pop() {
+            match said {
+                Said::Record(record) => {
+                    self.on_record(&record);
+                    self.store.journal.push(record);
+                }
+                Said::Snapshot { bytes, seq } => {
+                    self.store.snapshot = bytes;
+                    self.store.journal.retain(|r| r.seq > seq);
+                    self.t.snapshots += 1;
+                }
+                Said::Push(push) => self.on_push(push),
+                Said::Charge { payment, fan } => self.provider(payment, fan),
+                Said::Refund => self.t.refunds += 1,
+                Said::Answer(answer) => self.answered(answer),
+            }
+        }
+    }
+
+    /// What the event said waits for the journal produced so far.
+    pub(super) fn say(&mut self, said: Said) {
+        let seq = self.core.as_ref().map_or(0, EventCore::journal_seq);
+        self.gate.push(seq, said);
     }
 
     pub(super) fn on_effect(&mut self, effect: Effect) {
         match effect {
             Effect::Journal(record) => {
-                self.on_record(&record);
-                self.store.journal.push(record);
                 self.t.journal_records += 1;
+                self.writer.records_since_snapshot += 1;
+                self.gate.push(record.seq, Said::Record(record));
             }
             Effect::ReserveCounter { ceiling } => {
                 // The store commits at once; the node hears back later.
@@ -56,9 +118,11 @@ impl Sim<'_> {
                     },
                 );
             }
-            Effect::Push(push) => self.on_push(push),
-            Effect::RequestPayment { payment, fan, .. } => self.provider(payment, fan),
-            Effect::Refund { .. } => self.t.refunds += 1,
+            Effect::Push(push) => self.say(Said::Push(push)),
+            Effect::RequestPayment { payment, fan, .. } => {
+                self.say(Said::Charge { payment, fan });
+            }
+            Effect::Refund { .. } => self.say(Said::Refund),
         }
     }
 

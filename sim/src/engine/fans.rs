@@ -2,8 +2,8 @@
 //! leaving, each calling the core as a gateway would.
 
 use super::{
-    BOT, BUSY_RETRY_MS, BUSY_TRIES_MAX, DISCONNECTED, EVENT, Ev, Fan, IMPATIENT, NOT_YET, Phase,
-    REFRESHER, Reload, Sim, fan_id,
+    Answer, BOT, BUSY_RETRY_MS, BUSY_TRIES_MAX, DISCONNECTED, EVENT, Ev, Fan, HoldOutcome,
+    IMPATIENT, NOT_YET, Phase, REFRESHER, Reload, Said, Sim, fan_id,
 };
 use crate::behaviour;
 use onsale_schema::message::{
@@ -11,7 +11,7 @@ use onsale_schema::message::{
     ProviderAnswer,
 };
 use onsale_schema::token::{self, QueueClaims, VerifiedQueueToken};
-use onsale_schema::{Millis, PaymentId, Position};
+use onsale_schema::{HoldId, Millis, PaymentId, Position};
 
 impl Sim<'_> {
     /// Try again once the node is back (a gateway answered 503).
@@ -85,7 +85,15 @@ impl Sim<'_> {
             return self.defer(Ev::Retry(slot));
         }
         let now = Millis(self.now);
-        match self.core_mut().join(fan_id(slot), now) {
+        let result = self.core_mut().join(fan_id(slot), now);
+        self.say(Said::Answer(Answer::Join { slot, result }));
+        self.settle();
+    }
+
+    /// The answer to a join, once durable (and before the effects of the
+    /// same call, an admission of this very fan, are acted on).
+    pub(super) fn join_answered(&mut self, slot: u32, result: Result<Joined, JoinRefused>) {
+        match result {
             Ok(joined) => self.joined(slot, &joined),
             Err(JoinRefused::Full) => self.turned_away_full(slot),
             Err(JoinRefused::SoldOut | JoinRefused::Closed) => {
@@ -95,10 +103,9 @@ impl Sim<'_> {
             Err(JoinRefused::Busy) => self.busy(slot),
             Err(other) => self.fail(format!("join of {} refused as {other:?}", fan_id(slot))),
         }
-        self.settle();
     }
 
-    /// Before the core's effects (an admission of this very fan) are drained.
+    /// Before the core's effects (an admission of this very fan) are acted on.
     pub(super) fn joined(&mut self, slot: u32, joined: &Joined) {
         if joined.fresh {
             let r = self.ledger.issued(joined.position.0);
@@ -174,7 +181,11 @@ impl Sim<'_> {
         }
         let now = Millis(self.now);
         let status = self.core_mut().enter(fan_id(slot), now);
+        self.say(Said::Answer(Answer::Enter { slot, status }));
         self.settle();
+    }
+
+    pub(super) fn entered(&mut self, slot: u32, status: Option<FanStatus>) {
         if !matches!(status, Some(FanStatus::Admitted { .. })) {
             return;
         }
@@ -185,13 +196,23 @@ impl Sim<'_> {
         self.agenda.push(at, Ev::Shop(slot));
     }
 
-    /// Ask for seats, settling for fewer or anywhere if need be.
+    /// Ask for seats, settling for fewer or anywhere if need be. The tries
+    /// happen at once; the fan acts on the last answer once it is durable.
     pub(super) fn shop(&mut self, slot: u32) {
-        if self.fans[slot as usize].phase != Phase::Shopping {
+        let Some((bot, outcome)) = self.try_holds(slot) else {
             return;
+        };
+        self.say(Said::Answer(Answer::Hold { slot, bot, outcome }));
+        self.settle();
+    }
+
+    fn try_holds(&mut self, slot: u32) -> Option<(bool, HoldOutcome)> {
+        if self.fans[slot as usize].phase != Phase::Shopping {
+            return None;
         }
         if self.core.is_none() {
-            return self.defer(Ev::Shop(slot));
+            self.defer(Ev::Shop(slot));
+            return None;
         }
         let f = self.fans[slot as usize];
         let bot = f.flags & BOT != 0;
@@ -203,10 +224,9 @@ impl Sim<'_> {
             let r = self.core_mut().hold(fan_id(slot), &request, now);
             self.settle();
             let rejected = match r {
-                Ok(_) => return self.held(slot, bot),
+                Ok(_) => return Some((bot, HoldOutcome::Held)),
                 Err(HoldRejected::SoldOut | HoldRejected::AdmissionExpired) => {
-                    self.fans[slot as usize].phase = Phase::Gone;
-                    return;
+                    return Some((bot, HoldOutcome::Gone));
                 }
                 Err(rejected) => rejected,
             };
@@ -216,8 +236,18 @@ impl Sim<'_> {
             };
             (count, area) = less;
         }
-        self.t.gave_up_no_seats += 1;
-        self.leave(slot);
+        Some((bot, HoldOutcome::NoSeats))
+    }
+
+    pub(super) fn hold_answered(&mut self, slot: u32, bot: bool, outcome: HoldOutcome) {
+        match outcome {
+            HoldOutcome::Held => self.held(slot, bot),
+            HoldOutcome::Gone => self.fans[slot as usize].phase = Phase::Gone,
+            HoldOutcome::NoSeats => {
+                self.t.gave_up_no_seats += 1;
+                self.leave(slot);
+            }
+        }
     }
 
     pub(super) fn held(&mut self, slot: u32, bot: bool) {
@@ -263,23 +293,36 @@ impl Sim<'_> {
         };
         let now = Millis(self.now);
         let r = self.core_mut().submit_payment(fan, hold, now);
-        match r {
-            Ok(started) => {
-                if now >= deadline {
-                    self.fail(format!(
-                        "payment submitted at {now} after the deadline {deadline} was accepted"
-                    ));
-                }
-                let clock = self.core_mut().clock();
-                self.ledger
-                    .payment_submitted(started.payment, started.hold, clock);
+        if r.is_ok() && now >= deadline {
+            self.fail(format!(
+                "payment submitted at {now} after the deadline {deadline} was accepted"
+            ));
+        }
+        let clock = self.core_mut().clock();
+        let result = r.map(|started| (started.payment, started.hold));
+        self.say(Said::Answer(Answer::Pay {
+            slot,
+            result,
+            clock,
+        }));
+        self.settle();
+    }
+
+    pub(super) fn pay_answered(
+        &mut self,
+        slot: u32,
+        result: Result<(PaymentId, HoldId), PaymentRefused>,
+        clock: Millis,
+    ) {
+        match result {
+            Ok((payment, hold)) => {
+                self.ledger.payment_submitted(payment, hold, clock);
                 self.t.payments_submitted += 1;
                 self.fans[slot as usize].phase = Phase::Paying;
             }
             Err(PaymentRefused::Late) => self.t.payments_late += 1,
             Err(_) => {}
         }
-        self.settle();
     }
 
     pub(super) fn answer(&mut self, payment: PaymentId, slot: u32, confirmed: bool) {
@@ -303,13 +346,35 @@ impl Sim<'_> {
             _ => None,
         };
         let settled = self.core_mut().provider_answer(payment, answer, now);
-        if matches!(settled, PaymentSettled::Sold { .. }) && deadline.is_some_and(|d| now >= d) {
+        let after_deadline = deadline.is_some_and(|d| now >= d);
+        let clock = self.core_mut().clock();
+        self.say(Said::Answer(Answer::Provider {
+            payment,
+            slot,
+            answer,
+            settled,
+            clock,
+            after_deadline,
+        }));
+        self.settle();
+    }
+
+    /// The provider's answer, acted on once durable; a decline reaches the
+    /// fan, who may pay again.
+    pub(super) fn provider_answered(
+        &mut self,
+        payment: PaymentId,
+        slot: u32,
+        answer: ProviderAnswer,
+        settled: PaymentSettled,
+        clock: Millis,
+        after_deadline: bool,
+    ) {
+        if matches!(settled, PaymentSettled::Sold { .. }) && after_deadline {
             self.t.sold_after_deadline += 1;
         }
-        let clock = self.core_mut().clock();
         let r = self.ledger.answered(payment, answer, clock, &settled);
         self.check(r);
-        self.settle();
         let PaymentSettled::Declined {
             retry_until: Some(until),
             ..
@@ -393,7 +458,23 @@ impl Sim<'_> {
                 Err(e) => return self.fail(e),
             }
         };
-        match r {
+        self.say(Said::Answer(Answer::Reload {
+            slot,
+            disconnected,
+            result: r,
+        }));
+        self.settle();
+    }
+
+    /// A reload's answer, once durable: the fan must be back at its place.
+    pub(super) fn reload_answered(
+        &mut self,
+        slot: u32,
+        disconnected: bool,
+        result: Result<Joined, JoinRefused>,
+    ) {
+        let f = self.fans[slot as usize];
+        match result {
             Ok(joined) => {
                 if joined.position.0 != u64::from(f.position) {
                     self.fail(format!(
@@ -421,6 +502,66 @@ impl Sim<'_> {
                 f.position
             )),
         }
-        self.settle();
+    }
+
+    /// A call's answer leaves the gate: act on it.
+    pub(super) fn answered(&mut self, answer: Answer) {
+        match answer {
+            Answer::Join { slot, result } => self.join_answered(slot, result),
+            Answer::Enter { slot, status } => self.entered(slot, status),
+            Answer::Hold { slot, bot, outcome } => self.hold_answered(slot, bot, outcome),
+            Answer::Pay {
+                slot,
+                result,
+                clock,
+            } => self.pay_answered(slot, result, clock),
+            Answer::Reload {
+                slot,
+                disconnected,
+                result,
+            } => self.reload_answered(slot, disconnected, result),
+            Answer::Provider {
+                payment,
+                slot,
+                answer,
+                settled,
+                clock,
+                after_deadline,
+            } => self.provider_answered(payment, slot, answer, settled, clock, after_deadline),
+        }
+    }
+
+    /// A crash dropped this answer before it left: the caller's call
+    /// failed, and it calls again once the node is back.
+    pub(super) fn answer_lost(&mut self, answer: &Answer) {
+        let again = match *answer {
+            Answer::Join { slot, .. } => Ev::Retry(slot),
+            Answer::Enter { slot, .. } => Ev::ShowUp(slot),
+            Answer::Hold { slot, .. } => Ev::Shop(slot),
+            Answer::Pay { slot, .. } => Ev::Pay(slot),
+            Answer::Reload {
+                slot,
+                disconnected,
+                ..
+            } => {
+                if !disconnected {
+                    // Still waiting as far as the ledger knows: the crash
+                    // sends it a reconnect of its own.
+                    return;
+                }
+                Ev::Reload(slot, Reload::Reconnect)
+            }
+            Answer::Provider {
+                payment,
+                slot,
+                answer,
+                ..
+            } => Ev::Answer {
+                payment: payment.0,
+                fan: slot,
+                confirmed: answer == ProviderAnswer::Confirmed,
+            },
+        };
+        self.defer(again);
     }
 }

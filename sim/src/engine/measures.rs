@@ -1,6 +1,8 @@
 //! Checks and measures: violations, the core's own invariant checks,
 //! samples for the time series, and the run's summary.
 
+use onsale_actors::EventCore;
+
 use super::{Marks, Purchase, RunOutput, Sim, Violation};
 use crate::metrics::{self, Fairness, Invariants, Percentiles, Sample};
 
@@ -96,6 +98,15 @@ impl Sim<'_> {
         self.sample_until(last);
         if self.violation.is_some() {
             return;
+        }
+        // The writer finishes the commits under way: what the event said
+        // by the end reaches the fans before the last checks.
+        while let Some(seq) = self.core.as_ref().map(EventCore::journal_seq) {
+            if self.gate.is_empty() {
+                break;
+            }
+            self.gate.durable(seq);
+            self.flush();
         }
         self.check_core();
         if let Some(core) = self.core.as_ref() {

@@ -27,8 +27,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use onsale_actors::{Effect, EventCore};
-use onsale_schema::message::SaleCommand;
+use onsale_actors::{Effect, EventCore, OutputGate};
+use onsale_schema::message::{
+    FanStatus, JoinRefused, Joined, PaymentRefused, PaymentSettled, ProviderAnswer, Push,
+    SaleCommand,
+};
 use onsale_schema::snapshot::{EventSnapshot, JournalRecord};
 use onsale_schema::token::TokenKey;
 use onsale_schema::{EventId, FanId, Millis, PaymentId, Position, Venue};
@@ -54,6 +57,10 @@ const BUSY_TRIES_MAX: u8 = 50;
 /// Steps between progress reports.
 const PROGRESS_EVERY_STEPS: u64 = 1 << 20;
 const NOT_YET: u32 = u32::MAX;
+/// Things said and not yet durable, at most: a run that holds more back
+/// than this is reported as a violation (the event actor would answer
+/// `busy` long before: `GATED_MAX` is 400,000).
+const GATED_MAX: usize = 4_000_000;
 
 /// The first broken invariant of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +182,11 @@ enum Ev {
         ceiling: u64,
         incarnation: u32,
     },
+    /// The journal's group commit covering records up to `seq` is durable.
+    Committed {
+        seq: u64,
+        incarnation: u32,
+    },
     SaleOpen,
     SaleClose,
     Crash(u16),
@@ -188,6 +200,78 @@ struct Edge {
     full: bool,
     sold_out: bool,
     closed: bool,
+}
+
+/// What the event said (or stored behind its records), waiting in the
+/// output gate until the journal records it depends on are durable.
+#[derive(Debug)]
+enum Said {
+    /// A journal record, durable now: the store keeps it, and fans hear
+    /// of what it records (admissions, lapses, releases, declines).
+    Record(JournalRecord),
+    /// A snapshot, written behind the records up to `seq` it includes.
+    Snapshot { bytes: Vec<u8>, seq: u64 },
+    Push(Push),
+    Charge { payment: PaymentId, fan: FanId },
+    Refund,
+    /// The answer to a fan's (or the provider's) call.
+    Answer(Answer),
+}
+
+/// A call's answer, with what the caller needs to act on it.
+#[derive(Debug)]
+enum Answer {
+    Join {
+        slot: u32,
+        result: Result<Joined, JoinRefused>,
+    },
+    Enter {
+        slot: u32,
+        status: Option<FanStatus>,
+    },
+    Hold {
+        slot: u32,
+        bot: bool,
+        outcome: HoldOutcome,
+    },
+    Pay {
+        slot: u32,
+        result: Result<(PaymentId, onsale_schema::HoldId), PaymentRefused>,
+        clock: Millis,
+    },
+    Reload {
+        slot: u32,
+        disconnected: bool,
+        result: Result<Joined, JoinRefused>,
+    },
+    Provider {
+        payment: PaymentId,
+        slot: u32,
+        answer: ProviderAnswer,
+        settled: PaymentSettled,
+        clock: Millis,
+        after_deadline: bool,
+    },
+}
+
+/// How a fan's search for a hold ended (its tries happen at once; only
+/// the last answer is waited for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HoldOutcome {
+    Held,
+    Gone,
+    NoSeats,
+}
+
+/// The journal writer: one group commit at a time.
+#[derive(Clone, Copy, Debug, Default)]
+struct Writer {
+    /// A commit is running.
+    committing: bool,
+    /// Records up to this one are in a commit, running or done.
+    taken_seq: u64,
+    /// Journal records produced since the last snapshot was taken.
+    records_since_snapshot: u64,
 }
 
 /// The simulated store: last snapshot (encoded, as stored), the journal
@@ -232,6 +316,13 @@ struct Sim<'a> {
     ledger: Ledger,
     store: Store,
     effects: Vec<Effect>,
+    /// Nothing the event says leaves before its journal records are durable.
+    gate: OutputGate<Said>,
+    writer: Writer,
+    /// Charges the last crash dropped, asked again after the restore.
+    lost_charges: Vec<(PaymentId, FanId)>,
+    /// Records the last crash lost, for checking the restore.
+    lost_records: Vec<JournalRecord>,
     t: Summary,
     samples: Vec<Sample>,
     next_sample_ms: u64,
@@ -315,6 +406,10 @@ impl<'a> Sim<'a> {
                 ceiling: Position(1),
             },
             effects: Vec::new(),
+            gate: OutputGate::new(0, GATED_MAX),
+            writer: Writer::default(),
+            lost_charges: Vec::new(),
+            lost_records: Vec::new(),
             t: Summary {
                 scenario: sc.name.clone(),
                 seed,
@@ -337,6 +432,7 @@ impl<'a> Sim<'a> {
             core: Some(core),
         };
         sim.settle();
+        sim.flush();
         Ok(sim)
     }
 
@@ -394,6 +490,7 @@ impl<'a> Sim<'a> {
             } else {
                 self.arrive();
             }
+            self.flush();
             if self.step.is_multiple_of(check_every) {
                 self.check_core();
             }
@@ -449,6 +546,11 @@ impl<'a> Sim<'a> {
             Ev::Crash(i) => self.crash(i),
             Ev::Restart => self.restart(),
             Ev::Storm(i) => self.storm(i),
+            Ev::Committed { seq, incarnation } => {
+                if incarnation == self.incarnation {
+                    self.committed(seq);
+                }
+            }
         }
     }
 

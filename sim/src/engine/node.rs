@@ -1,9 +1,10 @@
 //! The operator and the node: opening the sale, crashes, restores from the
 //! stored snapshot and journal, refresh storms.
 
-use super::{DISCONNECTED, Ev, Reload, Sim};
+use super::{DISCONNECTED, Ev, Reload, Said, Sim};
 use onsale_actors::EventCore;
-use onsale_schema::Millis;
+use onsale_schema::snapshot::{CheckoutRecord, JournalRecord};
+use onsale_schema::{Millis, PaymentId};
 use onsale_schema::message::SaleCommand;
 use onsale_schema::snapshot::EventSnapshot;
 use std::sync::Arc;
@@ -39,6 +40,27 @@ impl Sim<'_> {
             self.fans[slot as usize].flags |= DISCONNECTED;
             self.defer(Ev::Reload(slot, Reload::Reconnect));
         }
+        self.drop_unsaid();
+    }
+
+    /// The crash loses the commit in flight and every record after it;
+    /// nothing waiting for them was said. Calls whose answers are lost are
+    /// made again once the node is back; lost charges are asked again.
+    fn drop_unsaid(&mut self) {
+        self.writer.committing = false;
+        self.writer.taken_seq = self.gate.durable_seq();
+        self.writer.records_since_snapshot = self.store.journal.len() as u64;
+        for said in self.gate.clear() {
+            match said {
+                Said::Record(record) => {
+                    self.t.records_lost_in_crashes += 1;
+                    self.lost_records.push(record);
+                }
+                Said::Answer(answer) => self.answer_lost(&answer),
+                Said::Charge { payment, fan } => self.lost_charges.push((payment, fan)),
+                Said::Snapshot { .. } | Said::Push(_) | Said::Refund => {}
+            }
+        }
     }
 
     /// Another node adopts the event: snapshot + journal, as stored.
@@ -50,24 +72,54 @@ impl Sim<'_> {
         self.t.restores += 1;
         // A new owner's gateways start with an empty cache.
         self.edge.full = false;
+        // A charge whose payment is durable but was never sent: the new
+        // owner asks the provider, as the event actor does after a restore.
+        let paying: Vec<PaymentId> = self
+            .core_mut()
+            .checkouts()
+            .into_iter()
+            .filter_map(|(_, c)| match c.state {
+                CheckoutRecord::Paying { payment, .. } => Some(payment),
+                _ => None,
+            })
+            .collect();
+        for (payment, fan) in std::mem::take(&mut self.lost_charges) {
+            if paying.contains(&payment) {
+                self.provider(payment, fan);
+            }
+        }
         let now = Millis(self.now);
         self.core_mut().handle_timeout(now);
         self.settle();
     }
 
-    pub(super) fn restore(&mut self) -> Result<EventCore, String> {
+    /// Decode the stored snapshot, restore it, replay the stored journal
+    /// and then `extra`.
+    fn rebuild(&self, extra: &[JournalRecord]) -> Result<EventCore, String> {
         let snapshot = EventSnapshot::decode(&self.store.snapshot)
             .map_err(|e| format!("stored snapshot does not decode: {e}"))?;
         let mut core = EventCore::restore(Arc::clone(&self.venue), &snapshot, self.store.ceiling)
             .map_err(|e| format!("stored snapshot does not restore: {e}"))?;
-        for record in &self.store.journal {
+        for record in self.store.journal.iter().chain(extra) {
             core.replay(record)
                 .map_err(|e| format!("stored journal does not replay: {e}"))?;
         }
+        Ok(core)
+    }
+
+    /// The durable state, checked: replaying the records the crash lost on
+    /// top of it gives back exactly the state before the crash.
+    pub(super) fn restore(&mut self) -> Result<EventCore, String> {
+        let core = self.rebuild(&[])?;
+        let lost = std::mem::take(&mut self.lost_records);
         let Some(mut expected) = self.before_crash.take() else {
             return Err("restart without a crash".into());
         };
-        let mut after = core.snapshot();
+        let mut after = if lost.is_empty() {
+            core.snapshot()
+        } else {
+            self.rebuild(&lost)?.snapshot()
+        };
         after.waiting = 0;
         expected.waiting = 0;
         after.counter_ceiling = expected.counter_ceiling;
