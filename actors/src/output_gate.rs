@@ -99,6 +99,12 @@ impl<T> OutputGate<T> {
         self.waiting.front().map(|(needs_seq, _)| *needs_seq)
     }
 
+    /// Everything in the gate, oldest first (for accounting: what is said
+    /// but not out yet).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.waiting.iter().map(|(_, item)| item)
+    }
+
     /// Items in the gate, whether or not they may leave yet.
     #[must_use]
     pub fn len(&self) -> usize {
