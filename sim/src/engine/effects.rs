@@ -71,7 +71,9 @@ impl Sim<'_> {
     pub(super) fn flush(&mut self) {
         if self.gate.is_full() {
             let len = self.gate.len();
-            self.fail(format!("{len} things said wait for the journal (bound {GATED_MAX})"));
+            self.fail(format!(
+                "{len} things said wait for the journal (bound {GATED_MAX})"
+            ));
         }
         while let Some(said) = self.gate.pop() {
             match said {

@@ -540,9 +540,7 @@ impl Sim<'_> {
             Answer::Hold { slot, .. } => Ev::Shop(slot),
             Answer::Pay { slot, .. } => Ev::Pay(slot),
             Answer::Reload {
-                slot,
-                disconnected,
-                ..
+                slot, disconnected, ..
             } => {
                 if !disconnected {
                     // Still waiting as far as the ledger knows: the crash

@@ -4,7 +4,7 @@
 use onsale_actors::EventCore;
 use onsale_schema::message::Push;
 
-use super::{Said, Marks, Purchase, RunOutput, Sim, Violation};
+use super::{Marks, Purchase, RunOutput, Said, Sim, Violation};
 use crate::metrics::{self, Fairness, Invariants, Percentiles, Sample};
 
 impl Sim<'_> {

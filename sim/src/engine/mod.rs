@@ -10,6 +10,13 @@
 //! `EventCore::restore` + `replay`. Waiting fans then come back with their
 //! queue tokens.
 //!
+//! Journal records are durable only when the simulated writer's group
+//! commit covering them lands (`store.commit_latency_ms`; records produced
+//! while a commit runs go in the next). Everything the event says (answers
+//! to calls, pushes, charges, refunds) waits for that in an
+//! [`OutputGate`], and fans act on it only when it leaves; a crash loses
+//! the records not yet durable and drops what waited for them.
+//!
 //! Fans are ~24-byte records in one vector indexed by fan number (the
 //! `FanId` is the number + 1). Arrivals are drawn lazily in time order, so
 //! the agenda only holds what fans already in play will do next.
@@ -210,9 +217,15 @@ enum Said {
     /// of what it records (admissions, lapses, releases, declines).
     Record(JournalRecord),
     /// A snapshot, written behind the records up to `seq` it includes.
-    Snapshot { bytes: Vec<u8>, seq: u64 },
+    Snapshot {
+        bytes: Vec<u8>,
+        seq: u64,
+    },
     Push(Push),
-    Charge { payment: PaymentId, fan: FanId },
+    Charge {
+        payment: PaymentId,
+        fan: FanId,
+    },
     Refund,
     /// The answer to a fan's (or the provider's) call.
     Answer(Answer),

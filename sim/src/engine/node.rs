@@ -3,10 +3,10 @@
 
 use super::{DISCONNECTED, Ev, Reload, Said, Sim};
 use onsale_actors::EventCore;
-use onsale_schema::snapshot::{CheckoutRecord, JournalRecord};
-use onsale_schema::{Millis, PaymentId};
 use onsale_schema::message::SaleCommand;
 use onsale_schema::snapshot::EventSnapshot;
+use onsale_schema::snapshot::{CheckoutRecord, JournalRecord};
+use onsale_schema::{Millis, PaymentId};
 use std::sync::Arc;
 
 impl Sim<'_> {
