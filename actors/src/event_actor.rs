@@ -11,9 +11,10 @@
 //!
 //! **The output gate.** Nothing the event says leaves before the journal
 //! records it depends on are durable: replies, pushes to gateways, charges
-//! sent to the provider and refunds wait in `gated`, tagged with the
-//! journal sequence they need, and go out in order when the writer reports
-//! that sequence durable. The actor keeps serving meanwhile, so the next
+//! sent to the provider, payment queries and refunds wait in an
+//! [`OutputGate`] (a pure struct, property-tested on its own and shared
+//! with the simulator), tagged with the journal sequence they need, and go
+//! out in order when the writer reports that sequence durable. The actor keeps serving meanwhile, so the next
 //! commit batches everything that arrived during this one (group commit).
 //!
 //! **Capacity.** Callers go through [`EventHandle`], which answers `busy`
@@ -27,7 +28,6 @@
 //! are dropped (their callers see the call fail and retry elsewhere), never
 //! sent. Its checkout sessions stop with it.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -43,6 +43,7 @@ use crate::checkout_actor::{CheckoutActor, CheckoutArgs, CheckoutMsg, Ring};
 use crate::clock::wall_now;
 use crate::event_core::EventCore;
 use crate::journal::{EventLog, WriteDone, WriteOp, Writer};
+use crate::output_gate::OutputGate;
 use crate::provider::{Answers, Provider};
 
 /// Commands waiting in one event's mailbox before callers get `busy`.
@@ -173,8 +174,8 @@ pub struct EventState {
     provider: Provider,
     pushes: broadcast::Sender<(EventId, Push)>,
     queued: Arc<AtomicUsize>,
-    durable_seq: u64,
-    gated: VecDeque<(u64, Gated)>,
+    /// What the event said, waiting for the journal it depends on.
+    gate: OutputGate<Gated>,
     checkouts: FxHashMap<HoldId, CheckoutActor>,
     /// Handed to every checkout session: its alarm rang.
     ring: Ring,
@@ -190,8 +191,8 @@ impl std::fmt::Debug for EventState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventState")
             .field("event", &self.core.event())
-            .field("durable_seq", &self.durable_seq)
-            .field("gated", &self.gated.len())
+            .field("durable_seq", &self.gate.durable_seq())
+            .field("gated", &self.gate.len())
             .finish_non_exhaustive()
     }
 }
@@ -263,8 +264,7 @@ impl Actor for EventActor {
             provider: args.provider,
             pushes: args.pushes,
             queued,
-            durable_seq,
-            gated: VecDeque::new(),
+            gate: OutputGate::new(durable_seq, GATED_MAX),
             checkouts: FxHashMap::default(),
             ring,
             answers,
@@ -288,7 +288,7 @@ impl Actor for EventActor {
         match message {
             EventMsg::Command { command, reply } => {
                 state.queued.fetch_sub(1, Ordering::AcqRel);
-                if state.gated.len() >= GATED_MAX {
+                if state.gate.is_full() {
                     let _ = reply.send(Reply::error(
                         ErrorCode::Busy,
                         "the store is behind; retry shortly",
@@ -331,7 +331,7 @@ impl Actor for EventActor {
 impl EventState {
     fn command(&mut self, command: Command) -> Reply {
         let now = wall_now();
-        let pending = self.core.journal_seq() - self.durable_seq;
+        let pending = self.core.journal_seq() - self.gate.durable_seq();
         if pending > JOURNAL_PENDING_MAX && mutates(&command) {
             return Reply::error(ErrorCode::Busy, "the store is behind; retry shortly");
         }
@@ -491,20 +491,13 @@ impl EventState {
 
     /// Queue something said until the journal it depends on is durable.
     fn gate(&mut self, gated: Gated) {
-        let needed = self.core.journal_seq();
-        if needed <= self.durable_seq && self.gated.is_empty() {
-            self.emit(gated);
-        } else {
-            self.gated.push_back((needed, gated));
-        }
+        self.gate.push(self.core.journal_seq(), gated);
+        self.flush();
     }
 
-    fn release(&mut self) {
-        while let Some((needed, _)) = self.gated.front() {
-            if *needed > self.durable_seq {
-                break;
-            }
-            let (_, gated) = self.gated.pop_front().expect("peeked");
+    /// Say everything whose journal is durable, in order.
+    fn flush(&mut self) {
+        while let Some(gated) = self.gate.pop() {
             self.emit(gated);
         }
     }
@@ -539,15 +532,15 @@ impl EventState {
     ) -> Result<(), ActorProcessingErr> {
         match done {
             WriteDone::Durable { seq } => {
-                self.durable_seq = self.durable_seq.max(seq);
-                self.release();
+                self.gate.durable(seq);
+                self.flush();
             }
             WriteDone::Counter { ceiling } => self.core.counter_durable(ceiling),
             WriteDone::Snapshot { .. } => self.snapshot_in_flight = false,
             WriteDone::Stopped { error } => {
                 tracing::error!(event = %self.core.event(), %error, "journal writer stopped; stopping the event");
                 // Drop everything gated: none of it may be said now.
-                self.gated.clear();
+                self.gate.clear();
                 myself.stop(Some(format!("journal writer stopped: {error}")));
             }
         }

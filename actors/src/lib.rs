@@ -18,6 +18,7 @@ pub mod clock;
 pub mod event_actor;
 pub mod event_core;
 pub mod journal;
+pub mod output_gate;
 pub mod provider;
 pub mod seat_map;
 pub mod testing;
@@ -25,3 +26,4 @@ pub mod waiting_room;
 
 pub use checkout_core::CheckoutCore;
 pub use event_core::{Effect, EventCore, RestoreError};
+pub use output_gate::OutputGate;

@@ -147,6 +147,11 @@ pub struct Summary {
     pub resumes: u64,
     pub refreshes: u64,
     pub journal_records: u64,
+    /// Group commits of the journal (each makes every record produced
+    /// before it started durable).
+    pub commits: u64,
+    /// Journal records produced but not yet durable when the node crashed.
+    pub records_lost_in_crashes: u64,
     pub snapshots: u64,
     pub pushes: Pushes,
     pub invariants: Invariants,

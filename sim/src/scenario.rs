@@ -292,6 +292,13 @@ impl Default for PaymentsFile {
 pub struct StoreFile {
     /// Time for a counter block reservation to become durable.
     pub counter_latency_ms: u64,
+    /// Time one group commit of the journal takes (the writer's fsynced
+    /// transaction). Every record produced while a commit runs goes in the
+    /// next one; what the event says waits for its records in the output
+    /// gate. The embedded store measured ~1 ms for one record and 2–4 ms
+    /// for batches of 128–1,024 (`cargo bench -p onsale-cluster --bench
+    /// durable -- store`), hence 2.
+    pub commit_latency_ms: u64,
     /// A snapshot is stored (and the journal truncated) every this many
     /// journal records.
     pub snapshot_every_records: u64,
@@ -301,6 +308,7 @@ impl Default for StoreFile {
     fn default() -> Self {
         StoreFile {
             counter_latency_ms: 5,
+            commit_latency_ms: 2,
             snapshot_every_records: 10_000,
         }
     }
@@ -565,6 +573,9 @@ fn check(f: &ScenarioFile) -> Result<(), String> {
     span("payments.late_delay_s", p.late_delay_s, day)?;
     if f.store.counter_latency_ms > 60_000 {
         return bad("store.counter_latency_ms", "must be <= 60000");
+    }
+    if f.store.commit_latency_ms > 60_000 {
+        return bad("store.commit_latency_ms", "must be <= 60000");
     }
     if f.store.snapshot_every_records == 0 {
         return bad("store.snapshot_every_records", "must be >= 1");
