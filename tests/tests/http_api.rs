@@ -10,13 +10,11 @@ use onsale_tests::client::{Fan, Response, create_open_event, ops, request};
 use onsale_tests::{NodeProcess, now_ms, scratch_dir, venue_json};
 use serde_json::{Value, json};
 
-const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
-
 fn demo(name: &str, extra: &[&str]) -> NodeProcess {
     let store = scratch_dir(name).join("demo.db");
     let mut args = vec!["--demo"];
     args.extend_from_slice(extra);
-    NodeProcess::start_http(NODE, &store, &args).expect("the demo gateway starts")
+    NodeProcess::start_http(&store, &args).expect("the demo gateway starts")
 }
 
 fn expect(response: &Response, status: u16, code: &str) {
