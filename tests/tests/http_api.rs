@@ -340,6 +340,57 @@ async fn operators_create_events_and_the_edge_answers_sold_out() {
     assert_eq!(listed["events"][0]["sale"], "sold_out", "{listed}");
 }
 
+/// A fan already in line who joins again (another device, no queue token)
+/// while the room is full gets its place back, not the edge's "full";
+/// a new fan is still turned away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_in_line_joining_again_while_the_room_is_full_keeps_its_place() {
+    let node = demo("http-full-rejoin", &[]);
+    let addr = node.addr.as_str();
+    // One ticket and a full factor of 1: one fan shopping and one waiting
+    // fill the room.
+    create_open_event(addr, 6, &venue_json(1, 1, 1), json!({"full_factor": 1})).await;
+    let shopper = Fan::login(addr, "shopper").await;
+    let first = shopper.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(first["reply"], "joined", "{first}");
+    wait_status(&shopper, 6, "admitted").await;
+    let waiter = Fan::login(addr, "waiter").await;
+    let joined = waiter.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(joined["reply"], "joined", "{joined}");
+    assert_eq!(joined["joined"]["status"]["status"], "waiting", "{joined}");
+    let position = joined["joined"]["position"].clone();
+
+    let late = Fan::login(addr, "late").await;
+    let refused = late.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(refused, json!({"reply": "join_refused", "refused": "full"}));
+    // The gateway knows the room is full (reading the event teaches the edge).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let detail = request(addr, "GET", "/api/events/6", &[], b"").await.json();
+        if detail["overview"]["full"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never full: {detail}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The waiting fan, from another device without its token: its place.
+    let again = waiter.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(again["reply"], "joined", "{again}");
+    assert_eq!(again["joined"]["fresh"], false, "{again}");
+    assert_eq!(again["joined"]["position"], position, "{again}");
+    assert_eq!(again["joined"]["status"]["status"], "waiting", "{again}");
+    // The admitted fan too: still admitted.
+    let again = shopper.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(again["joined"]["fresh"], false, "{again}");
+    assert_eq!(again["joined"]["status"]["status"], "admitted", "{again}");
+    // A new fan is still turned away, and nobody was added to the line.
+    let refused = late.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(refused, json!({"reply": "join_refused", "refused": "full"}));
+    let stats = ops(addr, "GET", "/api/ops/events/6/stats", &Value::Null).await;
+    assert_eq!(stats.json()["overview"]["waiting"], 1, "{stats:?}");
+}
+
 async fn edge_answers(addr: &str, answer: &str) -> f64 {
     let metrics = request(addr, "GET", "/metrics", &[], b"").await.body;
     let prefix = format!("onsale_edge_answers_total{{answer=\"{answer}\"}} ");

@@ -8,12 +8,12 @@ use axum::response::Response;
 use onsale_actors::clock::wall_now;
 use onsale_schema::api::{EventDetail, EventList, SessionRequest};
 use onsale_schema::message::{Command, JoinRefused, Reply};
-use onsale_schema::{ErrorCode, SaleState, SectionIdx};
+use onsale_schema::{ErrorCode, EventId, SaleState, SectionIdx};
 
 use super::{Gateway, parse_body, parse_event, reply_result, unexpected};
 use crate::auth;
 use crate::catalog::Search;
-use crate::edge::Lookup;
+use crate::edge::{EdgeState, Lookup};
 use crate::hub::HubMsg;
 use crate::reply::{ApiError, json_response};
 
@@ -132,32 +132,22 @@ pub(super) async fn command(
             format!("no event {}", event.0),
         ));
     }
+    // What the edge believed of the event when a fan joined.
+    let mut edge_believed = None;
     if let Command::Join { .. } = command {
-        // The edge: full, sold out and closed cost the event nothing.
-        let edge = match gw.edge.lookup(event) {
-            Lookup::Fresh(edge) => edge,
-            Lookup::Stale { state, refresh } => {
-                if refresh {
-                    gw.refresh_edge(event);
-                }
-                state
-            }
-            Lookup::Unknown => {
-                gw.sale_state(event).await?;
-                gw.edge.get(event).ok_or_else(|| {
-                    ApiError::new(ErrorCode::Busy, "the event's state is not known yet")
-                })?
-            }
-        };
+        let edge = edge_state(&gw, event).await?;
+        // The edge: sold out and closed cost the event nothing. A full
+        // room goes to the event, which answers a fan already in line
+        // with its place and refuses a new one without writing anything.
         if let Some(refused) = edge.refuse_join() {
             let answer = match refused {
-                JoinRefused::Full => "full",
                 JoinRefused::SoldOut => "sold_out",
                 _ => "closed",
             };
             metrics::counter!("onsale_edge_answers_total", "answer" => answer).increment(1);
             return reply_result(Reply::JoinRefused { refused });
         }
+        edge_believed = Some(edge);
     }
     gw.limits.check_fan(fan)?;
     let hold_done = match &command {
@@ -188,7 +178,10 @@ pub(super) async fn command(
             }
         }
         Reply::JoinRefused { refused } => {
-            if matches!(refused, JoinRefused::Full | JoinRefused::SoldOut) {
+            // Full as the edge believed: nothing to learn (and no second
+            // call to the event for every new fan refused while full).
+            let expected = *refused == JoinRefused::Full && edge_believed.is_some_and(|e| e.full);
+            if matches!(refused, JoinRefused::Full | JoinRefused::SoldOut) && !expected {
                 // The event knows better than the edge did: refresh it.
                 if let Reply::Overview { overview } = gw.node.call(event, Command::Overview).await {
                     gw.edge.learn(&overview);
@@ -198,6 +191,26 @@ pub(super) async fn command(
         _ => {}
     }
     reply_result(reply)
+}
+
+/// What the edge knows of `event`: its entry (a stale one is refreshed in
+/// the background), else a fresh overview.
+async fn edge_state(gw: &Gateway, event: EventId) -> Result<EdgeState, ApiError> {
+    match gw.edge.lookup(event) {
+        Lookup::Fresh(edge) => Ok(edge),
+        Lookup::Stale { state, refresh } => {
+            if refresh {
+                gw.refresh_edge(event);
+            }
+            Ok(state)
+        }
+        Lookup::Unknown => {
+            gw.sale_state(event).await?;
+            gw.edge
+                .get(event)
+                .ok_or_else(|| ApiError::new(ErrorCode::Busy, "the event's state is not known yet"))
+        }
+    }
 }
 
 /// The fan a command acts for; `None` for operator and provider commands,
