@@ -22,7 +22,7 @@ PORT_NGINX=18932
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx >/dev/null
 fi
-cargo build --release -q -p onsale-gateway --bin onsale
+cargo build --release -q -p onsale-node --bin onsale
 
 SCRATCH="$(mktemp -d /tmp/onsale-bench-edge.XXXXXX)"
 cleanup() {

@@ -19,7 +19,7 @@ FANS="${1:-19000}"
 PORT=18941
 TOKEN="operator token for the websocket bench"
 
-cargo build --release -q -p onsale-gateway --bin onsale
+cargo build --release -q -p onsale-node --bin onsale
 cargo build --release -q -p onsale-sim
 
 SCRATCH="$(mktemp -d /tmp/onsale-bench-ws.XXXXXX)"

@@ -33,7 +33,9 @@ cargo clippy -p onsale-cluster --all-targets --locked --features fdb -- -D warni
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== the run command works (the README's: a node with the demo events and the fan page)"
-cargo build --quiet --locked -p onsale-gateway --bin onsale
+# The test profile: the binary and libraries `cargo test` built already (and
+# the process tests started), not a second build of the workspace.
+cargo build --quiet --locked --profile test -p onsale-node --bin onsale
 run_dir="$(mktemp -d)"
 port=$((20000 + RANDOM % 20000))
 target/debug/onsale --demo --listen "127.0.0.1:$port" --store "$run_dir/demo.db" > "$run_dir/out.txt" 2> "$run_dir/err.txt" &
@@ -50,6 +52,6 @@ curl -fsS "http://127.0.0.1:$port/api/events" | grep -q "Onsale demo night"
 curl -fsS "http://127.0.0.1:$port/healthz" | grep -q ok
 kill "$run_pid"
 echo "== the deterministic demo table"
-cargo run --quiet --locked -p onsale-gateway --bin onsale -- --demo --fans 1500 > target/demo.txt
+cargo run --quiet --locked --profile test -p onsale-node --bin onsale -- --demo --fans 1500 > target/demo.txt
 grep -q "Every invariant held after every step" target/demo.txt
 tail -n 2 target/demo.txt

@@ -1108,7 +1108,7 @@
             return;
           case 'late':
             return showExpired(messageFor('payment_late'));
-          default: // hold_not_found: it expired, or it was already sold
+          default: // hold_not_found (409 now, below): expired, or sold
             state.paying = false;
             return refreshAfterLostHold(messageFor('hold_not_found'));
         }
@@ -1116,6 +1116,11 @@
       showError('Unexpected answer: ' + reply.reply);
     } catch (e) {
       $('pay-status').textContent = '';
+      if (e instanceof ApiError && e.code === 'hold_not_found') {
+        // 409: it expired, or it was already sold.
+        state.paying = false;
+        return refreshAfterLostHold(messageFor('hold_not_found'));
+      }
       failed(e);
     } finally {
       if (state.screen === 'checkout') {
@@ -1130,6 +1135,11 @@
     if (!h) return;
     try {
       await command({ cmd: 'release', hold: h.hold });
+    } catch (e) {
+      // 409 hold_not_found: gone already (expired, or sold): forget it too.
+      if (!(e instanceof ApiError && e.code === 'hold_not_found')) return failed(e);
+    }
+    try {
       storage.setFor('holds', state.event, null);
       state.hold = null;
       await refreshStatus();

@@ -2,10 +2,12 @@
 //!
 //! - [`EdgeCache`]: each event's sale state and full / sold-out flags, kept
 //!   current by the event's pushes (and by every overview the gateway
-//!   reads). A fresh `join` to an event that is full, sold out or closed
-//!   is answered here, so a flood of arrivals costs the event actor
-//!   nothing. A `resume` (a fan with a queue token) always goes through:
-//!   the fan may already have its place.
+//!   reads). A `join` to an event that is sold out or closed is answered
+//!   here, so a flood of arrivals costs the event actor nothing. "Full" is
+//!   not answered here: it turns away new fans only, and only the event
+//!   knows whether a fan is already in line (a fan joining again from
+//!   another device, without its queue token, must get its place back).
+//!   A `resume` (a fan with a queue token) always goes through.
 //! - [`Limits`]: a global rate limit and a per-fan one (governor's GCRA).
 //!   Excess gets 429 `rate_limited` with `Retry-After`.
 
@@ -29,13 +31,15 @@ pub struct EdgeState {
 }
 
 impl EdgeState {
-    /// The answer to a fresh join, if the edge can give it alone.
+    /// The answer to a join, if the edge can give it alone: sold out and
+    /// closed, which hold for every fan alike. A full room is not among
+    /// them: the event answers a fan already in line with its place and
+    /// refuses a new one, without writing anything.
     #[must_use]
     pub fn refuse_join(self) -> Option<JoinRefused> {
         match self.sale {
             SaleState::SoldOut => Some(JoinRefused::SoldOut),
             SaleState::Closed => Some(JoinRefused::Closed),
-            _ if self.full => Some(JoinRefused::Full),
             _ => None,
         }
     }
@@ -256,9 +260,11 @@ mod tests {
         cache.learn(&overview);
         assert_eq!(cache.get(EventId(1)).unwrap().refuse_join(), None);
         cache.apply(EventId(1), &Push::Full { full: true });
+        assert!(cache.get(EventId(1)).unwrap().full);
         assert_eq!(
             cache.get(EventId(1)).unwrap().refuse_join(),
-            Some(JoinRefused::Full)
+            None,
+            "full: the event decides, a fan in line gets its place"
         );
         cache.apply(EventId(1), &Push::SoldOut);
         assert_eq!(

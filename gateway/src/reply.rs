@@ -1,13 +1,16 @@
 //! Replies as HTTP responses, and the gateway's own errors.
 //!
 //! Every error body, whoever raised it, is a `Reply::Error`:
-//! `{"reply":"error","code":"...","message":"..."}` with a stable code.
-//! Business outcomes (`join_refused`, `hold_rejected`, ...) are 200 replies.
+//! `{"reply":"error","code":"...","message":"..."}` with a stable code, and
+//! each code has one status ([`status_of`]). Business outcomes of a fan's
+//! journey (`join_refused`, `hold_rejected`, a late payment, ...) are 200
+//! replies; an outcome that says the request named nothing real
+//! (`hold_not_found`) is answered as its error ([`over_http`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use onsale_schema::ErrorCode;
-use onsale_schema::message::Reply;
+use onsale_schema::message::{PaymentRefused, Reply};
 use serde::Serialize;
 
 /// An error raised by the gateway itself, with an optional Retry-After.
@@ -89,9 +92,41 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// A reply as an HTTP response: 200 unless it is `Reply::Error`. Busy and
-/// rate-limited errors carry `Retry-After: 1` unless the caller sets one.
+/// A reply as the HTTP API gives it: an event's outcome that names nothing
+/// real becomes the error with its code (`hold_not_found`, 409, whether a
+/// `release` or a `submit_payment` named the hold); every other reply is
+/// given as it is. Exhaustive on purpose: a new reply or refusal must be
+/// placed here.
+#[must_use]
+pub fn over_http(reply: Reply) -> Reply {
+    match reply {
+        Reply::PaymentRefused { refused } => match refused {
+            PaymentRefused::HoldNotFound => {
+                Reply::error(refused.code(), refused.code().description())
+            }
+            PaymentRefused::Late | PaymentRefused::Pending => Reply::PaymentRefused { refused },
+        },
+        Reply::Joined { .. }
+        | Reply::JoinRefused { .. }
+        | Reply::Status { .. }
+        | Reply::Overview { .. }
+        | Reply::SectionSeats { .. }
+        | Reply::HoldPlaced { .. }
+        | Reply::HoldRejected { .. }
+        | Reply::Released
+        | Reply::PaymentStarted { .. }
+        | Reply::PaymentSettled { .. }
+        | Reply::Sale { .. }
+        | Reply::Audit { .. }
+        | Reply::Error { .. } => reply,
+    }
+}
+
+/// A reply as an HTTP response ([`over_http`]): 200 unless it is an
+/// error. Busy and rate-limited errors carry `Retry-After: 1` unless the
+/// caller sets one.
 pub fn reply_response(reply: Reply) -> Response {
+    let reply = over_http(reply);
     let status = match &reply {
         Reply::Error { code, .. } => status_of(*code),
         _ => StatusCode::OK,
@@ -148,6 +183,28 @@ mod tests {
         assert_eq!(status_of(ErrorCode::Forbidden), StatusCode::FORBIDDEN);
         for code in ErrorCode::ALL {
             assert!(status_of(*code).is_client_error() || status_of(*code).is_server_error());
+        }
+    }
+
+    #[test]
+    fn an_unknown_hold_is_409_hold_not_found_and_other_refusals_stay_200() {
+        let response = reply_response(Reply::PaymentRefused {
+            refused: PaymentRefused::HoldNotFound,
+        });
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            over_http(Reply::PaymentRefused {
+                refused: PaymentRefused::HoldNotFound
+            }),
+            Reply::error(
+                ErrorCode::HoldNotFound,
+                ErrorCode::HoldNotFound.description()
+            )
+        );
+        for refused in [PaymentRefused::Late, PaymentRefused::Pending] {
+            let reply = Reply::PaymentRefused { refused };
+            assert_eq!(over_http(reply.clone()), reply);
+            assert_eq!(reply_response(reply).status(), StatusCode::OK);
         }
     }
 

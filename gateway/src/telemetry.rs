@@ -3,7 +3,7 @@
 //! Names (all prefixed `onsale_`):
 //! - `http_requests_total{route,status}`: every HTTP answer.
 //! - `edge_answers_total{answer}`: joins answered from the edge cache
-//!   (`full`, `sold_out`, `closed`) without asking the event.
+//!   (`sold_out`, `closed`) without asking the event.
 //! - `rate_limited_total{scope}`: 429s, `global` or `fan`.
 //! - `ws_connections`: open fan websockets (gauge).
 //! - `ws_frames_sent_total`, `ws_slow_closed_total`, `ws_bad_frames_total`.

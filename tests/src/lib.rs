@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -88,10 +89,69 @@ pub fn spec(event: u64, venue_json: String, config: EventConfig) -> EventSpec {
     }
 }
 
-/// A node process under test.
 /// The operators' bearer token every test node is started with.
 pub const OPERATOR_TOKEN: &str = "operator token for tests";
 
+/// The `onsale` binary, the very program users run (built from `node/`),
+/// beside this test executable: `target/<profile>/onsale`.
+///
+/// The first call in a test process runs `cargo build` for it, so that
+/// `cargo test -p onsale-tests` alone works and never starts a stale
+/// binary (`cargo test --workspace` has built one already: `node/` has
+/// integration tests of its own).
+///
+/// The build uses the profile `cargo test` builds everything with (`test`
+/// in `target/debug`, `release` in `target/release`), so the libraries
+/// are shared with the test build. With the `dev` profile, every
+/// alternation of `cargo test` and this build would recompile the whole
+/// workspace at another opt-level. What may still differ: features that
+/// dev-dependencies turn on in a few third-party crates under
+/// `cargo test --workspace` (clap, regex-syntax, rustix); cargo keeps each
+/// variant, so after a change only the binary itself is built twice.
+pub fn onsale_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_onsale().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!("the onsale binary: {e}"))
+}
+
+fn build_onsale() -> anyhow::Result<PathBuf> {
+    // target/<profile>/deps/<test executable>
+    let exe = std::env::current_exe().context("the test executable's path")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test executable is not in target/<profile>/deps")?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "test",
+        Some("release") => "release",
+        other => bail!("unexpected target directory {other:?} for the test executable"),
+    };
+    let target_dir = profile_dir
+        .parent()
+        .context("the test executable is not in target/<profile>/deps")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--locked", "--profile", profile])
+        .args(["-p", "onsale-node", "--bin", "onsale"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .status()
+        .context("running cargo build for the onsale binary")?;
+    if !status.success() {
+        bail!("cargo build -p onsale-node --bin onsale failed: {status}");
+    }
+    let bin = profile_dir.join("onsale");
+    if !bin.is_file() {
+        bail!("{} is missing after cargo build", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A node process under test: the `onsale` binary on a scratch store.
 #[derive(Debug)]
 pub struct NodeProcess {
     bin: PathBuf,
@@ -106,12 +166,10 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Start the node binary `bin` (tests pass
-    /// `env!("CARGO_BIN_EXE_onsale-node-under-test")`) on `store`, serving
-    /// the node RPC on a free port.
-    pub fn start(bin: &str, store: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+    /// Start `onsale` on `store`, serving the node RPC on a free port.
+    pub fn start(store: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
         let mut node = NodeProcess {
-            bin: PathBuf::from(bin),
+            bin: onsale_binary()?,
             child: None,
             addr: format!("127.0.0.1:{}", free_port()),
             store: store.to_path_buf(),
@@ -123,12 +181,12 @@ impl NodeProcess {
         Ok(node)
     }
 
-    /// Start the node binary serving only the HTTP gateway, on a free port
+    /// Start `onsale` serving only the HTTP gateway, on a free port
     /// (`addr` is then the HTTP address). Tests pass `--demo` in `extra` to
     /// get the demo event.
-    pub fn start_http(bin: &str, store: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+    pub fn start_http(store: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
         let mut node = NodeProcess {
-            bin: PathBuf::from(bin),
+            bin: onsale_binary()?,
             child: None,
             addr: format!("127.0.0.1:{}", free_port()),
             store: store.to_path_buf(),

@@ -12,7 +12,6 @@ use onsale_schema::snapshot::{EventSnapshot, JournalEntry, JournalRecord, SCHEMA
 use onsale_schema::{ErrorCode, EventConfig, EventId, FanId, Millis, Position};
 use onsale_tests::{NodeProcess, now_ms, scratch_dir, spec, venue_json};
 
-const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
 const GOOD: EventId = EventId(1);
 
 /// A valid snapshot of a fresh event, as the node itself would write it.
@@ -106,7 +105,7 @@ async fn corrupt_stored_state_is_refused_clearly_and_other_events_go_on() {
             plant(&store, EventId(100 + i as u64), damage);
         }
     }
-    let node = NodeProcess::start(NODE, &path, &["--lease-ttl-ms", "1000"])
+    let node = NodeProcess::start(&path, &["--lease-ttl-ms", "1000"])
         .expect("node starts despite bad data");
     let client = Client::connect(&node.addr).await.expect("connects");
     let created = client
@@ -182,7 +181,7 @@ async fn corrupt_stored_state_is_refused_clearly_and_other_events_go_on() {
 async fn a_store_that_fails_every_write_gets_nothing_acknowledged() {
     let dir = scratch_dir("failing-store");
     let path = dir.join("onsale.db");
-    let node = NodeProcess::start(NODE, &path, &["--fault-fail-every", "1"]).expect("node starts");
+    let node = NodeProcess::start(&path, &["--fault-fail-every", "1"]).expect("node starts");
     let client = Client::connect(&node.addr).await.expect("connects");
     let created = client
         .create_event(spec(GOOD.0, venue_json(1, 1, 10), EventConfig::default()))

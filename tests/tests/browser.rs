@@ -21,7 +21,6 @@ use onsale_tests::{NodeProcess, now_ms, scratch_dir};
 use serde_json::{Value, json};
 use webdriver::{Browser, Driver, WAIT, Window};
 
-const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
 /// A phone (the journey) and a laptop (the rest).
 const PHONE: Window = Window {
     width: 390,
@@ -57,7 +56,7 @@ impl Site {
 
     fn start_with(name: &str, extra: &[&str]) -> anyhow::Result<Site> {
         let store = scratch_dir(name).join("browser.db");
-        let node = NodeProcess::start_http(NODE, &store, extra)?;
+        let node = NodeProcess::start_http(&store, extra)?;
         Ok(Site { node })
     }
 

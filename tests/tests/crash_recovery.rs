@@ -25,7 +25,6 @@ use onsale_schema::message::{
 use onsale_schema::{EventConfig, EventId, FanId, HoldId, Millis, OrderId, PaymentId, SeatIdx};
 use onsale_tests::{NodeProcess, Rng, now_ms, scratch_dir, spec, venue_json};
 
-const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
 const EVENT: EventId = EventId(42);
 const CHECKOUT_MS: u64 = 1_500;
 const PROVIDER_TIMEOUT_MS: u64 = 4_000;
@@ -82,7 +81,6 @@ async fn run_seed(seed: u64, crashes: u32) {
     let dir = scratch_dir(&format!("crash-{seed}"));
     let store = dir.join("onsale.db");
     let mut node = NodeProcess::start(
-        NODE,
         &store,
         &[
             "--provider",
@@ -459,7 +457,7 @@ async fn an_acknowledgement_is_never_ahead_of_the_store() {
         "--lease-ttl-ms",
         "1000",
     ];
-    let mut node = NodeProcess::start(NODE, &store, &args).expect("node starts");
+    let mut node = NodeProcess::start(&store, &args).expect("node starts");
     let client = Client::connect(&node.addr).await.expect("connects");
     let created = client
         .create_event(spec(EVENT.0, venue_json(1, 2, 10), config()))

@@ -15,7 +15,6 @@ use onsale_schema::message::{
 use onsale_schema::{ErrorCode, EventConfig, EventId, FanId, SeatIdx};
 use onsale_tests::{NodeProcess, scratch_dir, spec, venue_json};
 
-const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
 const EVENT: EventId = EventId(7);
 
 async fn call(client: &Client, command: Command) -> Reply {
@@ -49,7 +48,7 @@ async fn a_paused_owner_is_fenced_and_its_successor_keeps_everything() {
     let dir = scratch_dir("fencing");
     let store = dir.join("onsale.db");
     let args = ["--provider", "webhook", "--lease-ttl-ms", "600"];
-    let node_a = NodeProcess::start(NODE, &store, &args).expect("node A");
+    let node_a = NodeProcess::start(&store, &args).expect("node A");
     let a = Client::connect(&node_a.addr).await.expect("A");
     let config = EventConfig {
         shopping_window_ms: 60_000,
@@ -87,7 +86,7 @@ async fn a_paused_owner_is_fenced_and_its_successor_keeps_everything() {
     };
 
     // B starts on the same store while A owns the event: B leaves it alone.
-    let node_b = NodeProcess::start(NODE, &store, &args).expect("node B");
+    let node_b = NodeProcess::start(&store, &args).expect("node B");
     let b = Client::connect(&node_b.addr).await.expect("B");
 
     node_a.signal("STOP");

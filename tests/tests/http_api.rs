@@ -10,13 +10,11 @@ use onsale_tests::client::{Fan, Response, create_open_event, ops, request};
 use onsale_tests::{NodeProcess, now_ms, scratch_dir, venue_json};
 use serde_json::{Value, json};
 
-const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
-
 fn demo(name: &str, extra: &[&str]) -> NodeProcess {
     let store = scratch_dir(name).join("demo.db");
     let mut args = vec!["--demo"];
     args.extend_from_slice(extra);
-    NodeProcess::start_http(NODE, &store, &args).expect("the demo gateway starts")
+    NodeProcess::start_http(&store, &args).expect("the demo gateway starts")
 }
 
 fn expect(response: &Response, status: u16, code: &str) {
@@ -141,10 +139,41 @@ async fn a_fan_buys_two_seats_over_http() {
         assert!(Instant::now() < deadline, "not purchased: {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The hold is sold: paying for it or releasing it again names no open
+    // hold, 409 `hold_not_found` as the error table says.
     let again = fan
-        .call(1, json!({"cmd": "submit_payment", "hold": hold}))
+        .send(1, json!({"cmd": "submit_payment", "hold": hold}))
         .await;
-    assert_eq!(again["reply"], "payment_refused", "{again}");
+    expect(&again, 409, "hold_not_found");
+    let release = fan.send(1, json!({"cmd": "release", "hold": hold})).await;
+    expect(&release, 409, "hold_not_found");
+}
+
+/// Releasing a hold that does not exist is 409 `hold_not_found` (it was
+/// 200 `payment_refused`), and a real release is 200 `released`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_an_unknown_hold_is_409_hold_not_found() {
+    let node = demo("http-release", &[]);
+    let fan = Fan::login(&node.addr, "rita").await;
+    fan.call(1, json!({"cmd": "join"})).await;
+    wait_status(&fan, 1, "admitted").await;
+    let unknown = fan
+        .send(1, json!({"cmd": "release", "hold": 987_654}))
+        .await;
+    expect(&unknown, 409, "hold_not_found");
+
+    let held = fan
+        .call(
+            1,
+            json!({"cmd": "hold", "request": {"kind": "best", "count": 1, "area": {"in": "anywhere"}}}),
+        )
+        .await;
+    assert_eq!(held["reply"], "hold_placed", "{held}");
+    let hold = held["placed"]["hold"].clone();
+    let released = fan.call(1, json!({"cmd": "release", "hold": hold})).await;
+    assert_eq!(released, json!({"reply": "released"}));
+    let twice = fan.send(1, json!({"cmd": "release", "hold": hold})).await;
+    expect(&twice, 409, "hold_not_found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,6 +250,16 @@ async fn bad_requests_get_stable_error_codes() {
         &request(addr, "POST", path, &headers, oversized.as_bytes()).await,
         413,
         "payload_too_large",
+    );
+    // A gateway without a webhook secret refuses every webhook call.
+    let unsigned = br#"{"event":1,"payment":1,"answer":"confirmed"}"#;
+    let webhook = request(addr, "POST", "/api/webhooks/payments", &[], unsigned).await;
+    expect(&webhook, 403, "forbidden");
+    assert!(
+        webhook.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("webhooks are off")),
+        "{webhook:?}"
     );
     expect(
         &fan.send(99, json!({"cmd": "join"})).await,
@@ -319,6 +358,8 @@ async fn operators_create_events_and_the_edge_answers_sold_out() {
     }
     let stats = ops(addr, "GET", "/api/ops/events/5/stats", &Value::Null).await;
     assert_eq!(stats.json()["overview"]["sale"], "sold_out", "{stats:?}");
+    // Sold out is not "full" (protocol.md says so): `full` is false.
+    assert_eq!(stats.json()["overview"]["full"], false, "{stats:?}");
 
     // Late fans are told "sold out" by the edge, not the event.
     let edge_before = edge_answers(addr, "sold_out").await;
@@ -340,6 +381,81 @@ async fn operators_create_events_and_the_edge_answers_sold_out() {
         .await
         .json();
     assert_eq!(listed["events"][0]["sale"], "sold_out", "{listed}");
+    assert_eq!(listed["events"][0]["full"], false, "{listed}");
+}
+
+/// Event creation carries a whole venue: its body may be far over the
+/// 64 KiB every other route allows (protocol.md, Operators).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_may_send_venues_over_the_fan_routes_body_limit() {
+    let node = demo("http-big-venue", &[]);
+    let addr = node.addr.as_str();
+    // 40 sections of 20 rows of 25 seats: 20,000 seats.
+    let venue = venue_json(40, 20, 25);
+    let body = json!({"event": 7, "name": "Big Hall", "city": "Loopback",
+                      "starts_at": 1_900_000_000_000u64,
+                      "venue": serde_json::from_str::<Value>(&venue).unwrap(),
+                      "config": {}});
+    let size = body.to_string().len();
+    assert!(size > 200 * 1024, "the venue is only {size} bytes");
+    let created = ops(addr, "POST", "/api/ops/events", &body).await;
+    assert_eq!(created.status, 200, "{created:?}");
+    assert_eq!(created.json()["overview"]["capacity"], 20_000);
+    // The same size on the sale route is refused.
+    let padded = json!({"command": "open", "pad": "x".repeat(size)});
+    let refused = ops(addr, "POST", "/api/ops/events/7/sale", &padded).await;
+    expect(&refused, 413, "payload_too_large");
+}
+
+/// A fan already in line who joins again (another device, no queue token)
+/// while the room is full gets its place back, not the edge's "full";
+/// a new fan is still turned away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_in_line_joining_again_while_the_room_is_full_keeps_its_place() {
+    let node = demo("http-full-rejoin", &[]);
+    let addr = node.addr.as_str();
+    // One ticket and a full factor of 1: one fan shopping and one waiting
+    // fill the room.
+    create_open_event(addr, 6, &venue_json(1, 1, 1), json!({"full_factor": 1})).await;
+    let shopper = Fan::login(addr, "shopper").await;
+    let first = shopper.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(first["reply"], "joined", "{first}");
+    wait_status(&shopper, 6, "admitted").await;
+    let waiter = Fan::login(addr, "waiter").await;
+    let joined = waiter.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(joined["reply"], "joined", "{joined}");
+    assert_eq!(joined["joined"]["status"]["status"], "waiting", "{joined}");
+    let position = joined["joined"]["position"].clone();
+
+    let late = Fan::login(addr, "late").await;
+    let refused = late.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(refused, json!({"reply": "join_refused", "refused": "full"}));
+    // The gateway knows the room is full (reading the event teaches the edge).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let detail = request(addr, "GET", "/api/events/6", &[], b"").await.json();
+        if detail["overview"]["full"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never full: {detail}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The waiting fan, from another device without its token: its place.
+    let again = waiter.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(again["reply"], "joined", "{again}");
+    assert_eq!(again["joined"]["fresh"], false, "{again}");
+    assert_eq!(again["joined"]["position"], position, "{again}");
+    assert_eq!(again["joined"]["status"]["status"], "waiting", "{again}");
+    // The admitted fan too: still admitted.
+    let again = shopper.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(again["joined"]["fresh"], false, "{again}");
+    assert_eq!(again["joined"]["status"]["status"], "admitted", "{again}");
+    // A new fan is still turned away, and nobody was added to the line.
+    let refused = late.call(6, json!({"cmd": "join"})).await;
+    assert_eq!(refused, json!({"reply": "join_refused", "refused": "full"}));
+    let stats = ops(addr, "GET", "/api/ops/events/6/stats", &Value::Null).await;
+    assert_eq!(stats.json()["overview"]["waiting"], 1, "{stats:?}");
 }
 
 async fn edge_answers(addr: &str, answer: &str) -> f64 {

@@ -11,11 +11,9 @@ use onsale_sim::load::coordinator::{self, LoadOptions};
 use onsale_sim::load::report::{LoadReport, summary};
 use onsale_tests::{NodeProcess, OPERATOR_TOKEN, scratch_dir, venue_json};
 
-const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
-
 fn demo(name: &str) -> NodeProcess {
     let store = scratch_dir(name).join("demo.db");
-    NodeProcess::start_http(NODE, &store, &["--demo"]).expect("the demo gateway starts")
+    NodeProcess::start_http(&store, &["--demo"]).expect("the demo gateway starts")
 }
 
 /// Run `onsale-sim load` with these words (split on spaces), then `extra`.

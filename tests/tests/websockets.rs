@@ -9,12 +9,11 @@ use onsale_tests::client::{Fan, FanSocket, Incoming, answer_payment, create_open
 use onsale_tests::{NodeProcess, scratch_dir, venue_json};
 use serde_json::{Value, json};
 
-const NODE: &str = env!("CARGO_BIN_EXE_onsale-node-under-test");
 const WAIT: Duration = Duration::from_secs(15);
 
 fn gateway(name: &str) -> NodeProcess {
     let store = scratch_dir(name).join("ws.db");
-    NodeProcess::start_http(NODE, &store, &["--demo"]).expect("the gateway starts")
+    NodeProcess::start_http(&store, &["--demo"]).expect("the gateway starts")
 }
 
 async fn watch(fan: &Fan, event: u64, token: Option<&str>) -> (FanSocket, Value) {
@@ -169,7 +168,6 @@ async fn a_declined_payment_is_pushed_to_the_fan() {
     let secret = "websocket webhook secret";
     let store = scratch_dir("ws-declined").join("ws.db");
     let node = NodeProcess::start_http(
-        NODE,
         &store,
         &[
             "--demo",

@@ -8,8 +8,10 @@
 //! only to that fan's connections. A frame for many fans is encoded once.
 //!
 //! **Messages.** [`HubMsg`] from connections (watch, view, hold, gone), the
-//! node's push stream, and a tick every [`TICK`] (hold-expiry warnings;
-//! position and estimated wait every [`POSITION_EVERY`]).
+//! node's push stream, and a tick every [`TICK`] (position and estimated
+//! wait every [`POSITION_EVERY`]). Hold-expiry warnings are the event's
+//! own pushes (`HoldExpiring`), whichever gateway placed the hold: the hub
+//! only delivers them.
 //!
 //! **Capacity.** The control channel is bounded ([`CONTROL_QUEUE`]);
 //! connections wait for room (backpressure). Each connection's outbox is
@@ -21,21 +23,27 @@
 //!
 //! **Shutdown.** The hub ends when the node's push stream closes.
 
-use std::cell::RefCell;
-use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod frame;
+mod outbox;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use onsale_cluster::node::Node;
 use onsale_schema::api::WsPush;
 use onsale_schema::message::{Command, FanStatus, Push, Reply};
-use onsale_schema::{EventId, FanId, HoldId, Millis, Position, SectionIdx, limits};
+use onsale_schema::{EventId, FanId, Millis, Position, SectionIdx};
 use rustc_hash::{FxHashMap, FxHashSet};
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
+
+pub use frame::{Delivery, admitted, delivery, encode};
+pub use outbox::{DEFERRED_FRAMES_MAX, Outbox};
 
 use crate::edge::EdgeCache;
+use outbox::Wakes;
 
 /// How often the hub wakes on its own.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -43,108 +51,13 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub const POSITION_EVERY: Duration = Duration::from_secs(2);
 /// Waiting fans are told their position in this many slices, one per tick.
 const POSITION_SLICES: u64 = POSITION_EVERY.as_millis() as u64 / TICK.as_millis() as u64;
-/// Hold-expiry warnings go out this long before the deadline.
-pub const HOLD_WARNING_MS: u64 = 60_000;
 /// Pushes the hub queues before waking the connections it queued for.
 pub const PUSH_BATCH_MAX: usize = 64;
-/// Frames the hub queues for one connection before waking it anyway,
-/// batch or not (far below the outbox's limit).
-pub const DEFERRED_FRAMES_MAX: usize = 32;
 /// Control messages queued for the hub.
 pub const CONTROL_QUEUE: usize = 65_536;
 
 /// A fan connection's id, unique within this gateway.
 pub type ConnId = u64;
-
-/// Frames waiting to be written to one connection.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    queue: Mutex<VecDeque<Bytes>>,
-    notify: Notify,
-    closed: AtomicBool,
-    recheck: AtomicBool,
-    /// Frames were queued by the hub and the connection is not woken yet.
-    wake_due: AtomicBool,
-}
-
-impl Outbox {
-    /// Queue a frame and wake the connection. False (and the outbox
-    /// closes) when the connection is too far behind; false when it is
-    /// closed already.
-    pub fn push(&self, frame: Bytes) -> bool {
-        let queued = self.enqueue(frame).is_some();
-        if queued {
-            self.notify.notify_one();
-        }
-        queued
-    }
-
-    /// Queue a frame without waking the connection. True when the caller
-    /// must [`wake`](Self::wake) it later (the first frame since the last
-    /// wake). A connection with [`DEFERRED_FRAMES_MAX`] frames queued is
-    /// woken at once: it must drain long before its outbox overflows.
-    fn push_deferred(&self, frame: Bytes) -> bool {
-        let Some(queued) = self.enqueue(frame) else {
-            return false;
-        };
-        if queued >= DEFERRED_FRAMES_MAX {
-            self.notify.notify_one();
-        }
-        !self.wake_due.swap(true, Ordering::AcqRel)
-    }
-
-    fn wake(&self) {
-        self.wake_due.store(false, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    /// Queue a frame; how many are queued now, or `None` if refused.
-    fn enqueue(&self, frame: Bytes) -> Option<usize> {
-        if self.closed.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut queue = self.queue.lock().expect("not poisoned");
-        if queue.len() >= limits::WS_OUTBOX_FRAMES_MAX {
-            drop(queue);
-            metrics::counter!("onsale_ws_slow_closed_total").increment(1);
-            self.close();
-            return None;
-        }
-        queue.push_back(frame);
-        Some(queue.len())
-    }
-
-    /// Take every queued frame.
-    pub fn take(&self) -> VecDeque<Bytes> {
-        std::mem::take(&mut *self.queue.lock().expect("not poisoned"))
-    }
-
-    /// Wait until a frame is queued or the outbox closes.
-    pub async fn ready(&self) {
-        self.notify.notified().await;
-    }
-
-    /// Ask the connection to reread its fan's status from the event.
-    pub fn request_recheck(&self) {
-        self.recheck.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    /// Whether a recheck was asked for (and clear the request).
-    pub fn take_recheck(&self) -> bool {
-        self.recheck.swap(false, Ordering::AcqRel)
-    }
-
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    #[must_use]
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-}
 
 /// What connections tell the hub.
 #[derive(Debug)]
@@ -162,15 +75,6 @@ pub enum HubMsg {
         conn: ConnId,
         section: Option<SectionIdx>,
     },
-    /// The fan holds seats until `deadline`: warn it before.
-    Hold {
-        event: EventId,
-        fan: FanId,
-        hold: HoldId,
-        deadline: Millis,
-    },
-    /// The hold was paid for or released: no warning.
-    HoldDone { event: EventId, hold: HoldId },
     /// The connection closed.
     Gone { conn: ConnId },
     /// An HTTP command told `fan` where it stands (join, resume, leave,
@@ -222,7 +126,6 @@ pub fn spawn(node: Node, edge: Arc<EdgeCache>) -> HubHandle {
         conns: FxHashMap::default(),
         rooms: FxHashMap::default(),
         frontiers: FxHashMap::default(),
-        warnings: BTreeSet::new(),
         position_tick: 0,
     };
     tokio::spawn(hub.run(rx, pushes));
@@ -302,28 +205,6 @@ impl Room {
     }
 }
 
-/// Connections the hub queued frames for, woken together once the pushes
-/// at hand are all queued. Pushes released together (an event opening its
-/// sale says "open" and "admitted through P" at once) then reach each fan
-/// in one write: woken after the first push, a connection would write it
-/// alone while the hub still queued the second.
-#[derive(Debug, Default)]
-struct Wakes(RefCell<Vec<Arc<Outbox>>>);
-
-impl Wakes {
-    fn send(&self, outbox: &Arc<Outbox>, frame: Bytes) {
-        if outbox.push_deferred(frame) {
-            self.0.borrow_mut().push(Arc::clone(outbox));
-        }
-    }
-
-    fn wake_all(&self) {
-        for outbox in self.0.borrow_mut().drain(..) {
-            outbox.wake();
-        }
-    }
-}
-
 struct Hub {
     wakes: Wakes,
     node: Node,
@@ -333,13 +214,7 @@ struct Hub {
     /// Each event's admission frontier, kept even while no fan here
     /// watches it, so a room made later starts from the truth.
     frontiers: FxHashMap<EventId, Position>,
-    /// (warn at, event, fan, hold, deadline)
-    warnings: BTreeSet<(Millis, EventId, FanId, HoldId, Millis)>,
     position_tick: u64,
-}
-
-fn encode(push: &WsPush) -> Bytes {
-    crate::ws_frame::json_frame(push)
 }
 
 impl Hub {
@@ -455,18 +330,6 @@ impl Hub {
                 }
                 c.section = section;
             }
-            HubMsg::Hold {
-                event,
-                fan,
-                hold,
-                deadline,
-            } => {
-                let warn_at = Millis(deadline.0.saturating_sub(HOLD_WARNING_MS));
-                self.warnings.insert((warn_at, event, fan, hold, deadline));
-            }
-            HubMsg::HoldDone { event, hold } => {
-                self.warnings.retain(|w| !(w.1 == event && w.3 == hold));
-            }
             HubMsg::FanStatus { event, fan, status } => {
                 let Some(room) = self.rooms.get_mut(&event) else {
                     return;
@@ -530,173 +393,88 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(&event) else {
             return;
         };
-        match push {
-            Push::AdmittedThrough {
-                position,
+        // The hub's own books first: who is no longer waiting.
+        if let Push::FanAdmitted { fan, .. } = &push {
+            for conn in room.by_fan.get(fan).into_iter().flatten() {
+                if let Some(c) = self.conns.get_mut(conn) {
+                    if let Some(p) = c.waiting.take() {
+                        room.waiting.remove(&(p, *conn));
+                    }
+                    c.in_turn = true;
+                }
+            }
+        }
+        match frame::delivery(event, push) {
+            Delivery::AdmittedThrough {
+                through,
                 decided_at,
-            } => {
-                room.admitted_through = room.admitted_through.max(position);
-                room.note_admissions(position);
-                let heard = onsale_actors::clock::wall_now();
-                let fan_out = Instant::now();
-                let mut told = 0u64;
-                while let Some(&(p, conn)) = room.waiting.first() {
-                    if p > position {
-                        break;
-                    }
-                    room.waiting.pop_first();
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.waiting = None;
-                        c.in_turn = true;
-                        let frame = encode(&WsPush::Admitted {
-                            event,
-                            position: p,
-                            decided_at,
-                        });
-                        self.wakes.send(&c.outbox, frame);
-                        told += 1;
-                    }
-                }
-                metrics::counter!("onsale_admissions_pushed_total").increment(told);
-                if told > 0 {
-                    // From the decision to the hub hearing of it (the
-                    // journal made durable, the push through the node).
-                    let push_delay_ms = heard.saturating_sub(decided_at);
-                    tracing::debug!(
-                        %event,
-                        told,
-                        push_delay_ms,
-                        fan_out_us = fan_out.elapsed().as_micros() as u64,
-                        "admissions fanned out"
-                    );
-                    metrics::histogram!("onsale_admission_push_delay_ms")
-                        .record(push_delay_ms as f64);
-                }
-            }
-            Push::FanAdmitted {
-                fan,
-                position,
+            } => Self::admit_through(
+                &mut self.conns,
+                &self.wakes,
+                room,
+                event,
+                through,
                 decided_at,
-            } => {
-                let frame = encode(&WsPush::Admitted {
-                    event,
-                    position,
-                    decided_at,
-                });
-                for conn in room.by_fan.get(&fan).into_iter().flatten() {
-                    if let Some(c) = self.conns.get_mut(conn) {
-                        if let Some(p) = c.waiting.take() {
-                            room.waiting.remove(&(p, *conn));
-                        }
-                        c.in_turn = true;
-                        self.wakes.send(&c.outbox, frame.clone());
-                    }
-                }
+            ),
+            Delivery::Room(push) => {
+                Self::to_room(&self.conns, &self.wakes, room, &encode(&push));
             }
-            Push::Full { full } => {
-                Self::to_room(
-                    &self.conns,
-                    &self.wakes,
-                    room,
-                    &encode(&WsPush::Full { event, full }),
-                );
-            }
-            Push::SoldOut => {
-                Self::to_room(
-                    &self.conns,
-                    &self.wakes,
-                    room,
-                    &encode(&WsPush::SoldOut { event }),
-                );
-            }
-            Push::Sale { state } => {
-                Self::to_room(
-                    &self.conns,
-                    &self.wakes,
-                    room,
-                    &encode(&WsPush::Sale { event, state }),
-                );
-            }
-            Push::SeatsChanged {
-                section,
-                seats,
-                available,
-            } => {
+            Delivery::Viewers { section, push } => {
                 let Some(viewers) = room.viewers.get(&section) else {
                     return;
                 };
-                let frame = encode(&WsPush::SeatsChanged {
-                    event,
-                    section,
-                    seats,
-                    available,
-                });
+                let frame = encode(&push);
                 for conn in viewers {
                     if let Some(c) = self.conns.get(conn) {
                         self.wakes.send(&c.outbox, frame.clone());
                     }
                 }
             }
-            Push::HoldExpiring {
-                fan,
-                hold,
-                deadline,
-            } => Self::to_fan(
-                &self.conns,
-                &self.wakes,
-                room,
-                fan,
-                &encode(&WsPush::HoldExpiring {
-                    event,
-                    hold,
-                    deadline,
-                }),
-            ),
-            Push::HoldExpired { fan, hold } => {
-                self.warnings.retain(|w| !(w.1 == event && w.3 == hold));
-                Self::to_fan(
-                    &self.conns,
-                    &self.wakes,
-                    room,
-                    fan,
-                    &encode(&WsPush::HoldExpired { event, hold }),
-                );
+            Delivery::Fan { fan, push } => {
+                Self::to_fan(&self.conns, &self.wakes, room, fan, &encode(&push));
             }
-            Push::AdmissionExpired { fan } => Self::to_fan(
-                &self.conns,
-                &self.wakes,
-                room,
-                fan,
-                &encode(&WsPush::AdmissionExpired { event }),
-            ),
-            Push::PaymentDeclined {
-                fan,
-                hold,
-                retry_until,
-                reason,
-            } => Self::to_fan(
-                &self.conns,
-                &self.wakes,
-                room,
-                fan,
-                &encode(&WsPush::PaymentDeclined {
-                    event,
-                    hold,
-                    retry_until,
-                    reason,
-                }),
-            ),
-            Push::Purchased { fan, order, seats } => Self::to_fan(
-                &self.conns,
-                &self.wakes,
-                room,
-                fan,
-                &encode(&WsPush::Purchased {
-                    event,
-                    order,
-                    seats,
-                }),
-            ),
+        }
+    }
+
+    /// Tell every fan waiting at or below `through` that its turn came.
+    fn admit_through(
+        conns: &mut FxHashMap<ConnId, Conn>,
+        wakes: &Wakes,
+        room: &mut Room,
+        event: EventId,
+        through: Position,
+        decided_at: Millis,
+    ) {
+        room.admitted_through = room.admitted_through.max(through);
+        room.note_admissions(through);
+        let heard = onsale_actors::clock::wall_now();
+        let fan_out = Instant::now();
+        let mut told = 0u64;
+        while let Some(&(p, conn)) = room.waiting.first() {
+            if p > through {
+                break;
+            }
+            room.waiting.pop_first();
+            if let Some(c) = conns.get_mut(&conn) {
+                c.waiting = None;
+                c.in_turn = true;
+                wakes.send(&c.outbox, encode(&frame::admitted(event, p, decided_at)));
+                told += 1;
+            }
+        }
+        metrics::counter!("onsale_admissions_pushed_total").increment(told);
+        if told > 0 {
+            // From the decision to the hub hearing of it (the journal made
+            // durable, the push through the node).
+            let push_delay_ms = heard.saturating_sub(decided_at);
+            tracing::debug!(
+                %event,
+                told,
+                push_delay_ms,
+                fan_out_us = fan_out.elapsed().as_micros() as u64,
+                "admissions fanned out"
+            );
+            metrics::histogram!("onsale_admission_push_delay_ms").record(push_delay_ms as f64);
         }
     }
 
@@ -723,22 +501,6 @@ impl Hub {
     }
 
     fn on_tick(&mut self) {
-        let now = onsale_actors::clock::wall_now();
-        while let Some(&first) = self.warnings.first() {
-            let (warn_at, event, fan, hold, deadline) = first;
-            if warn_at > now {
-                break;
-            }
-            self.warnings.pop_first();
-            if let Some(room) = self.rooms.get(&event) {
-                let frame = encode(&WsPush::HoldExpiring {
-                    event,
-                    hold,
-                    deadline,
-                });
-                Self::to_fan(&self.conns, &self.wakes, room, fan, &frame);
-            }
-        }
         // Each tick tells one slice of the waiting fans, so that every fan
         // hears every POSITION_EVERY without a burst of frames (19,000 at
         // once would delay an admission landing just behind it).
@@ -798,61 +560,5 @@ impl Hub {
                 self.on_push(event, Push::Sale { state: sale });
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn frames_queued_together_wake_the_connection_once_after_the_last() {
-        let outbox = Arc::new(Outbox::default());
-        let wakes = Wakes::default();
-        wakes.send(&outbox, Bytes::from_static(b"sale open"));
-        wakes.send(&outbox, Bytes::from_static(b"admitted"));
-        assert_eq!(wakes.0.borrow().len(), 1, "one wake for both frames");
-        // Not woken yet: the connection would write the first frame alone.
-        let early = tokio::time::timeout(Duration::from_millis(20), outbox.ready()).await;
-        assert!(early.is_err());
-        wakes.wake_all();
-        outbox.ready().await;
-        assert_eq!(outbox.take(), [&b"sale open"[..], &b"admitted"[..]]);
-        // The next frame asks for a wake again.
-        wakes.send(&outbox, Bytes::from_static(b"position"));
-        assert_eq!(wakes.0.borrow().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_connection_sent_many_frames_in_one_batch_is_woken_before_it_overflows() {
-        let outbox = Arc::new(Outbox::default());
-        let wakes = Wakes::default();
-        // 300 seat changes for a section this fan views, all in one batch.
-        for _ in 0..300 {
-            wakes.send(&outbox, Bytes::from_static(b"seats_changed"));
-            if outbox.queue.lock().unwrap().len() >= DEFERRED_FRAMES_MAX {
-                // The connection task: woken, it drains.
-                tokio::time::timeout(Duration::from_secs(1), outbox.ready())
-                    .await
-                    .expect("woken before the batch ends");
-                outbox.take();
-            }
-        }
-        assert!(
-            !outbox.is_closed(),
-            "a healthy connection was closed as slow"
-        );
-        wakes.wake_all();
-    }
-
-    #[test]
-    fn an_outbox_that_overflows_closes_and_takes_no_more() {
-        let outbox = Outbox::default();
-        for _ in 0..limits::WS_OUTBOX_FRAMES_MAX {
-            assert!(outbox.push(Bytes::from_static(b"x")));
-        }
-        assert!(!outbox.push(Bytes::from_static(b"one too many")));
-        assert!(outbox.is_closed());
-        assert!(!outbox.push_deferred(Bytes::from_static(b"after")));
     }
 }

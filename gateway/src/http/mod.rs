@@ -1,0 +1,260 @@
+//! The HTTP gateway: the routes, the accept loop and the middleware every
+//! request passes. The protocol is documented in `docs/protocol.md`; its
+//! types are in `schema` (`message` for event commands and replies, `api`
+//! for the rest).
+//!
+//! - `state.rs`: [`Gateway`], the shared state, and [`GatewayConfig`].
+//! - `fan.rs`: the session, the catalogue and fan commands.
+//! - `operator.rs`: creating events, opening and closing sales, stats.
+//! - `webhook.rs`: the payment provider's signed answers.
+//!
+//! A request passes, in order: the global rate limit (fan-facing routes),
+//! authentication (session, operator token or webhook signature), the edge
+//! cache (a fresh `join` to a sold-out or closed event is answered here),
+//! the per-fan rate limit, and only then the event actor.
+
+mod fan;
+mod operator;
+mod state;
+mod webhook;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use onsale_schema::message::Reply;
+use onsale_schema::{ErrorCode, EventId, limits};
+use serde::de::DeserializeOwned;
+
+pub use state::{Gateway, GatewayConfig, Inner};
+pub use webhook::WEBHOOKS_REMEMBERED_MAX;
+
+use crate::auth;
+use crate::reply::{ApiError, reply_response};
+
+pub(crate) fn unexpected(reply: &Reply) -> ApiError {
+    tracing::error!(?reply, "an unexpected reply");
+    ApiError::new(ErrorCode::Internal, "unexpected reply from the event")
+}
+
+/// The gateway's routes.
+pub fn router(gateway: Gateway) -> Router {
+    let fan = Router::new()
+        .route("/api/session", post(fan::session))
+        .route("/api/events", get(fan::list_events))
+        .route("/api/events/{event}", get(fan::event_detail))
+        .route(
+            "/api/events/{event}/sections/{section}",
+            get(fan::section_detail),
+        )
+        .route("/api/events/{event}/commands", post(fan::command))
+        .route("/ws", get(crate::ws::upgrade))
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            global_limit,
+        ));
+    let ops = Router::new()
+        .route(
+            "/api/ops/events",
+            post(operator::create_event).layer(DefaultBodyLimit::max(limits::VENUE_FILE_BYTES_MAX)),
+        )
+        .route("/api/ops/events/{event}/sale", post(operator::sale))
+        .route("/api/ops/events/{event}/stats", get(operator::stats))
+        .route("/api/ops/events/{event}/audit", get(operator::audit))
+        .route_layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            operator_only,
+        ));
+    let provider = Router::new()
+        .route("/api/webhooks/payments", post(webhook::webhook))
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            global_limit,
+        ));
+    Router::new()
+        .route("/", get(crate::page::index))
+        .route("/app.js", get(crate::page::app_js))
+        .route("/app.css", get(crate::page::app_css))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .merge(fan)
+        .merge(ops)
+        .merge(provider)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limits::MESSAGE_BYTES_MAX))
+        .layer(middleware::from_fn(request_deadline))
+        .layer(middleware::from_fn(count_requests))
+        .with_state(gateway)
+}
+
+/// A connection must send a request's headers within this (also the
+/// longest a kept-alive connection may idle between requests).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A whole request, body included, must be handled within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serve the gateway on `listener` until the process ends.
+///
+/// One budget of open connections covers HTTP and websockets together
+/// (`conn_capacity`, from the open-files limit): past it, new connections
+/// are closed at once instead of starving the process of file handles.
+pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
+    let app = router(gateway.clone());
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file handles, or a connection reset while queued.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if gateway.open_connections() >= gateway.conn_capacity {
+            metrics::counter!("onsale_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let guard = HttpGuard::new(&gateway);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "an HTTP connection ended with an error");
+            }
+            drop(guard);
+        });
+    }
+}
+
+/// Counts an HTTP connection open while it lives.
+struct HttpGuard(Gateway);
+
+impl HttpGuard {
+    fn new(gateway: &Gateway) -> HttpGuard {
+        gateway.http_open.fetch_add(1, Ordering::Relaxed);
+        HttpGuard(gateway.clone())
+    }
+}
+
+impl Drop for HttpGuard {
+    fn drop(&mut self) {
+        self.0.http_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn request_deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the request took over {} s", REQUEST_TIMEOUT.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+async fn operator_only(State(gw): State<Gateway>, request: Request, next: Next) -> Response {
+    // Checked before the body is read: an anonymous client cannot make
+    // the gateway buffer a venue-sized body.
+    match auth::check_operator(gw.operator_token(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::counter!(
+        "onsale_http_requests_total",
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
+
+async fn global_limit(State(gw): State<Gateway>, request: Request, next: Next) -> Response {
+    match gw.limits.check_global() {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz() -> &'static str {
+    "ready"
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::BadRequest,
+        "no such route (see docs/protocol.md)",
+    )
+}
+
+/// A JSON body of type `T`, or the error that explains why not.
+pub(crate) fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the body is over this route's size limit",
+            ));
+        }
+        Err(rejection) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("could not read the body: {}", rejection.body_text()),
+            ));
+        }
+    };
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("malformed JSON: {e}")))
+}
+
+pub(crate) fn parse_event(text: &str) -> Result<EventId, ApiError> {
+    text.parse::<u64>().map(EventId).map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            "the event id must be a non-negative integer",
+        )
+    })
+}
+
+pub(crate) fn reply_result(reply: Reply) -> Result<Response, ApiError> {
+    Ok(reply_response(reply))
+}

@@ -1,0 +1,118 @@
+//! The command line: every flag, each also an environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// The onsale node.
+///
+/// With `--rpc ADDR` and/or `--listen ADDR` it runs a node: it owns the
+/// events in its store (the embedded SQLite file given by `--store`),
+/// recovers them after a crash, and serves the node RPC on the `--rpc`
+/// address and the HTTP gateway on the `--listen` address. With `--demo`
+/// alone it runs a short deterministic onsale through the event core and
+/// prints it as a table; `--demo --listen ADDR` instead serves two demo
+/// events (1: the 508-seat club, 2: the 60,000-seat stadium; sales open)
+/// with the fan web page.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Args {
+    /// Run the deterministic demo onsale and print it as a table.
+    #[arg(long)]
+    pub(crate) demo: bool,
+    /// Fans arriving in the demo's opening burst.
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(1..=200_000))]
+    pub(crate) fans: u64,
+    /// Seed for the demo's fan behaviour; the same seed prints the same table.
+    #[arg(long, default_value_t = 7)]
+    pub(crate) seed: u64,
+    /// Serve the node RPC here (e.g. 127.0.0.1:7070), running a node.
+    #[arg(long, env = "ONSALE_RPC")]
+    pub(crate) rpc: Option<std::net::SocketAddr>,
+    /// The embedded store's file (SQLite, WAL mode; shared by the nodes of
+    /// one host). Default: `onsale.db`, or `onsale-demo.db` with
+    /// `--demo --listen`.
+    #[arg(long, env = "ONSALE_STORE")]
+    pub(crate) store: Option<PathBuf>,
+    /// This node's name in the cluster (default: `node@` + the RPC address,
+    /// so that a node restarted in place takes its events back at once).
+    #[arg(long, env = "ONSALE_NODE_ID")]
+    pub(crate) node_id: Option<String>,
+    /// How payments are charged.
+    #[arg(long, env = "ONSALE_PROVIDER", value_enum, default_value_t = ProviderKind::Simulated)]
+    pub(crate) provider: ProviderKind,
+    /// Event lease time-to-live: how soon another node may take over the
+    /// events of a node that died.
+    #[arg(long, env = "ONSALE_LEASE_TTL_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub(crate) lease_ttl_ms: u64,
+    /// Journal records between an event's snapshots.
+    #[arg(long, env = "ONSALE_SNAPSHOT_EVERY", default_value_t = onsale_actors::event_actor::SNAPSHOT_EVERY_RECORDS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) snapshot_every: u64,
+    /// Ask the payment provider about a payment it has not answered this
+    /// long after it was submitted, then at doubling intervals (at most
+    /// 5 min apart) until it answers or the event's provider timeout voids
+    /// the payment.
+    #[arg(long, env = "ONSALE_PAYMENT_QUERY_AFTER_MS",
+          default_value_t = onsale_actors::checkout_core::PAYMENT_QUERY_AFTER_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub(crate) payment_query_after_ms: u64,
+    /// Fault injection (tests and drills): every store write sleeps this long.
+    #[arg(
+        long,
+        env = "ONSALE_FAULT_WRITE_DELAY_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub(crate) fault_write_delay_ms: u64,
+    /// Fault injection: every n-th store write fails without landing.
+    #[arg(
+        long,
+        env = "ONSALE_FAULT_FAIL_EVERY",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub(crate) fault_fail_every: u64,
+    /// Fault injection: every n-th store write lands, then reports failure.
+    #[arg(
+        long,
+        env = "ONSALE_FAULT_LAND_THEN_FAIL_EVERY",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub(crate) fault_land_then_fail_every: u64,
+    /// Serve the HTTP gateway (fan API, websockets, web page, operator
+    /// API, /metrics) here, e.g. 127.0.0.1:8080, running a node.
+    #[arg(long, env = "ONSALE_LISTEN")]
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    /// The operators' bearer token (at least 16 bytes). Default: read from,
+    /// or created in, the file beside the store named after it without its
+    /// extension: `onsale-demo.operator-token` for `onsale-demo.db`.
+    #[arg(long, env = "ONSALE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub(crate) operator_token: Option<String>,
+    /// The payment provider's webhook secret (HMAC-SHA256). Without it the
+    /// webhook route refuses every call.
+    #[arg(long, env = "ONSALE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) webhook_secret: Option<String>,
+    /// Requests per second the gateway accepts on fan routes, all fans together.
+    #[arg(long, env = "ONSALE_GLOBAL_RPS", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) global_rps: u32,
+    /// Requests per second one fan may make (sustained).
+    #[arg(long, env = "ONSALE_FAN_RPS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) fan_rps: u32,
+    /// Requests one fan may make in a burst.
+    #[arg(long, env = "ONSALE_FAN_BURST", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) fan_burst: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProviderKind {
+    /// The built-in simulated provider (latency, declines, silence).
+    Simulated,
+    /// An external provider answering through the webhook.
+    Webhook,
+}

@@ -1,0 +1,41 @@
+//! `onsale`: the onsale node. See `onsale --help`.
+//!
+//! The one binary users run and the process tests start: flags
+//! (`cli.rs`), the assembly of store, node, provider, secrets and gateway
+//! (`run.rs`, `secrets.rs`), the process setup that measurements depend on
+//! (`system.rs`: allocator, transparent huge pages, open files), and the
+//! deterministic demo table (`demo.rs`).
+
+mod cli;
+mod demo;
+mod run;
+mod secrets;
+mod system;
+
+use anyhow::bail;
+use clap::Parser;
+
+/// mimalloc: cheaper frees and less memory per fan connection than glibc's
+/// malloc under many small, long-lived allocations (measured with
+/// `scripts/bench-websockets.sh`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    system::no_transparent_huge_pages();
+    let args = cli::Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ONSALE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match (args.rpc, args.listen, args.demo) {
+        (None, None, true) => demo::run(args.fans, args.seed, &mut std::io::stdout().lock()),
+        (None, None, false) => {
+            bail!("nothing to do: pass --rpc ADDR and/or --listen ADDR to run a node, or --demo")
+        }
+        _ => run::run_node(&args),
+    }
+}

@@ -1,0 +1,271 @@
+//! Assembly: the store, the node, the payment provider, the secrets and
+//! the gateway, wired and served; the demo events of `--demo --listen`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use onsale_actors::clock::wall_now;
+use onsale_actors::provider::{Provider, SimulatedProvider};
+use onsale_cluster::node::{Node, NodeConfig};
+use onsale_cluster::store::faulty::{Faults, FaultyStore};
+use onsale_cluster::store::{NodeId, Store, sqlite::SqliteStore};
+use onsale_gateway::{Gateway, GatewayConfig};
+use onsale_schema::message::{Command, Reply, SaleCommand};
+use onsale_schema::spec::EventSpec;
+use onsale_schema::token::TokenKey;
+use onsale_schema::{ErrorCode, EventConfig, EventId, Millis, SaleState};
+
+use crate::cli::{Args, ProviderKind};
+
+/// The demo event served by `--demo --listen`.
+const DEMO_EVENT: EventId = EventId(1);
+
+/// Run a node (and its gateway, with `--listen`) until the process ends.
+pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let store_path = args.store.clone().unwrap_or_else(|| {
+        PathBuf::from(if args.demo && args.listen.is_some() {
+            "onsale-demo.db"
+        } else {
+            "onsale.db"
+        })
+    });
+    let sqlite = SqliteStore::open(&store_path)
+        .with_context(|| format!("opening the store {}", store_path.display()))?;
+    let faults = Faults {
+        write_delay_ms: args.fault_write_delay_ms,
+        fail_every: args.fault_fail_every,
+        land_then_fail_every: args.fault_land_then_fail_every,
+    };
+    let store: Arc<dyn Store> = if faults == Faults::default() {
+        Arc::new(sqlite)
+    } else {
+        tracing::warn!(?faults, "store fault injection is ON");
+        Arc::new(FaultyStore::new(sqlite, faults))
+    };
+    let key = crate::secrets::token_key(&store_path)?;
+    let gateway_config = gateway_config(args, &store_path, key.clone())?;
+    // The address registered with the node lease: the RPC's, else the HTTP one.
+    let addr = match (args.rpc, args.listen) {
+        (Some(rpc), _) => rpc.to_string(),
+        (None, Some(listen)) => format!("http://{listen}"),
+        (None, None) => bail!("a node needs --rpc ADDR or --listen ADDR"),
+    };
+    let node = NodeId(
+        args.node_id
+            .clone()
+            .unwrap_or_else(|| format!("node@{addr}")),
+    );
+    let provider = match args.provider {
+        ProviderKind::Simulated => Provider::Simulated(SimulatedProvider::default()),
+        ProviderKind::Webhook => Provider::Webhook,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let rpc_listener = match args.rpc {
+            Some(rpc) => Some(
+                tokio::net::TcpListener::bind(rpc)
+                    .await
+                    .with_context(|| format!("binding the node RPC on {rpc}"))?,
+            ),
+            None => None,
+        };
+        let http_listener = match args.listen {
+            Some(listen) => {
+                Some(listen_http(listen).with_context(|| format!("binding HTTP on {listen}"))?)
+            }
+            None => None,
+        };
+        let config = NodeConfig {
+            node: node.clone(),
+            addr,
+            store,
+            key,
+            provider,
+            lease_ttl_ms: args.lease_ttl_ms,
+            snapshot_every_records: args.snapshot_every,
+            payment_query_after_ms: args.payment_query_after_ms,
+        };
+        let node_handle = Node::start(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("node failed to start: {e}"))?;
+        if args.demo {
+            ensure_demo_event(&node_handle).await?;
+        }
+        tracing::info!(
+            %node,
+            rpc = ?args.rpc,
+            listen = ?args.listen,
+            events = node_handle.owned().len(),
+            ready_ms = started.elapsed().as_millis() as u64,
+            "serving"
+        );
+        let http = match http_listener {
+            Some(listener) => {
+                let local = listener.local_addr().context("the HTTP address")?;
+                let gateway = Gateway::new(node_handle.clone(), gateway_config);
+                let task = tokio::spawn(onsale_gateway::http::serve(listener, gateway));
+                // Test drivers wait for this exact line on stdout.
+                println!("onsale serving http://{local}");
+                Some(task)
+            }
+            None => None,
+        };
+        let rpc = match (rpc_listener, args.rpc) {
+            (Some(listener), Some(rpc)) => {
+                let task = tokio::spawn(onsale_cluster::rpc::serve(listener, node_handle.clone()));
+                // Test drivers wait for this exact line on stdout.
+                println!("onsale node {node} serving on {rpc}");
+                Some(task)
+            }
+            _ => None,
+        };
+        match (http, rpc) {
+            (Some(http), Some(rpc)) => tokio::select! {
+                served = http => served.context("the HTTP gateway")?.context("serving HTTP")?,
+                served = rpc => served.context("the node RPC")?,
+            },
+            (Some(http), None) => http
+                .await
+                .context("the HTTP gateway")?
+                .context("serving HTTP")?,
+            (None, Some(rpc)) => rpc.await.context("the node RPC")?,
+            (None, None) => bail!("nothing to serve"),
+        }
+        Ok(())
+    })
+}
+
+/// The demo events: (id, name, city, venue file).
+const DEMO_EVENTS: [(EventId, &str, &str, &str); 2] = [
+    (
+        DEMO_EVENT,
+        "Onsale demo night",
+        "Loopback",
+        include_str!("../../venues/club.json"),
+    ),
+    (
+        EventId(2),
+        "Stadium onsale",
+        "Loopback",
+        include_str!("../../venues/stadium.json"),
+    ),
+];
+
+/// Create the demo events the store does not have yet, and open their
+/// sales (an event already on sale, sold out or closed is left as it is).
+async fn ensure_demo_event(node: &Node) -> anyhow::Result<()> {
+    for (days, (event, name, city, venue)) in (30u64..).zip(DEMO_EVENTS) {
+        let overview = call_patiently(node, event, Command::Overview).await;
+        let state = match overview {
+            Reply::Overview { overview } => overview.sale,
+            Reply::Error {
+                code: ErrorCode::UnknownEvent,
+                ..
+            } => {
+                let spec = EventSpec {
+                    event,
+                    name: name.into(),
+                    city: city.into(),
+                    starts_at: Millis(wall_now().0 + days * 86_400_000),
+                    venue_json: venue.into(),
+                    config: EventConfig::default(),
+                };
+                match node.create_event(spec).await {
+                    Reply::Overview { overview } => overview.sale,
+                    other => bail!("creating the demo event {event}: {other:?}"),
+                }
+            }
+            other => bail!("reading the demo event {event}: {other:?}"),
+        };
+        if matches!(state, SaleState::Scheduled | SaleState::Paused) {
+            let opened = call_patiently(
+                node,
+                event,
+                Command::Sale {
+                    command: SaleCommand::Open,
+                },
+            )
+            .await;
+            if !matches!(opened, Reply::Sale { .. }) {
+                bail!("opening the demo sale {event}: {opened:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A command to a demo event, retried while the event is busy (its
+/// counter block is being made durable), for up to 10 s.
+async fn call_patiently(node: &Node, event: EventId, command: Command) -> Reply {
+    let mut reply = node.call(event, command.clone()).await;
+    for _ in 0..200 {
+        if !matches!(
+            reply,
+            Reply::Error {
+                code: ErrorCode::Busy,
+                ..
+            }
+        ) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        reply = node.call(event, command.clone()).await;
+    }
+    reply
+}
+
+/// Connections the kernel queues for the gateway before it accepts them.
+/// An arrival burst of thousands of fans overflows the default 1,024 (seen:
+/// SYN cookies and 1–3 s SYN retransmits); the kernel caps it at
+/// `net.core.somaxconn`.
+const HTTP_BACKLOG: u32 = 16_384;
+
+fn listen_http(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(HTTP_BACKLOG)
+}
+
+/// The gateway's settings, checked, and the open-files limit raised so the
+/// gateway knows how many fan connections it can hold.
+fn gateway_config(args: &Args, store: &Path, key: TokenKey) -> anyhow::Result<GatewayConfig> {
+    onsale_gateway::telemetry::install();
+    let operator_token = crate::secrets::operator_token(args.operator_token.as_deref(), store)?;
+    let webhook_secret = match &args.webhook_secret {
+        Some(secret) if secret.len() >= 16 => Some(secret.as_bytes().to_vec()),
+        Some(_) => bail!("the webhook secret must be at least 16 bytes"),
+        None => None,
+    };
+    let nonzero = |n: u32| std::num::NonZeroU32::new(n).context("a rate must be at least 1");
+    let files = crate::system::raise_open_files_limit();
+    // Keep room for the store, the listeners and HTTP requests.
+    let conn_capacity = usize::try_from(files.saturating_sub(512))
+        .unwrap_or(usize::MAX)
+        .max(16);
+    tracing::info!(
+        open_files = files,
+        conn_capacity,
+        "connection capacity (fan websockets and HTTP together)"
+    );
+    metrics::gauge!("onsale_open_files_limit").set(files as f64);
+    Ok(GatewayConfig {
+        key,
+        operator_token,
+        webhook_secret,
+        limits: onsale_gateway::edge::LimitConfig {
+            global_per_s: nonzero(args.global_rps)?,
+            fan_per_s: nonzero(args.fan_rps)?,
+            fan_burst: nonzero(args.fan_burst)?,
+        },
+        conn_capacity,
+    })
+}

@@ -1,0 +1,130 @@
+//! The `onsale` binary as a user meets it: its help, its errors, the demo
+//! table, and the secret files it makes beside the store.
+//!
+//! (Being an integration test of this package, this also makes
+//! `cargo test --workspace` build `target/<profile>/onsale`, the binary
+//! the process tests in `tests/` start.)
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const ONSALE: &str = env!("CARGO_BIN_EXE_onsale");
+
+/// Run `onsale` with `args` to completion, with no inherited settings.
+fn onsale(args: &[&str]) -> Output {
+    Command::new(ONSALE)
+        .args(args)
+        .env_remove("ONSALE_OPERATOR_TOKEN")
+        .env_remove("ONSALE_TOKEN_SECRET")
+        .env_remove("ONSALE_LISTEN")
+        .env_remove("ONSALE_RPC")
+        .env("ONSALE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("onsale runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_names_the_ways_to_run_and_hides_the_test_knobs() {
+    let out = onsale(&["--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let help = text(&out.stdout);
+    for flag in ["--listen", "--rpc", "--store", "--demo", "--operator-token"] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    assert!(
+        help.contains("onsale-demo.operator-token"),
+        "--help names the operator-token file:\n{help}"
+    );
+    assert!(
+        !help.contains("--fault-"),
+        "fault injection stays hidden:\n{help}"
+    );
+}
+
+#[test]
+fn a_bad_flag_is_refused_with_a_clear_error() {
+    let out = onsale(&["--listen", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("invalid value 'not-an-address'") && err.contains("--listen"),
+        "{err}"
+    );
+
+    let out = onsale(&["--frobnicate"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("unexpected argument '--frobnicate'"),
+        "{out:?}"
+    );
+
+    let out = onsale(&[]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("nothing to do: pass --rpc ADDR and/or --listen ADDR"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn the_demo_prints_the_same_table_for_the_same_seed() {
+    let first = onsale(&["--demo", "--fans", "400", "--seed", "3"]);
+    assert!(first.status.success(), "{first:?}");
+    let table = text(&first.stdout);
+    assert!(
+        table.starts_with("onsale demo: "),
+        "the table's title:\n{table}"
+    );
+    assert!(
+        table.contains("Every invariant held after every step."),
+        "{table}"
+    );
+    let again = onsale(&["--demo", "--fans", "400", "--seed", "3"]);
+    assert_eq!(text(&again.stdout), table, "the same seed, the same table");
+}
+
+#[test]
+fn the_secrets_beside_the_store_are_named_after_it_without_its_extension() {
+    let dir = tempfile::tempdir().expect("a scratch dir");
+    let store = dir.path().join("demo.db");
+    let mut child = Command::new(ONSALE)
+        .args(["--listen", "127.0.0.1:0", "--store"])
+        .arg(&store)
+        .env_remove("ONSALE_OPERATOR_TOKEN")
+        .env_remove("ONSALE_TOKEN_SECRET")
+        .env("ONSALE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("onsale starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let serving = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("onsale serving http://127.0.0.1:"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(serving, "onsale never said it was serving");
+
+    let token = dir.path().join("demo.operator-token");
+    let key = dir.path().join("demo.key");
+    assert!(secret_mode(&token), "{} is private", token.display());
+    assert!(secret_mode(&key), "{} is private", key.display());
+    let token_text = std::fs::read_to_string(&token).expect("the operator token");
+    assert!(token_text.trim().len() >= 16, "{token_text:?}");
+    assert_eq!(std::fs::read(&key).expect("the key").len(), 32);
+    assert!(!dir.path().join("demo.db.operator-token").exists());
+}
+
+/// The file exists and only its owner may read or write it.
+fn secret_mode(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o600)
+}
