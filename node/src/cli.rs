@@ -82,6 +82,15 @@ pub(crate) struct Args {
         hide = true
     )]
     pub(crate) fault_land_then_fail_every: u64,
+    /// Fault injection: the simulated provider loses this many answers per
+    /// thousand charges (it still answers a status query).
+    #[arg(
+        long,
+        env = "ONSALE_FAULT_PROVIDER_SILENT_PER_MILLE",
+        value_parser = clap::value_parser!(u64).range(0..=1_000),
+        hide = true
+    )]
+    pub(crate) fault_provider_silent_per_mille: Option<u64>,
     /// Serve the HTTP gateway (fan API, websockets, web page, operator
     /// API, /metrics) here, e.g. 127.0.0.1:8080, running a node.
     #[arg(long, env = "ONSALE_LISTEN")]

@@ -58,7 +58,13 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("node@{addr}")),
     );
     let provider = match args.provider {
-        ProviderKind::Simulated => Provider::Simulated(SimulatedProvider::default()),
+        ProviderKind::Simulated => {
+            let mut simulated = SimulatedProvider::default();
+            if let Some(silent) = args.fault_provider_silent_per_mille {
+                simulated.silent_per_mille = silent;
+            }
+            Provider::Simulated(simulated)
+        }
         ProviderKind::Webhook => Provider::Webhook,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

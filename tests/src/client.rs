@@ -98,7 +98,13 @@ pub async fn ops(addr: &str, method: &str, path: &str, body: &Value) -> Response
 /// The payment provider answers `payment` of `event` (`"confirmed"` or
 /// `"declined"`) through the gateway's webhook, signed now with `secret`;
 /// the gateway must take it.
-pub async fn answer_payment(addr: &str, secret: &str, event: u64, payment: u64, answer: &str) {
+pub async fn answer_payment(
+    addr: &str,
+    secret: &str,
+    event: u64,
+    payment: u64,
+    answer: &str,
+) -> Value {
     let body = json!({"event": event, "payment": payment, "answer": answer}).to_string();
     let signature = onsale_gateway::auth::sign_webhook(
         secret.as_bytes(),
@@ -115,6 +121,7 @@ pub async fn answer_payment(addr: &str, secret: &str, event: u64, payment: u64, 
     )
     .await;
     assert_eq!(response.status, 200, "{response:?}");
+    response.json()
 }
 
 /// Create an event through the operator API and open its sale.

@@ -206,6 +206,102 @@ async fn a_declined_payment_is_pushed_to_the_fan() {
     assert_eq!(status["status"]["paying"], false, "{status}");
 }
 
+/// Holds and pays on event `event`, returning the hold and the payment.
+async fn hold_and_pay(fan: &Fan, event: u64) -> (Value, u64) {
+    fan.call(event, json!({"cmd": "join"})).await;
+    let held = fan
+        .call(event, json!({"cmd": "hold", "request": {"kind": "best", "count": 2, "area": {"in": "anywhere"}}}))
+        .await;
+    assert_eq!(held["reply"], "hold_placed", "{held}");
+    let hold = held["placed"]["hold"].clone();
+    let started = fan
+        .call(event, json!({"cmd": "submit_payment", "hold": hold}))
+        .await;
+    assert_eq!(started["reply"], "payment_started", "{started}");
+    let payment = started["started"]["payment"]
+        .as_u64()
+        .expect("a payment id");
+    (hold, payment)
+}
+
+/// A provider that loses its answer used to stall the sale until the
+/// provider timeout (30 minutes by default): the event now asks the
+/// provider what became of the payment, and the answer settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_whose_answer_is_lost_is_settled_by_asking_the_provider() {
+    let store = scratch_dir("ws-lost-answer").join("ws.db");
+    let node = NodeProcess::start_http(
+        &store,
+        &[
+            "--demo",
+            "--fault-provider-silent-per-mille",
+            "1000",
+            "--payment-query-after-ms",
+            "300",
+        ],
+    )
+    .expect("the gateway starts");
+    let addr = node.addr.as_str();
+    create_open_event(addr, 6, &venue_json(1, 2, 4), json!({})).await;
+    let fan = Fan::login(addr, "lost answer").await;
+    let (mut socket, _) = watch(&fan, 6, None).await;
+    let (hold, _) = hold_and_pay(&fan, 6).await;
+    let settled = socket
+        .until(WAIT, |p| {
+            p["push"] == "purchased" || (p["push"] == "payment_declined" && p["hold"] == hold)
+        })
+        .await
+        .expect("the payment is settled long before the provider timeout");
+    if settled["push"] == "payment_declined" {
+        assert_eq!(settled["reason"], "declined", "{settled}");
+    }
+}
+
+/// A provider that never answers, not even when asked: at the provider
+/// timeout the payment is voided and the fan is told why, not only that
+/// its hold is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_never_answered_is_voided_and_the_fan_told_why() {
+    let secret = "websocket webhook secret";
+    let store = scratch_dir("ws-voided").join("ws.db");
+    let node = NodeProcess::start_http(
+        &store,
+        &[
+            "--demo",
+            "--provider",
+            "webhook",
+            "--webhook-secret",
+            secret,
+            "--payment-query-after-ms",
+            "200",
+        ],
+    )
+    .expect("the gateway starts");
+    let addr = node.addr.as_str();
+    let config = json!({"provider_timeout_ms": 1_500});
+    create_open_event(addr, 6, &venue_json(1, 2, 4), config).await;
+    let fan = Fan::login(addr, "never answered").await;
+    let (mut socket, _) = watch(&fan, 6, None).await;
+    let (hold, payment) = hold_and_pay(&fan, 6).await;
+    let voided = socket
+        .until(WAIT, |p| {
+            p["push"] == "payment_declined" && p["hold"] == hold
+        })
+        .await
+        .expect("a payment_declined push at the provider timeout");
+    assert_eq!(voided["reason"], "no_answer", "{voided}");
+    assert!(voided["retry_until"].is_null(), "{voided}");
+    socket
+        .until(WAIT, |p| p["push"] == "hold_expired" && p["hold"] == hold)
+        .await
+        .expect("then the hold is released");
+    // The provider confirms after all, twice: one refund, then nothing.
+    let first = answer_payment(addr, secret, 6, payment, "confirmed").await;
+    assert_eq!(first["settled"]["result"], "refund", "{first}");
+    let again = answer_payment(addr, secret, 6, payment, "confirmed").await;
+    assert_eq!(again["settled"]["result"], "ignored", "{again}");
+}
+
 /// A fan who reconnects with its queue token keeps its place: in a new
 /// tab, and after the whole node was killed and restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
