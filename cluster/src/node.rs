@@ -380,6 +380,7 @@ impl RouterState {
             .blocking(move |s| s.acquire_event(event, &node, ttl, wall_now()))
             .await
             .map_err(internal)?
+            .acquired()
             .ok_or_else(|| Reply::error(ErrorCode::Busy, "another node owns this event"))?;
         let started = std::time::Instant::now();
         let stored = self

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use onsale_schema::{EventId, Millis};
 
-use super::{EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent};
+use super::{
+    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
+};
 
 /// What to inject. Zero turns a fault off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,7 +97,7 @@ impl<S: Store> Store for FaultyStore<S> {
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
-    ) -> Result<Option<EventLease>, StoreError> {
+    ) -> Result<Acquisition, StoreError> {
         self.inner.acquire_event(event, node, ttl_ms, now)
     }
 

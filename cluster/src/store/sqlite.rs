@@ -35,7 +35,8 @@ use onsale_schema::{EventId, Millis};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{
-    EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent, check_batch,
+    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
+    acquire_rule, check_batch,
 };
 
 /// The schema this build writes. Bump it with a migration in
@@ -471,25 +472,13 @@ impl Store for SqliteStore {
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
-    ) -> Result<Option<EventLease>, StoreError> {
+    ) -> Result<Acquisition, StoreError> {
         self.write(|tx| {
-            let epoch = match lease_row(tx, event)? {
-                None => 1,
-                Some(current) if current.node == *node || current.expires <= now => {
-                    current.epoch.checked_add(1).ok_or_else(|| {
-                        StoreError::Corrupt(format!("{event}: lease epoch exhausted"))
-                    })?
-                }
-                Some(_) => return Ok(None),
-            };
-            let lease = EventLease {
-                event,
-                node: node.clone(),
-                epoch,
-                expires: now.saturating_add_ms(ttl_ms),
-            };
-            put_lease(tx, &lease)?;
-            Ok(Some(lease))
+            let acquisition = acquire_rule(lease_row(tx, event)?, event, node, ttl_ms, now)?;
+            if let Acquisition::Acquired(lease) = &acquisition {
+                put_lease(tx, lease)?;
+            }
+            Ok(acquisition)
         })
     }
 
@@ -734,6 +723,7 @@ mod tests {
         let lease = store
             .acquire_event(event, &NodeId("n".into()), 60_000, Millis(0))
             .expect("acquire")
+            .acquired()
             .expect("free");
         store
             .append_journal(&lease, &records(1, 1_000))
