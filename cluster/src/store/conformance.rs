@@ -12,8 +12,8 @@
 use onsale_schema::{EventId, Millis};
 
 use super::{
-    Acquisition, EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeId, NodeRecord, Store, StoreError,
-    StoredEvent,
+    Acquisition, EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeId, NodeRecord, Store,
+    StoreError, StoredEvent,
 };
 
 /// Makes a fresh, empty store.

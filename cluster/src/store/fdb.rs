@@ -486,7 +486,8 @@ impl Store for FdbStore {
             let keys = &keys;
             async move {
                 let current = lease_of(&trx, keys).await?;
-                let acquisition = acquire_rule(current, event, node, ttl_ms, now).map_err(refuse)?;
+                let acquisition =
+                    acquire_rule(current, event, node, ttl_ms, now).map_err(refuse)?;
                 if let Acquisition::Acquired(lease) = &acquisition {
                     set_lease(&trx, keys, lease);
                 }
