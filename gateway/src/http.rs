@@ -166,6 +166,7 @@ impl Gateway {
                 Ok(overview.sale)
             }
             Reply::Error { code, message } => Err(ApiError::new(code, message)),
+            Reply::NotOwner { owner } => Err(ApiError::not_owner(owner)),
             other => Err(unexpected(&other)),
         }
     }
@@ -443,6 +444,7 @@ async fn event_detail(
     let overview = match gw.node.call(event, Command::Overview).await {
         Reply::Overview { overview } => overview,
         Reply::Error { code, message } => return Err(ApiError::new(code, message)),
+        Reply::NotOwner { owner } => return Err(ApiError::not_owner(owner)),
         other => return Err(unexpected(&other)),
     };
     gw.edge.learn(&overview);
@@ -470,6 +472,7 @@ async fn section_detail(
     let seats = match gw.node.call(event, Command::SectionSeats { section }).await {
         Reply::SectionSeats { seats } => seats,
         Reply::Error { code, message } => return Err(ApiError::new(code, message)),
+        Reply::NotOwner { owner } => return Err(ApiError::not_owner(owner)),
         other => return Err(unexpected(&other)),
     };
     let detail = info
