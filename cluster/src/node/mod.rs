@@ -12,9 +12,10 @@
 //! Every call to the router is bounded by
 //! [`ROUTER_CALL_TIMEOUT_MS`](onsale_schema::limits::ROUTER_CALL_TIMEOUT_MS):
 //! past it the caller answers `busy` and the router, which carries on,
-//! drops the late answer. The router's mailbox itself is ractor's
-//! (unbounded): what bounds it is that a caller reaches the router only
-//! for an event it neither serves nor knows another node to own.
+//! drops the late answer. The router's mailbox is ractor's, unbounded:
+//! callers reach it only for an event this node neither serves nor knows
+//! another node to own (unknown events included), and none waits longer
+//! than the limit.
 //!
 //! **Leases.** Every owned event's lease is renewed each `ttl / 3`. A
 //! renewal that is fenced (another node took the event) or that keeps
@@ -27,8 +28,9 @@
 //! `Reply::NotOwner` naming that node and its lease epoch, from
 //! [`owners::Owners`]: the leases of other nodes' events as last seen (by
 //! an acquire that found the event held, or by the orphan scan each
-//! `ttl / 3`), believed until they expire. Only the first request after a
-//! lease expires goes to the router and the store.
+//! `ttl / 3`, which sees the owner's renewals before the old expiry),
+//! believed until they expire. A request reaches the router and the store
+//! only when no live lease of another node is remembered for its event.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
