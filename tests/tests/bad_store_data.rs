@@ -35,7 +35,6 @@ fn plant(store: &SqliteStore, event: EventId, damage: &str) {
     let lease = store
         .acquire_event(event, &writer, 60_000, Millis(now_ms()))
         .expect("store")
-        .acquired()
         .expect("lease");
     let snapshot = snapshot_of(event);
     let good = snapshot.encode().expect("encodes");

@@ -420,7 +420,7 @@ impl RouterState {
         let (node, ttl) = (self.config.node.clone(), self.config.lease_ttl_ms);
         let now = wall_now();
         let acquired = self
-            .blocking(move |s| s.acquire_event(event, &node, ttl, now))
+            .blocking(move |s| s.acquire_event_or_holder(event, &node, ttl, now))
             .await?;
         let lease = match acquired {
             Acquisition::Acquired(lease) => lease,

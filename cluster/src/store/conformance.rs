@@ -106,7 +106,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 fn acquire(store: &dyn Store, event: EventId, name: &str, now: u64) -> EventLease {
     match store.acquire_event(event, &node(name), TTL_MS, Millis(now)) {
-        Ok(Acquisition::Acquired(lease)) => lease,
+        Ok(Some(lease)) => lease,
         other => panic!("{name} should acquire {event} at {now}ms, got {other:?}"),
     }
 }
@@ -261,6 +261,10 @@ pub fn acquire_refused_while_another_node_holds_a_live_lease(make: MakeStore<'_>
         let got = store
             .acquire_event(event, &node("node-b"), TTL_MS, Millis(now))
             .unwrap();
+        assert_eq!(got, None, "node-b must not take a live lease at {now}ms");
+        let got = store
+            .acquire_event_or_holder(event, &node("node-b"), TTL_MS, Millis(now))
+            .unwrap();
         assert_eq!(
             got,
             Acquisition::HeldBy(lease.clone()),
@@ -337,7 +341,7 @@ pub fn renew_extends_a_current_lease_and_refuses_a_stale_one(make: MakeStore<'_>
     );
     assert_eq!(store.event_lease(event).unwrap(), Some(renewed.clone()));
     let got = store
-        .acquire_event(event, &node("node-b"), TTL_MS, Millis(1_500))
+        .acquire_event_or_holder(event, &node("node-b"), TTL_MS, Millis(1_500))
         .unwrap();
     assert_eq!(
         got,
@@ -886,7 +890,7 @@ pub fn extreme_ids_and_times(make: MakeStore<'_>) {
         assert_eq!(lease.expires, Millis(u64::MAX), "now + ttl saturates");
         assert_eq!(store.event_lease(event).unwrap(), Some(lease.clone()));
         let got = store
-            .acquire_event(event, &node("node-b"), TTL_MS, Millis(u64::MAX - 1))
+            .acquire_event_or_holder(event, &node("node-b"), TTL_MS, Millis(u64::MAX - 1))
             .unwrap();
         assert_eq!(
             got,

@@ -97,8 +97,18 @@ impl<S: Store> Store for FaultyStore<S> {
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
-    ) -> Result<Acquisition, StoreError> {
+    ) -> Result<Option<EventLease>, StoreError> {
         self.inner.acquire_event(event, node, ttl_ms, now)
+    }
+
+    fn acquire_event_or_holder(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Acquisition, StoreError> {
+        self.inner.acquire_event_or_holder(event, node, ttl_ms, now)
     }
 
     fn renew_event(

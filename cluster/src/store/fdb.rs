@@ -480,6 +480,17 @@ impl Store for FdbStore {
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
+    ) -> Result<Option<EventLease>, StoreError> {
+        self.acquire_event_or_holder(event, node, ttl_ms, now)
+            .map(Acquisition::acquired)
+    }
+
+    fn acquire_event_or_holder(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
     ) -> Result<Acquisition, StoreError> {
         let keys = self.keys(event);
         self.run(|trx, _| {

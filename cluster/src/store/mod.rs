@@ -174,15 +174,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Take ownership of `event` for `node` if nobody holds an unexpired
     /// lease, or `node` itself holds it ([`acquire_rule`]). Always bumps
-    /// the epoch. `HeldBy` the holder's lease if another node holds an
-    /// unexpired one.
+    /// the epoch. `None` if another node holds an unexpired lease.
     fn acquire_event(
         &self,
         event: EventId,
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
-    ) -> Result<Acquisition, StoreError>;
+    ) -> Result<Option<EventLease>, StoreError>;
+
+    /// As [`Store::acquire_event`], but a refusal names the lease another
+    /// node holds: a node that does not own an event can say who does.
+    /// The backends answer from the one transaction that tried. This
+    /// default, for wrappers, reads the lease after a refused acquire, so
+    /// the lease it names may have expired just since.
+    fn acquire_event_or_holder(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Acquisition, StoreError> {
+        if let Some(lease) = self.acquire_event(event, node, ttl_ms, now)? {
+            return Ok(Acquisition::Acquired(lease));
+        }
+        match self.event_lease(event)? {
+            Some(held) => Ok(Acquisition::HeldBy(held)),
+            None => Err(StoreError::Corrupt(format!(
+                "{event}: an acquire was refused but the event has no lease"
+            ))),
+        }
+    }
 
     /// Extend a lease still current at its epoch. `Fenced` if the epoch
     /// moved on (even if this node took the event again since).

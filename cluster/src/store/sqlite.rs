@@ -472,6 +472,17 @@ impl Store for SqliteStore {
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
+    ) -> Result<Option<EventLease>, StoreError> {
+        self.acquire_event_or_holder(event, node, ttl_ms, now)
+            .map(Acquisition::acquired)
+    }
+
+    fn acquire_event_or_holder(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
     ) -> Result<Acquisition, StoreError> {
         self.write(|tx| {
             let acquisition = acquire_rule(lease_row(tx, event)?, event, node, ttl_ms, now)?;
@@ -723,7 +734,6 @@ mod tests {
         let lease = store
             .acquire_event(event, &NodeId("n".into()), 60_000, Millis(0))
             .expect("acquire")
-            .acquired()
             .expect("free");
         store
             .append_journal(&lease, &records(1, 1_000))
