@@ -173,8 +173,8 @@ pub trait Store: Send + Sync + 'static {
     // ----- event leases -----
 
     /// Take ownership of `event` for `node` if nobody holds an unexpired
-    /// lease, or `node` itself holds it ([`acquire_rule`]). Always bumps
-    /// the epoch. `None` if another node holds an unexpired lease.
+    /// lease, or `node` itself holds it (the rule: `acquire_rule`). Always
+    /// bumps the epoch. `None` if another node holds an unexpired lease.
     fn acquire_event(
         &self,
         event: EventId,
