@@ -1,9 +1,19 @@
-//! The cluster layer of onsale: node mesh, placement, leases and fencing,
-//! the store, failover and the operator CLI.
+//! The cluster layer of onsale: what lets events live on nodes that share
+//! a store and fail over through it.
 //!
-//! Not built yet: this crate is a placeholder in the dependency chain
-//! `schema ← actors ← cluster ← gateway`, filled by the work on actors and
-//! persistence.
+//! - [`store`]: the `Store` trait (node and event leases with fencing
+//!   epochs, snapshots, journal, counter blocks, event specs), its
+//!   embedded SQLite backend, FoundationDB behind the `fdb` feature, the
+//!   conformance suite both pass, and fault injection.
+//! - [`event_log`]: an event's journal over the store, fenced by its lease.
+//! - [`node`]: a `Node` and its router actor: activating events (lease,
+//!   load, restore, spawn), lease renewal, adoption of orphaned events,
+//!   and the typed answer for an event another node owns.
+//! - [`rpc`]: the node RPC over TCP, server and client.
+//!
+//! Not here yet: the mesh between nodes (a gateway reaches only the events
+//! its own node owns; others answer `not_owner`), rendezvous placement,
+//! the operator CLI.
 
 pub mod event_log;
 pub mod node;

@@ -6,6 +6,10 @@
 //! pipeline); one writer task sends responses and subscribed pushes in the
 //! order they are ready. A frame that is too large or does not decode gets
 //! an `Error` frame and the connection is closed; nothing else is affected.
+//!
+//! A request for an event another node owns is answered like any other,
+//! with the node's reply: `Reply::NotOwner` naming the owner and its lease
+//! epoch (where a client, or later the mesh, should go instead).
 
 use std::collections::HashMap;
 use std::sync::Arc;

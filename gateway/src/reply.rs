@@ -1,24 +1,27 @@
 //! Replies as HTTP responses, and the gateway's own errors.
 //!
-//! Every error body, whoever raised it, is a `Reply::Error`:
-//! `{"reply":"error","code":"...","message":"..."}` with a stable code, and
-//! each code has one status ([`status_of`]). Business outcomes of a fan's
-//! journey (`join_refused`, `hold_rejected`, a late payment, ...) are 200
-//! replies; an outcome that says the request named nothing real
-//! (`hold_not_found`) is answered as its error ([`over_http`]).
+//! Every error body, whoever raised it, has the shape of a `Reply::Error`:
+//! `{"reply":"error","code":"...","message":"..."}` with a stable code; a
+//! `not_owner` error (`Reply::NotOwner`) adds `"owner":{"node":…,"epoch":…,
+//! "lease_expires":…}`. Business outcomes (`join_refused`, `hold_rejected`,
+//! ...) are 200 replies; an outcome that says the request named nothing
+//! real (`hold_not_found`) is answered as its error ([`over_http`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use onsale_schema::ErrorCode;
-use onsale_schema::message::{PaymentRefused, Reply};
+use onsale_schema::message::{EventOwner, PaymentRefused, Reply};
 use serde::Serialize;
 
-/// An error raised by the gateway itself, with an optional Retry-After.
+/// An error raised by the gateway itself, or an error reply from the node,
+/// with an optional Retry-After.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub retry_after_s: Option<u64>,
+    /// For `not_owner`: the node that owns the event.
+    pub owner: Option<EventOwner>,
 }
 
 impl ApiError {
@@ -27,6 +30,20 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_s: None,
+            owner: None,
+        }
+    }
+
+    /// The node's answer that another node owns the event.
+    #[must_use]
+    pub fn not_owner(owner: EventOwner) -> ApiError {
+        let message = format!(
+            "node {} owns this event (lease epoch {}); retry shortly",
+            owner.node, owner.epoch
+        );
+        ApiError {
+            owner: Some(owner),
+            ..ApiError::new(ErrorCode::NotOwner, message)
         }
     }
 
@@ -37,13 +54,38 @@ impl ApiError {
     }
 }
 
+/// Every error body: the JSON of a `Reply::Error`, and the owner for
+/// `not_owner`.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    reply: &'static str,
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a EventOwner>,
+}
+
 impl IntoResponse for ApiError {
+    /// Busy, not-owner and rate-limited errors carry `Retry-After: 1`
+    /// unless the error sets one.
     fn into_response(self) -> Response {
-        let retry = self.retry_after_s;
-        let mut response = reply_response(Reply::error(self.code, self.message));
-        if let Some(seconds) = retry
-            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-        {
+        let status = status_of(self.code);
+        let body = ErrorBody {
+            reply: "error",
+            code: self.code,
+            message: &self.message,
+            owner: self.owner.as_ref(),
+        };
+        let mut response = json_response(status, &body);
+        let retry = match self.retry_after_s {
+            Some(seconds) => HeaderValue::from_str(&seconds.to_string()).ok(),
+            None => matches!(
+                status,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+            )
+            .then_some(HeaderValue::from_static("1")),
+        };
+        if let Some(value) = retry {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
@@ -86,7 +128,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::PaymentPending
         | ErrorCode::PaymentUnknown => StatusCode::CONFLICT,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-        ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        // Not owned here: the same answer as busy for a client (retry);
+        // the body names the owner, which is what a redirect will use.
+        ErrorCode::Busy | ErrorCode::NotOwner => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -118,29 +162,19 @@ pub fn over_http(reply: Reply) -> Reply {
         | Reply::PaymentSettled { .. }
         | Reply::Sale { .. }
         | Reply::Audit { .. }
-        | Reply::Error { .. } => reply,
+        | Reply::Error { .. }
+        | Reply::NotOwner { .. } => reply,
     }
 }
 
-/// A reply as an HTTP response ([`over_http`]): 200 unless it is an
-/// error. Busy and rate-limited errors carry `Retry-After: 1` unless the
-/// caller sets one.
+/// A reply as an HTTP response ([`over_http`]): an error (`Reply::Error`,
+/// `Reply::NotOwner`) as [`ApiError`] does, every other reply 200.
 pub fn reply_response(reply: Reply) -> Response {
-    let reply = over_http(reply);
-    let status = match &reply {
-        Reply::Error { code, .. } => status_of(*code),
-        _ => StatusCode::OK,
-    };
-    let mut response = json_response(status, &reply);
-    if matches!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-    ) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    match over_http(reply) {
+        Reply::Error { code, message } => ApiError::new(code, message).into_response(),
+        Reply::NotOwner { owner } => ApiError::not_owner(owner).into_response(),
+        reply => json_response(StatusCode::OK, &reply),
     }
-    response
 }
 
 /// Any serialisable value as a JSON response.
@@ -221,5 +255,45 @@ mod tests {
         let ok = reply_response(Reply::Released);
         assert_eq!(ok.status(), StatusCode::OK);
         assert!(ok.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn not_owner_is_503_with_retry_after_and_names_the_owner() {
+        let owner = EventOwner {
+            node: "node@127.0.0.1:7071".into(),
+            epoch: 4,
+            lease_expires: onsale_schema::Millis(1_796_000_000_000),
+        };
+        let response = reply_response(Reply::NotOwner {
+            owner: owner.clone(),
+        });
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let body = body_json(response).await;
+        assert_eq!(body["reply"], "error");
+        assert_eq!(body["code"], "not_owner");
+        assert_eq!(body["owner"]["node"], "node@127.0.0.1:7071");
+        assert_eq!(body["owner"]["epoch"], 4);
+        assert_eq!(body["owner"]["lease_expires"], 1_796_000_000_000_u64);
+        assert!(body["message"].as_str().unwrap().contains("epoch 4"));
+    }
+
+    #[tokio::test]
+    async fn error_bodies_keep_the_reply_error_shape() {
+        let response = reply_response(Reply::error(ErrorCode::SoldOut, "Every ticket is sold."));
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let body = body_json(response).await;
+        let reply: Reply = serde_json::from_value(body).expect("a Reply::Error");
+        assert_eq!(
+            reply,
+            Reply::error(ErrorCode::SoldOut, "Every ticket is sold.")
+        );
     }
 }

@@ -403,6 +403,10 @@ impl Session {
                     Reply::Error { code, message } => {
                         return Step::Reply(encode(&WsPush::Error { code, message }));
                     }
+                    Reply::NotOwner { owner } => {
+                        let ApiError { code, message, .. } = ApiError::not_owner(owner);
+                        return Step::Reply(encode(&WsPush::Error { code, message }));
+                    }
                     other => {
                         tracing::error!(?other, "unexpected reply to a status or resume");
                         return Step::Reply(encode(&WsPush::Error {

@@ -74,6 +74,8 @@ codes! {
     Busy => "busy", "The event is overloaded; retry after a short wait.";
     RateLimited => "rate_limited", "Too many requests; retry after the given time.";
     Internal => "internal", "An internal error; nothing was changed.";
+    // Appended, not sorted in: the binary codec numbers variants in order.
+    NotOwner => "not_owner", "Another node owns this event; the answer names it and its lease epoch. Retry shortly, or ask the owner.";
 }
 
 impl fmt::Display for ErrorCode {

@@ -107,3 +107,18 @@ pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// Events returned by one catalogue search.
 pub const EVENT_LIST_MAX: usize = 200;
+
+/// How long a caller waits for a node's router (activating an event,
+/// creating one) before answering `busy`. The router activates events one
+/// at a time and an activation restores the event (snapshot + journal), so
+/// a request queued behind a large restore may wait for it; past this it
+/// gets `busy` and retries rather than hang. Well under the gateway's 30 s
+/// request deadline.
+pub const ROUTER_CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// Events owned by other nodes that one node remembers (the owner and its
+/// lease, until the lease expires) so that it answers `not_owner` without
+/// a store read. ~100 bytes each; when full, expired entries are dropped
+/// first, and an event that still does not fit is answered through the
+/// router and the store, as if not remembered.
+pub const OWNERS_REMEMBERED_MAX: usize = 65_536;

@@ -339,6 +339,17 @@ impl SectionSeats {
 }
 
 impl Reply {
+    /// The stable error code of a reply that is an error (`Error` and
+    /// `NotOwner`); `None` for every answer from the event.
+    #[must_use]
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            Reply::Error { code, .. } => Some(*code),
+            Reply::NotOwner { .. } => Some(ErrorCode::NotOwner),
+            _ => None,
+        }
+    }
+
     /// An error reply with a stable code and a human message.
     #[must_use]
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
@@ -435,7 +446,24 @@ message_enum! {
         Sale { state: SaleState },
         Audit { audit: Audit },
         Error { code: ErrorCode, message: String },
+        /// This node does not own the event: `owner` does (code
+        /// `not_owner`). Given by the node, never by the event.
+        NotOwner { owner: EventOwner },
     }
+}
+
+/// The node that owns an event, as a node that does not own it last saw
+/// the event's lease: where a request for the event belongs. A newer
+/// `epoch` always means a newer owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventOwner {
+    /// The owner's node name (its `--node`).
+    pub node: String,
+    /// The owner's lease epoch (its fencing token).
+    pub epoch: u64,
+    /// When that lease expires unless its owner renews it (wall clock).
+    /// Past it, another node may take the event over.
+    pub lease_expires: Millis,
 }
 
 message_enum! {

@@ -6,6 +6,10 @@
 //! [`limits::RPC_FRAME_BYTES_MAX`] or one that does not decode gets an
 //! [`ServerFrame::Error`] and the connection is closed: a peer sending
 //! garbage loses its connection, nothing else.
+//!
+//! A `Response` carries the node's [`Reply`]: the event's answer, an
+//! error, or [`Reply::NotOwner`] when another node owns the event (the
+//! owner's node name, lease epoch and lease expiry).
 
 use serde::{Deserialize, Serialize};
 

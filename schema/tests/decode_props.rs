@@ -10,9 +10,9 @@ use common::{apply, edits};
 use onsale_schema::codec::{self, CodecError};
 use onsale_schema::config::{EventConfig, SaleState};
 use onsale_schema::message::{
-    Area, Command, DeclineReason, EventOverview, FanStatus, HoldPlaced, HoldRejected, HoldRequest,
-    JoinRefused, Joined, PaymentRefused, PaymentSettled, PaymentStarted, ProviderAnswer, Push,
-    Reply, SaleCommand, SectionSeats, SectionSummary,
+    Area, Command, DeclineReason, EventOverview, EventOwner, FanStatus, HoldPlaced, HoldRejected,
+    HoldRequest, JoinRefused, Joined, PaymentRefused, PaymentSettled, PaymentStarted,
+    ProviderAnswer, Push, Reply, SaleCommand, SectionSeats, SectionSummary,
 };
 use onsale_schema::snapshot::{
     CheckoutRecord, EventSnapshot, HoldRecord, JournalEntry, JournalRecord, OrderRecord,
@@ -204,6 +204,15 @@ fn reply() -> impl Strategy<Value = Reply> {
         }),
         sale_state().prop_map(|state| Reply::Sale { state }),
         (error_code, "\\PC{0,40}").prop_map(|(code, message)| Reply::Error { code, message }),
+        ("\\PC{0,40}", any::<u64>(), millis()).prop_map(|(node, epoch, lease_expires)| {
+            Reply::NotOwner {
+                owner: EventOwner {
+                    node,
+                    epoch,
+                    lease_expires,
+                },
+            }
+        }),
     ]
 }
 
@@ -769,6 +778,16 @@ fn json_wire_forms() {
                 message: "Every ticket is sold.".into(),
             },
             r#"{"reply":"error","code":"sold_out","message":"Every ticket is sold."}"#,
+        ),
+        (
+            Reply::NotOwner {
+                owner: EventOwner {
+                    node: "node@127.0.0.1:7071".into(),
+                    epoch: 3,
+                    lease_expires: Millis(1_796_000_000_000),
+                },
+            },
+            r#"{"reply":"not_owner","owner":{"node":"node@127.0.0.1:7071","epoch":3,"lease_expires":1796000000000}}"#,
         ),
     ];
     for (reply, json) in replies {

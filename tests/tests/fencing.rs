@@ -91,6 +91,7 @@ async fn a_paused_owner_is_fenced_and_its_successor_keeps_everything() {
 
     node_a.signal("STOP");
     // Let A's lease expire; B adopts the event (or takes it on demand).
+    // Until then B says A owns it.
     let started = Instant::now();
     let status = loop {
         match b
@@ -98,6 +99,10 @@ async fn a_paused_owner_is_fenced_and_its_successor_keeps_everything() {
             .await
             .expect("B answers")
         {
+            Reply::NotOwner { owner } if started.elapsed() < Duration::from_secs(10) => {
+                assert_eq!(owner.node, format!("node@{}", node_a.addr), "B names A");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             Reply::Error {
                 code: ErrorCode::Busy,
                 ..

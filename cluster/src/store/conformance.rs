@@ -12,8 +12,8 @@
 use onsale_schema::{EventId, Millis};
 
 use super::{
-    EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeId, NodeRecord, Store, StoreError,
-    StoredEvent,
+    Acquisition, EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeId, NodeRecord, Store,
+    StoreError, StoredEvent,
 };
 
 /// Makes a fresh, empty store.
@@ -251,7 +251,8 @@ pub fn acquire_free_event(make: MakeStore<'_>) {
     );
 }
 
-/// While node-a's lease is live, node-b gets `None` and changes nothing.
+/// While node-a's lease is live, node-b is told node-a holds it (the lease
+/// as stored) and changes nothing.
 pub fn acquire_refused_while_another_node_holds_a_live_lease(make: MakeStore<'_>) {
     let store = make();
     let event = EventId(2);
@@ -261,6 +262,14 @@ pub fn acquire_refused_while_another_node_holds_a_live_lease(make: MakeStore<'_>
             .acquire_event(event, &node("node-b"), TTL_MS, Millis(now))
             .unwrap();
         assert_eq!(got, None, "node-b must not take a live lease at {now}ms");
+        let got = store
+            .acquire_event_or_holder(event, &node("node-b"), TTL_MS, Millis(now))
+            .unwrap();
+        assert_eq!(
+            got,
+            Acquisition::HeldBy(lease.clone()),
+            "node-b must not take a live lease at {now}ms, and learns who holds it"
+        );
     }
     assert_eq!(
         store.event_lease(event).unwrap(),
@@ -332,9 +341,13 @@ pub fn renew_extends_a_current_lease_and_refuses_a_stale_one(make: MakeStore<'_>
     );
     assert_eq!(store.event_lease(event).unwrap(), Some(renewed.clone()));
     let got = store
-        .acquire_event(event, &node("node-b"), TTL_MS, Millis(1_500))
+        .acquire_event_or_holder(event, &node("node-b"), TTL_MS, Millis(1_500))
         .unwrap();
-    assert_eq!(got, None, "the renewed lease is still live at 1500ms");
+    assert_eq!(
+        got,
+        Acquisition::HeldBy(renewed.clone()),
+        "the renewed lease is still live at 1500ms"
+    );
     // Renewing with the lease as first returned (older expiry) also works:
     // only the epoch matters.
     let again = store.renew_event(&lease, TTL_MS, Millis(1_000)).unwrap();
@@ -877,10 +890,11 @@ pub fn extreme_ids_and_times(make: MakeStore<'_>) {
         assert_eq!(lease.expires, Millis(u64::MAX), "now + ttl saturates");
         assert_eq!(store.event_lease(event).unwrap(), Some(lease.clone()));
         let got = store
-            .acquire_event(event, &node("node-b"), TTL_MS, Millis(u64::MAX - 1))
+            .acquire_event_or_holder(event, &node("node-b"), TTL_MS, Millis(u64::MAX - 1))
             .unwrap();
         assert_eq!(
-            got, None,
+            got,
+            Acquisition::HeldBy(lease.clone()),
             "a lease ending at u64::MAX is live just before it"
         );
         assert_eq!(store.reserve_counter(&lease, u64::MAX).unwrap(), u64::MAX);

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use onsale_schema::{EventId, Millis};
 
-use super::{EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent};
+use super::{
+    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
+};
 
 /// What to inject. Zero turns a fault off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,6 +99,16 @@ impl<S: Store> Store for FaultyStore<S> {
         now: Millis,
     ) -> Result<Option<EventLease>, StoreError> {
         self.inner.acquire_event(event, node, ttl_ms, now)
+    }
+
+    fn acquire_event_or_holder(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Acquisition, StoreError> {
+        self.inner.acquire_event_or_holder(event, node, ttl_ms, now)
     }
 
     fn renew_event(

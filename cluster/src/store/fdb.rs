@@ -64,7 +64,8 @@ use futures::TryStreamExt;
 use onsale_schema::{EventId, Millis};
 
 use super::{
-    EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent, check_batch,
+    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
+    acquire_rule, check_batch,
 };
 
 /// Largest chunk of a value: FoundationDB refuses values over 100,000
@@ -480,26 +481,28 @@ impl Store for FdbStore {
         ttl_ms: u64,
         now: Millis,
     ) -> Result<Option<EventLease>, StoreError> {
+        self.acquire_event_or_holder(event, node, ttl_ms, now)
+            .map(Acquisition::acquired)
+    }
+
+    fn acquire_event_or_holder(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Acquisition, StoreError> {
         let keys = self.keys(event);
         self.run(|trx, _| {
             let keys = &keys;
             async move {
-                let epoch = match lease_of(&trx, keys).await? {
-                    None => 1,
-                    Some(current) if current.node == *node || current.expires <= now => current
-                        .epoch
-                        .checked_add(1)
-                        .ok_or_else(|| corrupt(format!("{event}: lease epoch exhausted")))?,
-                    Some(_) => return Ok(None),
-                };
-                let lease = EventLease {
-                    event,
-                    node: node.clone(),
-                    epoch,
-                    expires: now.saturating_add_ms(ttl_ms),
-                };
-                set_lease(&trx, keys, &lease);
-                Ok(Some(lease))
+                let current = lease_of(&trx, keys).await?;
+                let acquisition =
+                    acquire_rule(current, event, node, ttl_ms, now).map_err(refuse)?;
+                if let Acquisition::Acquired(lease) = &acquisition {
+                    set_lease(&trx, keys, lease);
+                }
+                Ok(acquisition)
             }
         })
     }

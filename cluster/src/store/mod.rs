@@ -66,6 +66,56 @@ pub struct EventLease {
     pub expires: Millis,
 }
 
+/// What an attempt to take an event's lease found. Another node holding
+/// the event is an expected outcome, so it is a value, and it names the
+/// holder: a node that does not own an event can say who does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acquisition {
+    /// The caller owns the event now, at a new epoch.
+    Acquired(EventLease),
+    /// Another node holds this unexpired lease; nothing was changed.
+    HeldBy(EventLease),
+}
+
+impl Acquisition {
+    /// The caller's new lease, if it got one.
+    #[must_use]
+    pub fn acquired(self) -> Option<EventLease> {
+        match self {
+            Acquisition::Acquired(lease) => Some(lease),
+            Acquisition::HeldBy(_) => None,
+        }
+    }
+}
+
+/// The lease-acquire rule, in one place for every backend: `node` takes
+/// `event` if nobody holds it, its lease has expired at `now`, or `node`
+/// itself holds it (a restarted node takes its events back at once);
+/// taking always bumps the epoch. The backend reads `current` and, on
+/// `Acquired`, writes the new lease, in one transaction.
+pub(crate) fn acquire_rule(
+    current: Option<EventLease>,
+    event: EventId,
+    node: &NodeId,
+    ttl_ms: u64,
+    now: Millis,
+) -> Result<Acquisition, StoreError> {
+    let epoch = match current {
+        None => 1,
+        Some(current) if current.node == *node || current.expires <= now => current
+            .epoch
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("{event}: lease epoch exhausted")))?,
+        Some(held) => return Ok(Acquisition::HeldBy(held)),
+    };
+    Ok(Acquisition::Acquired(EventLease {
+        event,
+        node: node.clone(),
+        epoch,
+        expires: now.saturating_add_ms(ttl_ms),
+    }))
+}
+
 /// One encoded journal record and its sequence number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JournalBytes {
@@ -123,8 +173,8 @@ pub trait Store: Send + Sync + 'static {
     // ----- event leases -----
 
     /// Take ownership of `event` for `node` if nobody holds an unexpired
-    /// lease, or `node` itself holds it. Always bumps the epoch. `None` if
-    /// another node holds an unexpired lease.
+    /// lease, or `node` itself holds it (the rule: `acquire_rule`). Always
+    /// bumps the epoch. `None` if another node holds an unexpired lease.
     fn acquire_event(
         &self,
         event: EventId,
@@ -132,6 +182,29 @@ pub trait Store: Send + Sync + 'static {
         ttl_ms: u64,
         now: Millis,
     ) -> Result<Option<EventLease>, StoreError>;
+
+    /// As [`Store::acquire_event`], but a refusal names the lease another
+    /// node holds: a node that does not own an event can say who does.
+    /// The backends answer from the one transaction that tried. This
+    /// default, for wrappers, reads the lease after a refused acquire, so
+    /// the lease it names may have expired just since.
+    fn acquire_event_or_holder(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Acquisition, StoreError> {
+        if let Some(lease) = self.acquire_event(event, node, ttl_ms, now)? {
+            return Ok(Acquisition::Acquired(lease));
+        }
+        match self.event_lease(event)? {
+            Some(held) => Ok(Acquisition::HeldBy(held)),
+            None => Err(StoreError::Corrupt(format!(
+                "{event}: an acquire was refused but the event has no lease"
+            ))),
+        }
+    }
 
     /// Extend a lease still current at its epoch. `Fenced` if the epoch
     /// moved on (even if this node took the event again since).

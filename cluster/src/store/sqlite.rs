@@ -35,7 +35,8 @@ use onsale_schema::{EventId, Millis};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{
-    EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent, check_batch,
+    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
+    acquire_rule, check_batch,
 };
 
 /// The schema this build writes. Bump it with a migration in
@@ -472,24 +473,23 @@ impl Store for SqliteStore {
         ttl_ms: u64,
         now: Millis,
     ) -> Result<Option<EventLease>, StoreError> {
+        self.acquire_event_or_holder(event, node, ttl_ms, now)
+            .map(Acquisition::acquired)
+    }
+
+    fn acquire_event_or_holder(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Acquisition, StoreError> {
         self.write(|tx| {
-            let epoch = match lease_row(tx, event)? {
-                None => 1,
-                Some(current) if current.node == *node || current.expires <= now => {
-                    current.epoch.checked_add(1).ok_or_else(|| {
-                        StoreError::Corrupt(format!("{event}: lease epoch exhausted"))
-                    })?
-                }
-                Some(_) => return Ok(None),
-            };
-            let lease = EventLease {
-                event,
-                node: node.clone(),
-                epoch,
-                expires: now.saturating_add_ms(ttl_ms),
-            };
-            put_lease(tx, &lease)?;
-            Ok(Some(lease))
+            let acquisition = acquire_rule(lease_row(tx, event)?, event, node, ttl_ms, now)?;
+            if let Acquisition::Acquired(lease) = &acquisition {
+                put_lease(tx, lease)?;
+            }
+            Ok(acquisition)
         })
     }
 

@@ -68,6 +68,7 @@ pub(super) async fn event_detail(
     let overview = match gw.node.call(event, Command::Overview).await {
         Reply::Overview { overview } => overview,
         Reply::Error { code, message } => return Err(ApiError::new(code, message)),
+        Reply::NotOwner { owner } => return Err(ApiError::not_owner(owner)),
         other => return Err(unexpected(&other)),
     };
     gw.edge.learn(&overview);
@@ -95,6 +96,7 @@ pub(super) async fn section_detail(
     let seats = match gw.node.call(event, Command::SectionSeats { section }).await {
         Reply::SectionSeats { seats } => seats,
         Reply::Error { code, message } => return Err(ApiError::new(code, message)),
+        Reply::NotOwner { owner } => return Err(ApiError::not_owner(owner)),
         other => return Err(unexpected(&other)),
     };
     let detail = info

@@ -150,6 +150,7 @@ impl Gateway {
                 Ok(overview.sale)
             }
             Reply::Error { code, message } => Err(ApiError::new(code, message)),
+            Reply::NotOwner { owner } => Err(ApiError::not_owner(owner)),
             other => Err(unexpected(&other)),
         }
     }

@@ -9,31 +9,55 @@
 //! handle up in a shared map and call the event actor directly, so the
 //! router is never on the hot path.
 //!
+//! Every call to the router is bounded by
+//! [`ROUTER_CALL_TIMEOUT_MS`](onsale_schema::limits::ROUTER_CALL_TIMEOUT_MS):
+//! past it the caller answers `busy` and the router, which carries on,
+//! drops the late answer. The router's mailbox is ractor's, unbounded:
+//! callers reach it only for an event this node neither serves nor knows
+//! another node to own (unknown events included), and none waits longer
+//! than the limit.
+//!
 //! **Leases.** Every owned event's lease is renewed each `ttl / 3`. A
 //! renewal that is fenced (another node took the event) or that keeps
 //! failing past the lease's expiry stops the event actor: a node never
 //! serves an event it cannot prove it owns. Writes are fenced by epoch in
 //! the store regardless, so even a node that has not noticed yet cannot
 //! write.
+//!
+//! **Not owned here.** An event another node holds is answered
+//! `Reply::NotOwner` naming that node and its lease epoch, from
+//! [`owners::Owners`]: the leases of other nodes' events as last seen (by
+//! an acquire that found the event held, or by the orphan scan each
+//! `ttl / 3`, which sees the owner's renewals before the old expiry),
+//! believed until they expire. A request reaches the router and the store
+//! only when no live lease of another node is remembered for its event.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use onsale_actors::EventCore;
 use onsale_actors::clock::wall_now;
 use onsale_actors::event_actor::{EventActor, EventArgs, EventHandle};
 use onsale_actors::provider::Provider;
+use onsale_schema::limits::ROUTER_CALL_TIMEOUT_MS;
 use onsale_schema::message::{Command, Push, Reply};
-use onsale_schema::snapshot::{EventSnapshot, JournalRecord};
-use onsale_schema::spec::EventSpec;
+use onsale_schema::spec::{EventSpec, SpecError};
 use onsale_schema::token::TokenKey;
-use onsale_schema::{ErrorCode, EventId, Position};
+use onsale_schema::{EventId, Millis};
+use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
 use crate::event_log::StoreLog;
-use crate::store::{EventLease, NodeId, Store, StoreError};
+use crate::store::{Acquisition, EventLease, NodeId, Store, StoreError};
+
+mod error;
+pub mod owners;
+mod restore;
+
+pub use error::{ActivateError, CreateError, NodeError, RouterError};
+pub use owners::Owners;
+pub use restore::{RestoreError, restore};
 
 /// Pushes buffered per subscriber before a slow one starts losing them
 /// (it then resynchronises from an overview).
@@ -68,11 +92,15 @@ impl std::fmt::Debug for NodeConfig {
 
 type Events = Arc<RwLock<FxHashMap<EventId, EventHandle>>>;
 
+/// Shared by the node's callers (who read it) and its router (who learns).
+type SharedOwners = Arc<RwLock<Owners>>;
+
 /// A running node.
 #[derive(Clone, Debug)]
 pub struct Node {
     router: ActorRef<RouterMsg>,
     events: Events,
+    owners: SharedOwners,
     pushes: broadcast::Sender<(EventId, Push)>,
     store: StoreRef,
 }
@@ -91,62 +119,80 @@ impl Node {
     /// Start a node: register it, then activate every event it may own.
     pub async fn start(config: NodeConfig) -> Result<Node, ActorProcessingErr> {
         let events: Events = Arc::default();
+        let owners: SharedOwners = Arc::new(RwLock::new(Owners::new(config.node.clone())));
         let (pushes, _) = broadcast::channel(PUSH_BUFFER);
         let store = StoreRef(Arc::clone(&config.store));
         let args = RouterArgs {
             config,
             events: Arc::clone(&events),
+            owners: Arc::clone(&owners),
             pushes: pushes.clone(),
         };
         let (router, _) = Actor::spawn(None, RouterActor, args).await?;
         Ok(Node {
             router,
             events,
+            owners,
             pushes,
             store,
         })
     }
 
     /// Send a command to an event, activating it here if nobody owns it.
+    /// An event another node owns is answered `Reply::NotOwner`.
     pub async fn call(&self, event: EventId, command: Command) -> Reply {
-        let handle = self
-            .events
-            .read()
-            .expect("not poisoned")
-            .get(&event)
-            .cloned();
-        let handle = match handle {
-            Some(handle) => handle,
-            None => match self.activate(event).await {
-                Ok(handle) => handle,
-                Err(reply) => return reply,
-            },
-        };
-        handle.call(command).await
-    }
-
-    async fn activate(&self, event: EventId) -> Result<EventHandle, Reply> {
-        let result = ractor::call!(self.router, |reply| RouterMsg::Activate { event, reply });
-        match result {
-            Ok(result) => result,
-            Err(e) => Err(Reply::error(
-                ErrorCode::Busy,
-                format!("router unavailable: {e}"),
-            )),
+        match self.handle(event).await {
+            Ok(handle) => handle.call(command).await,
+            Err(error) => error.into(),
         }
     }
 
-    /// Create (or replace) an event, and activate it.
+    /// The event's handle if this node serves it; else, if another node is
+    /// known to own it, `NotOwner` without asking anyone; else whatever
+    /// the router makes of activating it here.
+    async fn handle(&self, event: EventId) -> Result<EventHandle, NodeError> {
+        if let Some(handle) = self.events.read().expect("not poisoned").get(&event) {
+            return Ok(handle.clone());
+        }
+        let owner = self
+            .owners
+            .read()
+            .expect("not poisoned")
+            .owner(event, wall_now())
+            .cloned();
+        if let Some(lease) = owner {
+            return Err(ActivateError::NotOwner(lease).into());
+        }
+        Ok(self
+            .ask_router(|reply| RouterMsg::Activate { event, reply })
+            .await??)
+    }
+
+    /// Create an event (refused if it exists), and activate it.
     pub async fn create_event(&self, spec: EventSpec) -> Reply {
         let event = spec.event;
-        let result = ractor::call!(self.router, |reply| RouterMsg::Create { spec, reply });
-        match result {
-            Ok(Ok(())) => match self.activate(event).await {
-                Ok(handle) => handle.call(Command::Overview).await,
-                Err(reply) => reply,
-            },
-            Ok(Err(reply)) => reply,
-            Err(e) => Reply::error(ErrorCode::Busy, format!("router unavailable: {e}")),
+        let created = async {
+            self.ask_router(|reply| RouterMsg::Create { spec, reply })
+                .await??;
+            self.handle(event).await
+        };
+        match created.await {
+            Ok(handle) => handle.call(Command::Overview).await,
+            Err(error) => error.into(),
+        }
+    }
+
+    /// One call to the router, bounded by [`ROUTER_CALL_TIMEOUT_MS`].
+    async fn ask_router<T: Send + 'static>(
+        &self,
+        message: impl FnOnce(RpcReplyPort<T>) -> RouterMsg,
+    ) -> Result<T, RouterError> {
+        let limit = Duration::from_millis(ROUTER_CALL_TIMEOUT_MS);
+        match self.router.call(message, Some(limit)).await {
+            Ok(CallResult::Success(answer)) => Ok(answer),
+            Ok(CallResult::Timeout) => Err(RouterError::Timeout),
+            Ok(CallResult::SenderError) => Err(RouterError::Gone("it dropped the call".into())),
+            Err(e) => Err(RouterError::Gone(e.to_string())),
         }
     }
 
@@ -198,11 +244,11 @@ impl Node {
 pub enum RouterMsg {
     Activate {
         event: EventId,
-        reply: RpcReplyPort<Result<EventHandle, Reply>>,
+        reply: RpcReplyPort<Result<EventHandle, ActivateError>>,
     },
     Create {
         spec: EventSpec,
-        reply: RpcReplyPort<Result<(), Reply>>,
+        reply: RpcReplyPort<Result<(), CreateError>>,
     },
     Renew,
 }
@@ -216,6 +262,7 @@ pub struct RouterActor;
 pub struct RouterArgs {
     config: NodeConfig,
     events: Events,
+    owners: SharedOwners,
     pushes: broadcast::Sender<(EventId, Push)>,
 }
 
@@ -223,6 +270,7 @@ pub struct RouterArgs {
 pub struct RouterState {
     config: NodeConfig,
     events: Events,
+    owners: SharedOwners,
     pushes: broadcast::Sender<(EventId, Push)>,
     leases: FxHashMap<EventId, EventLease>,
     /// Events whose stored state failed to restore here: not adopted again
@@ -243,6 +291,7 @@ impl Actor for RouterActor {
         let mut state = RouterState {
             config: args.config,
             events: args.events,
+            owners: args.owners,
             pushes: args.pushes,
             leases: FxHashMap::default(),
             unrestorable: rustc_hash::FxHashSet::default(),
@@ -251,8 +300,8 @@ impl Actor for RouterActor {
         // Recovery: take up every event nobody else holds.
         let specs = state.blocking(|store| store.event_specs()).await?;
         for (event, _) in specs {
-            if let Err(reply) = state.activate(&myself, event).await {
-                tracing::info!(%event, ?reply, "event not activated here");
+            if let Err(error) = state.activate(&myself, event).await {
+                tracing::info!(%event, %error, "event not activated here");
             }
         }
         let period = Duration::from_millis((state.config.lease_ttl_ms / 3).max(50));
@@ -334,12 +383,9 @@ impl RouterState {
             .await
     }
 
-    async fn create(&mut self, spec: EventSpec) -> Result<(), Reply> {
-        spec.venue()
-            .map_err(|e| Reply::error(ErrorCode::BadRequest, format!("event spec refused: {e}")))?;
-        let bytes = spec
-            .encode()
-            .map_err(|e| Reply::error(ErrorCode::BadRequest, e.to_string()))?;
+    async fn create(&mut self, spec: EventSpec) -> Result<(), CreateError> {
+        spec.venue()?;
+        let bytes = spec.encode().map_err(SpecError::from)?;
         let event = spec.event;
         // An event's spec never changes once it exists: its journal and
         // snapshots index seats of that venue under that config, and a
@@ -349,47 +395,47 @@ impl RouterState {
                 let known = s.event_specs()?.iter().any(|(e, _)| *e == event);
                 Ok(known || s.event_lease(event)?.is_some())
             })
-            .await
-            .map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))?;
+            .await?;
         if exists {
-            return Err(Reply::error(
-                ErrorCode::EventExists,
-                format!("{event} already exists; an event's venue and settings cannot be replaced"),
-            ));
+            return Err(CreateError::Exists(event));
         }
-        self.blocking(move |s| s.put_event_spec(event, &bytes))
-            .await
-            .map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))
+        Ok(self
+            .blocking(move |s| s.put_event_spec(event, &bytes))
+            .await?)
     }
 
     async fn activate(
         &mut self,
         myself: &ActorRef<RouterMsg>,
         event: EventId,
-    ) -> Result<EventHandle, Reply> {
+    ) -> Result<EventHandle, ActivateError> {
         if let Some(handle) = self.events.read().expect("not poisoned").get(&event) {
             return Ok(handle.clone());
         }
-        let internal = |e: StoreError| Reply::error(ErrorCode::Internal, e.to_string());
-        let specs = self.blocking(|s| s.event_specs()).await.map_err(internal)?;
-        let Some((_, spec_bytes)) = specs.into_iter().find(|(e, _)| *e == event) else {
-            return Err(Reply::error(ErrorCode::UnknownEvent, "no such event"));
+        // Calls queued behind the one that found the event held.
+        if let Some(lease) = self.known_owner(event, wall_now()) {
+            return Err(ActivateError::NotOwner(lease));
+        }
+        let specs = self.blocking(|s| s.event_specs()).await?;
+        let Some((_, spec)) = specs.into_iter().find(|(e, _)| *e == event) else {
+            return Err(ActivateError::UnknownEvent);
         };
-        let spec = EventSpec::decode(&spec_bytes).map_err(|e| {
-            Reply::error(ErrorCode::Internal, format!("stored spec is corrupt: {e}"))
-        })?;
         let (node, ttl) = (self.config.node.clone(), self.config.lease_ttl_ms);
-        let lease = self
-            .blocking(move |s| s.acquire_event(event, &node, ttl, wall_now()))
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| Reply::error(ErrorCode::Busy, "another node owns this event"))?;
+        let now = wall_now();
+        let acquired = self
+            .blocking(move |s| s.acquire_event_or_holder(event, &node, ttl, now))
+            .await?;
+        let lease = match acquired {
+            Acquisition::Acquired(lease) => lease,
+            Acquisition::HeldBy(held) => {
+                self.owners.write().expect("not poisoned").learn(&held, now);
+                return Err(ActivateError::NotOwner(held));
+            }
+        };
+        self.owners.write().expect("not poisoned").forget(event);
         let started = std::time::Instant::now();
-        let stored = self
-            .blocking(move |s| s.load_event(event))
-            .await
-            .map_err(internal)?;
-        let core = match restore(&spec, stored) {
+        let stored = self.blocking(move |s| s.load_event(event)).await?;
+        let core = match restore(&spec, &stored, wall_now()) {
             Ok(core) => core,
             Err(e) => {
                 tracing::error!(%event, error = %e, "event state cannot be restored");
@@ -398,10 +444,7 @@ impl RouterState {
                 let failed = lease.clone();
                 let _ = self.blocking(move |s| s.release_event(&failed)).await;
                 self.unrestorable.insert(event);
-                return Err(Reply::error(
-                    ErrorCode::Internal,
-                    format!("event state cannot be restored: {e}"),
-                ));
+                return Err(e.into());
             }
         };
         tracing::info!(
@@ -422,18 +465,19 @@ impl RouterState {
         };
         let handle = EventActor::start(args, Some(myself.get_cell()))
             .await
-            .map_err(|e| {
-                Reply::error(
-                    ErrorCode::Internal,
-                    format!("event actor failed to start: {e}"),
-                )
-            })?;
+            .map_err(|e| ActivateError::ActorStart(e.to_string()))?;
         self.leases.insert(event, lease);
         self.events
             .write()
             .expect("not poisoned")
             .insert(event, handle.clone());
         Ok(handle)
+    }
+
+    /// Another node's live lease on `event`, if this node knows of one.
+    fn known_owner(&self, event: EventId, now: Millis) -> Option<EventLease> {
+        let owners = self.owners.read().expect("not poisoned");
+        owners.owner(event, now).cloned()
     }
 
     async fn renew(&mut self) {
@@ -471,13 +515,22 @@ impl RouterState {
                 continue;
             }
             let lease = self.blocking(move |s| s.event_lease(event)).await;
+            let now = wall_now();
             let orphaned = match lease {
                 Ok(None) => true,
-                Ok(Some(lease)) => lease.expires <= wall_now() || lease.node == self.config.node,
+                Ok(Some(lease)) => {
+                    // Keeps what this node knows of other owners fresh:
+                    // their renewals are seen here before the old expiry.
+                    self.owners
+                        .write()
+                        .expect("not poisoned")
+                        .learn(&lease, now);
+                    lease.expires <= now || lease.node == self.config.node
+                }
                 Err(_) => false,
             };
-            if orphaned && let Err(reply) = self.activate(myself, event).await {
-                tracing::debug!(%event, ?reply, "orphaned event not adopted");
+            if orphaned && let Err(error) = self.activate(myself, event).await {
+                tracing::debug!(%event, %error, "orphaned event not adopted");
             }
         }
     }
@@ -489,36 +542,4 @@ impl RouterState {
             handle.stop(why);
         }
     }
-}
-
-/// Rebuild an event's core from what the store holds.
-pub fn restore(spec: &EventSpec, stored: crate::store::StoredEvent) -> Result<EventCore, String> {
-    let venue = Arc::new(spec.venue().map_err(|e| e.to_string())?);
-    let snapshot = match &stored.snapshot {
-        Some((_, bytes)) => EventSnapshot::decode(bytes).map_err(|e| format!("snapshot: {e}"))?,
-        // Never snapshotted: start from the event's initial state.
-        None => EventCore::new(
-            spec.event,
-            Arc::clone(&venue),
-            spec.config.clone(),
-            wall_now(),
-        )
-        .map_err(|e| e.to_string())?
-        .snapshot(),
-    };
-    let mut core = EventCore::restore(venue, &snapshot, Position(stored.counter_ceiling))
-        .map_err(|e| format!("snapshot: {e}"))?;
-    for record in &stored.journal {
-        let decoded = JournalRecord::decode(&record.bytes)
-            .map_err(|e| format!("journal record {}: {e}", record.seq))?;
-        if decoded.seq != record.seq {
-            return Err(format!(
-                "journal record stored at {} says {}",
-                record.seq, decoded.seq
-            ));
-        }
-        core.replay(&decoded)
-            .map_err(|e| format!("journal record {}: {e}", record.seq))?;
-    }
-    Ok(core)
 }
