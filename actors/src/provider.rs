@@ -174,3 +174,33 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulated_provider_books_every_refund_it_is_asked_for() {
+        let sim = SimulatedProvider::default();
+        let provider = Provider::Simulated(sim.clone());
+        provider.refund(EventId(1), PaymentId(7));
+        provider.refund(EventId(2), PaymentId(9));
+        assert_eq!(
+            sim.book.refunds(),
+            [(EventId(1), PaymentId(7)), (EventId(2), PaymentId(9))]
+        );
+    }
+
+    #[test]
+    fn a_lost_answer_is_still_known_to_a_status_query() {
+        let sim = SimulatedProvider {
+            silent_per_mille: 1_000,
+            decline_per_mille: 0,
+            ..SimulatedProvider::default()
+        };
+        assert_eq!(sim.answer(EventId(1), PaymentId(3)), None, "lost");
+        let (answer, _, lost) = sim.outcome(EventId(1), PaymentId(3));
+        assert!(lost);
+        assert_eq!(answer, ProviderAnswer::Confirmed);
+    }
+}
