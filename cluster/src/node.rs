@@ -151,7 +151,8 @@ impl Node {
     }
 
     /// Every event spec in the store (the operators' desired state), for
-    /// catalogues. Specs that do not decode are logged and skipped.
+    /// catalogues. Specs that are damaged or do not decode are logged at
+    /// ERROR and skipped (their events cannot be served).
     pub async fn specs(&self) -> Result<Vec<EventSpec>, StoreError> {
         let store = Arc::clone(&self.store.0);
         let stored = tokio::task::spawn_blocking(move || store.event_specs())
@@ -159,11 +160,14 @@ impl Node {
             .map_err(|e| StoreError::Unavailable(format!("spec read panicked: {e}")))??;
         Ok(stored
             .into_iter()
-            .filter_map(|(event, bytes)| match EventSpec::decode(&bytes) {
-                Ok(spec) => Some(spec),
-                Err(e) => {
-                    tracing::warn!(%event, error = %e, "a stored event spec does not decode");
-                    None
+            .filter_map(|(event, bytes)| {
+                // A damaged spec was logged at ERROR and counted when read.
+                match EventSpec::decode(&bytes.ok()?) {
+                    Ok(spec) => Some(spec),
+                    Err(e) => {
+                        tracing::error!(%event, error = %e, "a stored event spec does not decode: the event cannot be served");
+                        None
+                    }
                 }
             })
             .collect())
@@ -375,6 +379,8 @@ impl RouterState {
         let Some((_, spec_bytes)) = specs.into_iter().find(|(e, _)| *e == event) else {
             return Err(Reply::error(ErrorCode::UnknownEvent, "no such event"));
         };
+        let spec_bytes =
+            spec_bytes.map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))?;
         let spec = EventSpec::decode(&spec_bytes).map_err(|e| {
             Reply::error(ErrorCode::Internal, format!("stored spec is corrupt: {e}"))
         })?;
@@ -385,11 +391,20 @@ impl RouterState {
             .map_err(internal)?
             .ok_or_else(|| Reply::error(ErrorCode::Busy, "another node owns this event"))?;
         let started = std::time::Instant::now();
-        let stored = self
-            .blocking(move |s| s.load_event(event))
-            .await
-            .map_err(internal)?;
-        let core = match restore(&spec, stored) {
+        let stored = self.blocking(move |s| s.load_event(event)).await;
+        let core = match stored
+            .map_err(|e| match e {
+                // Not retried: it needs an operator (logged when found).
+                StoreError::Damaged(_) | StoreError::Lost(_) => Ok(e.to_string()),
+                e => Err(e),
+            })
+            .map(|stored| restore(&spec, stored))
+        {
+            Err(Err(e)) => return Err(internal(e)),
+            Err(Ok(e)) => Err(e),
+            Ok(restored) => restored,
+        };
+        let core = match core {
             Ok(core) => core,
             Err(e) => {
                 tracing::error!(%event, error = %e, "event state cannot be restored");
