@@ -194,7 +194,7 @@ impl Marks {
             return Ok(());
         }
         let generation = entry.generation + 1;
-        let slot = (generation % 2) as u64 * SLOT_BYTES as u64;
+        let slot = (generation % 2) * SLOT_BYTES as u64;
         entry
             .file
             .write_all_at(&encode(self.identity, event, generation, mark), slot)?;

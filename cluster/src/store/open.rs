@@ -209,10 +209,15 @@ pub fn summarize(store: &SqliteStore) -> Result<StoreSummary, StoreError> {
             }
             Err(e) => return Err(e),
         };
+        let last_seq = stored
+            .journal
+            .last()
+            .map(|r| r.seq)
+            .or(stored.snapshot.as_ref().map(|(seq, _)| *seq))
+            .unwrap_or(0);
+        summary.last_seq = summary.last_seq.max(last_seq);
         let mut orders = 0;
-        let mut last_seq = 0;
-        if let Some((seq, bytes)) = &stored.snapshot {
-            last_seq = *seq;
+        if let Some((_, bytes)) = &stored.snapshot {
             match EventSnapshot::decode(bytes) {
                 Ok(snapshot) => orders += snapshot.orders.len() as u64,
                 Err(_) => {
@@ -222,7 +227,6 @@ pub fn summarize(store: &SqliteStore) -> Result<StoreSummary, StoreError> {
             }
         }
         for record in &stored.journal {
-            last_seq = record.seq;
             if let Ok(JournalRecord {
                 entry: JournalEntry::Sold { .. },
                 ..
@@ -232,7 +236,6 @@ pub fn summarize(store: &SqliteStore) -> Result<StoreSummary, StoreError> {
             }
         }
         summary.orders += orders;
-        summary.last_seq = summary.last_seq.max(last_seq);
     }
     Ok(summary)
 }
