@@ -69,6 +69,7 @@ conformance_tests!(
     large_values_round_trip,
     batch_of_a_thousand_records_and_the_batch_limit,
     extreme_ids_and_times,
+    values_that_look_like_frames_round_trip_exactly,
 );
 
 #[test]
