@@ -69,6 +69,7 @@ conformance_tests!(
     large_values_round_trip,
     batch_of_a_thousand_records_and_the_batch_limit,
     extreme_ids_and_times,
+    values_that_look_like_frames_round_trip_exactly,
 );
 
 #[test]
@@ -187,7 +188,7 @@ fn a_reopened_file_keeps_everything() {
     assert_eq!(store.event_lease(event).unwrap(), Some(lease.clone()));
     assert_eq!(
         store.event_specs().unwrap(),
-        vec![(event, b"spec".to_vec())]
+        vec![(event, Ok(b"spec".to_vec()))]
     );
     // The lease from before the reopen still writes: epochs, not
     // connections, decide.
@@ -232,13 +233,15 @@ fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
     )
     .unwrap();
     match SqliteStore::open(&path) {
-        Err(OpenError::Store {
-            source: StoreError::Corrupt(detail),
-            ..
-        }) => {
-            assert!(!detail.is_empty());
+        Err(OpenError::Damaged { path: named, why }) => {
+            assert_eq!(
+                named,
+                path.display().to_string(),
+                "the error names the file"
+            );
+            assert!(!why.is_empty());
         }
-        other => panic!("a non-SQLite file must give a Corrupt error, got {other:?}"),
+        other => panic!("a non-SQLite file must give a Damaged error, got {other:?}"),
     }
 }
 

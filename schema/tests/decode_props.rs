@@ -436,6 +436,12 @@ fn decode_everything(bytes: &[u8]) -> Result<(), TestCaseError> {
         let again = JournalRecord::decode(&record.encode().unwrap()).unwrap();
         prop_assert_eq!(again, record);
     }
+    // A stored spec: decoded, then its venue checked (as a node does).
+    if let Ok(spec) = onsale_schema::spec::EventSpec::decode(bytes) {
+        let again = onsale_schema::spec::EventSpec::decode(&spec.encode().unwrap()).unwrap();
+        prop_assert_eq!(&again, &spec);
+        let _ = spec.venue();
+    }
     Ok(())
 }
 

@@ -277,7 +277,7 @@ impl Store for Counted {
     fn put_event_spec(&self, e: EventId, spec: &[u8]) -> Result<(), StoreError> {
         self.inner.put_event_spec(e, spec)
     }
-    fn event_specs(&self) -> Result<Vec<(EventId, Vec<u8>)>, StoreError> {
+    fn event_specs(&self) -> Result<Vec<(EventId, onsale_cluster::store::SpecBytes)>, StoreError> {
         self.inner.event_specs()
     }
 }

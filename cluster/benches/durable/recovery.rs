@@ -137,7 +137,8 @@ fn split(path: &Path, run: u64) {
     let t = Instant::now();
     let specs = store.event_specs().expect("specs");
     // Decoding a spec checks its venue, which parses the venue file.
-    let spec = EventSpec::decode(&specs[0].1).expect("spec decodes");
+    let spec_bytes = specs[0].1.as_ref().expect("spec intact");
+    let spec = EventSpec::decode(spec_bytes).expect("spec decodes");
     let spec_t = t.elapsed();
     let t = Instant::now();
     let venue = Arc::new(spec.venue().expect("venue"));

@@ -197,7 +197,8 @@ impl Node {
     }
 
     /// Every event spec in the store (the operators' desired state), for
-    /// catalogues. Specs that do not decode are logged and skipped.
+    /// catalogues. Specs that are damaged or do not decode are logged at
+    /// ERROR and skipped (their events cannot be served).
     pub async fn specs(&self) -> Result<Vec<EventSpec>, StoreError> {
         let store = Arc::clone(&self.store.0);
         let stored = tokio::task::spawn_blocking(move || store.event_specs())
@@ -205,11 +206,14 @@ impl Node {
             .map_err(|e| StoreError::Unavailable(format!("spec read panicked: {e}")))??;
         Ok(stored
             .into_iter()
-            .filter_map(|(event, bytes)| match EventSpec::decode(&bytes) {
-                Ok(spec) => Some(spec),
-                Err(e) => {
-                    tracing::warn!(%event, error = %e, "a stored event spec does not decode");
-                    None
+            .filter_map(|(event, bytes)| {
+                // A damaged spec was logged at ERROR and counted when read.
+                match EventSpec::decode(&bytes.ok()?) {
+                    Ok(spec) => Some(spec),
+                    Err(e) => {
+                        tracing::error!(%event, error = %e, "a stored event spec does not decode: the event cannot be served");
+                        None
+                    }
                 }
             })
             .collect())
@@ -420,6 +424,7 @@ impl RouterState {
         let Some((_, spec)) = specs.into_iter().find(|(e, _)| *e == event) else {
             return Err(ActivateError::UnknownEvent);
         };
+        let spec = spec.map_err(|damage| ActivateError::Store(StoreError::Damaged(damage)))?;
         let (node, ttl) = (self.config.node.clone(), self.config.lease_ttl_ms);
         let now = wall_now();
         let acquired = self
@@ -434,8 +439,13 @@ impl RouterState {
         };
         self.owners.write().expect("not poisoned").forget(event);
         let started = std::time::Instant::now();
-        let stored = self.blocking(move |s| s.load_event(event)).await?;
-        let core = match restore(&spec, &stored, wall_now()) {
+        let core = match self.blocking(move |s| s.load_event(event)).await {
+            Ok(stored) => restore(&spec, &stored, wall_now()).map_err(ActivateError::from),
+            // Not retried: damaged or lost data needs an operator.
+            Err(e @ (StoreError::Damaged(_) | StoreError::Lost(_))) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let core = match core {
             Ok(core) => core,
             Err(e) => {
                 tracing::error!(%event, error = %e, "event state cannot be restored");

@@ -152,7 +152,7 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.put_event_spec(event, spec)
     }
 
-    fn event_specs(&self) -> Result<Vec<(EventId, Vec<u8>)>, StoreError> {
+    fn event_specs(&self) -> Result<Vec<(EventId, super::SpecBytes)>, StoreError> {
         self.inner.event_specs()
     }
 }

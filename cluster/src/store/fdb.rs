@@ -36,6 +36,13 @@
 //! | `("counter", event)` | `ceiling` |
 //! | `("spec", event, chunk_no)` | spec bytes, chunked |
 //!
+//! **Integrity.** Every snapshot, journal record, spec and counter is
+//! stored sealed in a [`super::frame`] (before chunking) and verified when
+//! read, as in the embedded store. Values written before frames (no frame
+//! magic) are read unverified: this backend has no migration pass. There
+//! are no high-water marks here: FoundationDB replicates every commit, so
+//! a lost disk does not roll an event back.
+//!
 //! **Limits.** A value is at most 100 kB: every byte string is split into
 //! [`CHUNK_BYTES`] chunks (an empty one is one empty chunk). A transaction
 //! writes at most 10 MB: journal batches are bounded by
@@ -63,10 +70,30 @@ use foundationdb::{
 use futures::TryStreamExt;
 use onsale_schema::{EventId, Millis};
 
+use super::frame::{self, Sealed};
 use super::{
-    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
-    acquire_rule, check_batch,
+    Acquisition, Damage, EventLease, JournalBytes, NodeId, NodeRecord, SpecBytes, Store,
+    StoreError, StoredEvent, acquire_rule, check_batch,
 };
+
+/// A value read under (`event`, `seq`): its payload, verified if sealed.
+fn unseal(kind: Sealed, event: EventId, seq: Option<u64>, stored: Vec<u8>) -> SpecBytes {
+    if !frame::is_framed(&stored) {
+        return Ok(stored); // written before frames
+    }
+    frame::open_owned(kind, event, seq.unwrap_or(0), stored)
+        .map_err(|problem| Damage::found(event, kind, seq, problem))
+}
+
+/// A stored counter ceiling: sealed, or a bare tuple-packed `u64` written
+/// before frames.
+fn counter_value(event: EventId, value: &[u8]) -> Result<u64, FdbBindingError> {
+    if !frame::is_framed(value) {
+        return decode::<u64>(value);
+    }
+    frame::open_counter(event, value)
+        .map_err(|problem| refuse(Damage::found(event, Sealed::Counter, None, problem).into()))
+}
 
 /// Largest chunk of a value: FoundationDB refuses values over 100,000
 /// bytes.
@@ -559,6 +586,14 @@ impl Store for FdbStore {
         records: &[JournalBytes],
     ) -> Result<(), StoreError> {
         check_batch(records)?;
+        let sealed: Vec<JournalBytes> = records
+            .iter()
+            .map(|r| JournalBytes {
+                seq: r.seq,
+                bytes: frame::seal(Sealed::JournalRecord, lease.event, r.seq, &r.bytes),
+            })
+            .collect();
+        let records = &sealed[..];
         let keys = self.keys(lease.event);
         self.run(|trx, _| {
             let keys = &keys;
@@ -616,6 +651,8 @@ impl Store for FdbStore {
     }
 
     fn put_snapshot(&self, lease: &EventLease, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let sealed = frame::seal(Sealed::Snapshot, lease.event, seq, bytes);
+        let bytes = &sealed[..];
         let keys = self.keys(lease.event);
         let chunks = chunks_of(bytes);
         let head = SnapHead {
@@ -690,13 +727,13 @@ impl Store for FdbStore {
             async move {
                 check_fence(&trx, keys, lease).await?;
                 let stored = match trx.get(&keys.counter, false).await? {
-                    Some(value) => decode::<u64>(&value)?,
+                    Some(value) => counter_value(keys.event, &value)?,
                     None => 0,
                 };
                 if ceiling <= stored {
                     return Ok(stored);
                 }
-                trx.set(&keys.counter, &pack(&ceiling));
+                trx.set(&keys.counter, &frame::seal_counter(keys.event, ceiling));
                 Ok(ceiling)
             }
         })
@@ -704,7 +741,7 @@ impl Store for FdbStore {
 
     fn load_event(&self, event: EventId) -> Result<StoredEvent, StoreError> {
         let keys = self.keys(event);
-        self.run(|trx, _| {
+        let stored = self.run(|trx, _| {
             let keys = &keys;
             async move {
                 let snapshot = match snap_head(&trx, keys).await? {
@@ -730,7 +767,7 @@ impl Store for FdbStore {
                 };
                 let journal = read_journal(&trx, keys, (after, keys.journal.range().1)).await?;
                 let counter_ceiling = match trx.get(&keys.counter, false).await? {
-                    Some(value) => decode::<u64>(&value)?,
+                    Some(value) => counter_value(event, &value)?,
                     None => 0,
                 };
                 Ok(StoredEvent {
@@ -739,6 +776,23 @@ impl Store for FdbStore {
                     counter_ceiling,
                 })
             }
+        })?;
+        let snapshot = match stored.snapshot {
+            Some((seq, bytes)) => Some((seq, unseal(Sealed::Snapshot, event, Some(seq), bytes)?)),
+            None => None,
+        };
+        let journal = stored
+            .journal
+            .into_iter()
+            .map(|r| {
+                let bytes = unseal(Sealed::JournalRecord, event, Some(r.seq), r.bytes)?;
+                Ok(JournalBytes { seq: r.seq, bytes })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(StoredEvent {
+            snapshot,
+            journal,
+            counter_ceiling: stored.counter_ceiling,
         })
     }
 
@@ -749,6 +803,8 @@ impl Store for FdbStore {
                 spec.len()
             )));
         }
+        let sealed = frame::seal(Sealed::Spec, event, 0, spec);
+        let spec = &sealed[..];
         let under = self.root.subspace(&("spec", event.0));
         self.run(|trx, _| {
             let under = &under;
@@ -760,9 +816,9 @@ impl Store for FdbStore {
         })
     }
 
-    fn event_specs(&self) -> Result<Vec<(EventId, Vec<u8>)>, StoreError> {
+    fn event_specs(&self) -> Result<Vec<(EventId, SpecBytes)>, StoreError> {
         let specs = self.root.subspace(&("spec",));
-        self.run(|trx, _| {
+        let stored = self.run(|trx, _| {
             let specs = &specs;
             async move {
                 let mut out: Vec<(EventId, Vec<u8>)> = Vec::new();
@@ -777,6 +833,10 @@ impl Store for FdbStore {
                 }
                 Ok(out)
             }
-        })
+        })?;
+        Ok(stored
+            .into_iter()
+            .map(|(event, bytes)| (event, unseal(Sealed::Spec, event, None, bytes)))
+            .collect())
     }
 }

@@ -29,7 +29,12 @@ pub mod conformance;
 pub mod faulty;
 #[cfg(feature = "fdb")]
 pub mod fdb;
+pub mod frame;
+pub mod marks;
+pub mod open;
 pub mod sqlite;
+
+pub use frame::{FrameError, Sealed};
 
 /// Largest total of record bytes in one [`Store::append_journal`] call.
 /// FoundationDB refuses transactions over 10 MB; every backend refuses
@@ -134,9 +139,9 @@ pub struct StoredEvent {
     pub counter_ceiling: u64,
 }
 
-/// Why a store call failed. `Fenced` and `Conflict` are final for the
-/// caller; `Unavailable` may be retried (the write did not land, or landed
-/// whole: every call is one transaction).
+/// Why a store call failed. `Fenced`, `Conflict`, `Damaged` and `Lost`
+/// are final for the caller; `Unavailable` may be retried (the write did
+/// not land, or landed whole: every call is one transaction).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("{event} is owned at a newer epoch than {epoch}: this owner is fenced")]
@@ -147,7 +152,84 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A stored value failed its checksum: nothing of it was decoded.
+    #[error(transparent)]
+    Damaged(#[from] Damage),
+    /// The store holds less of an event than it once acknowledged.
+    #[error(transparent)]
+    Lost(#[from] Lost),
 }
+
+/// A stored value that is not what was written (see [`frame`]). Made only
+/// through [`Damage::found`], which logs it at ERROR and counts it in
+/// `onsale_store_corrupt_total{kind}`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{event} cannot be restored: {problem} in {kind}{at}", at = SeqSuffix(*.seq))]
+pub struct Damage {
+    pub event: EventId,
+    pub kind: Sealed,
+    /// The snapshot's or journal record's seq.
+    pub seq: Option<u64>,
+    pub problem: FrameError,
+}
+
+struct SeqSuffix(Option<u64>);
+
+impl fmt::Display for SeqSuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(seq) => write!(f, " {seq}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Damage {
+    /// Record a damaged value found under (`event`, `seq`).
+    #[must_use]
+    pub fn found(event: EventId, kind: Sealed, seq: Option<u64>, problem: FrameError) -> Damage {
+        let damage = Damage {
+            event,
+            kind,
+            seq,
+            problem,
+        };
+        tracing::error!(%event, kind = kind.label(), ?seq, error = %damage, "stored data is damaged");
+        metrics::counter!("onsale_store_corrupt_total", "kind" => kind.label()).increment(1);
+        damage
+    }
+}
+
+/// An event restored shorter than acknowledged: committed records or
+/// counter reservations vanished (see [`marks`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{event} cannot be restored: the store lost committed data: it acknowledged journal seq \
+     {marked_seq} and counter ceiling {marked_ceiling} (high-water mark in {mark}) but holds \
+     seq {found_seq} and ceiling {found_ceiling}; refusing to serve rather than resell"
+)]
+pub struct Lost {
+    pub event: EventId,
+    pub marked_seq: u64,
+    pub marked_ceiling: u64,
+    pub found_seq: u64,
+    pub found_ceiling: u64,
+    /// Where the mark is kept.
+    pub mark: String,
+}
+
+impl Lost {
+    /// Record a loss (logged at ERROR, counted as kind `lost`).
+    #[must_use]
+    pub fn found(lost: Lost) -> Lost {
+        tracing::error!(event = %lost.event, error = %lost, "the store lost committed data");
+        metrics::counter!("onsale_store_corrupt_total", "kind" => "lost").increment(1);
+        lost
+    }
+}
+
+/// One event's stored spec: its bytes, or why they cannot be trusted.
+pub type SpecBytes = Result<Vec<u8>, Damage>;
 
 /// The narrow interface the cluster needs from a store. Every method is one
 /// transaction: it lands whole or not at all, and may be retried after
@@ -248,7 +330,10 @@ pub trait Store: Send + Sync + 'static {
     /// ceiling (never lowered).
     fn reserve_counter(&self, lease: &EventLease, ceiling: u64) -> Result<u64, StoreError>;
 
-    /// Everything stored for `event` (empty if nothing).
+    /// Everything stored for `event` (empty if nothing), every value
+    /// verified against its checksum ([`StoreError::Damaged`] if one
+    /// fails) and, where the backend keeps one, against the event's
+    /// high-water mark ([`StoreError::Lost`]).
     fn load_event(&self, event: EventId) -> Result<StoredEvent, StoreError>;
 
     // ----- operators' desired state -----
@@ -256,8 +341,9 @@ pub trait Store: Send + Sync + 'static {
     /// Create or replace an event's spec (opaque bytes; see `schema`).
     fn put_event_spec(&self, event: EventId, spec: &[u8]) -> Result<(), StoreError>;
 
-    /// Every event spec, sorted by event.
-    fn event_specs(&self) -> Result<Vec<(EventId, Vec<u8>)>, StoreError>;
+    /// Every event spec, sorted by event. A damaged spec is listed with
+    /// its [`Damage`], so that one bad spec does not hide the others.
+    fn event_specs(&self) -> Result<Vec<(EventId, SpecBytes)>, StoreError>;
 }
 
 /// Refuse a journal batch that is not consecutive and ascending from seq

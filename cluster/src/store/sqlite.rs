@@ -20,6 +20,18 @@
 //! compared again, so this is invisible through [`Store`]; an event that
 //! falls idle right after a snapshot keeps them on disk until it writes.
 //!
+//! **Integrity.** Every snapshot, journal record, spec and counter ceiling
+//! is stored sealed in a [`frame`] (checksum over the bytes and the key)
+//! and verified on every read before anything is decoded; a mismatch is
+//! [`StoreError::Damaged`]. Each file store keeps per-event high-water
+//! marks beside it ([`marks`]); an event loaded shorter than its mark is
+//! [`StoreError::Lost`]. Each store has an identity, made when the file is
+//! first initialised (see [`super::open`]).
+//!
+//! **Schema versions.** 1: values stored bare. 2: values sealed, counters
+//! sealed in a `sealed` column, an identity in `meta`. Opening a version 1
+//! file seals every stored value once, in the opening transaction.
+//!
 //! **Integers.** SQLite stores signed 64-bit integers. Event ids, epochs,
 //! expiry times and counter ceilings are stored bit-cast (`u64 as i64`,
 //! exact both ways) and compared in Rust, never in SQL. Journal and
@@ -34,14 +46,16 @@ use std::time::Duration;
 use onsale_schema::{EventId, Millis};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::frame::{self, FrameError, Sealed};
+use super::marks::{Mark, Marks};
 use super::{
-    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
-    acquire_rule, check_batch,
+    Acquisition, Damage, EventLease, JournalBytes, Lost, NodeId, NodeRecord, SpecBytes, Store,
+    StoreError, StoredEvent, acquire_rule, check_batch,
 };
 
 /// The schema this build writes. Bump it with a migration in
 /// [`SqliteStore::init_schema`]; a file with a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a write waits for another process's write before giving up
 /// with [`StoreError::Unavailable`].
@@ -74,6 +88,26 @@ pub enum OpenError {
         #[source]
         source: StoreError,
     },
+    #[error("{path}: {why}; to create a new store there, start with --init")]
+    NotAStore { path: String, why: String },
+    #[error("{path}: {why}; the store file is damaged or truncated, restore it from a backup")]
+    Damaged { path: String, why: String },
+    #[error(
+        "{path}: this store's identity is {found:016x}, but the store that was here \
+         ({marks}) had {expected:016x}: another store was put in its place"
+    )]
+    Foreign {
+        path: String,
+        found: u64,
+        expected: u64,
+        marks: String,
+    },
+    #[error("{path}: high-water marks: {source}")]
+    Marks {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A [`Store`] in one SQLite database. See the module docs.
@@ -83,6 +117,10 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// For `Debug` and error messages: the file, or `:memory:`.
     path: String,
+    /// Made once, when the file was first initialised.
+    identity: u64,
+    /// High-water marks beside a file store (none in memory).
+    marks: Option<Marks>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -96,11 +134,25 @@ impl fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Open (creating if missing) the store in the file at `path`. Other
     /// processes may open the same file at the same time.
+    ///
+    /// This creates a store wherever there is none, even in an empty file
+    /// where one was expected: a node starting on its store should use
+    /// [`super::open::open_store`], which refuses that unless told to init.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
-        let path: PathBuf = path.as_ref().to_path_buf();
+        SqliteStore::open_file(path.as_ref(), true)
+    }
+
+    /// Open the store at `path`; if `create`, make one where there is none,
+    /// else refuse with [`OpenError::NotAStore`].
+    pub(crate) fn open_file(path: &Path, create: bool) -> Result<SqliteStore, OpenError> {
+        let path: PathBuf = path.to_path_buf();
         let name = path.display().to_string();
         let conn = Connection::open(&path).map_err(|e| open_error(&name, e))?;
-        SqliteStore::init(conn, name)
+        let mut store = SqliteStore::init(conn, name.clone(), create)?;
+        let marks = Marks::open(&path, store.identity)
+            .map_err(|source| OpenError::Marks { path: name, source })?;
+        store.marks = Some(marks);
+        Ok(store)
     }
 
     /// A private store in memory, gone when dropped. Cannot be shared with
@@ -108,10 +160,22 @@ impl SqliteStore {
     pub fn open_in_memory() -> Result<SqliteStore, OpenError> {
         let name = ":memory:".to_owned();
         let conn = Connection::open_in_memory().map_err(|e| open_error(&name, e))?;
-        SqliteStore::init(conn, name)
+        SqliteStore::init(conn, name, true)
     }
 
-    fn init(mut conn: Connection, path: String) -> Result<SqliteStore, OpenError> {
+    /// This store's identity (made once, when it was initialised).
+    #[must_use]
+    pub fn identity(&self) -> u64 {
+        self.identity
+    }
+
+    /// The file (or `:memory:`).
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn init(mut conn: Connection, path: String, create: bool) -> Result<SqliteStore, OpenError> {
         let configure = |conn: &Connection| -> rusqlite::Result<()> {
             // Before anything else, so that switching to WAL waits for a
             // process that is opening the same file.
@@ -125,19 +189,33 @@ impl SqliteStore {
             Ok(())
         };
         configure(&conn).map_err(|e| open_error(&path, e))?;
-        SqliteStore::init_schema(&mut conn, &path)?;
+        let identity = SqliteStore::init_schema(&mut conn, &path, create)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path,
+            identity,
+            marks: None,
         })
     }
 
-    /// Create the tables if missing and check the schema version, in one
-    /// transaction (two processes may open a new file at once).
-    fn init_schema(conn: &mut Connection, path: &str) -> Result<(), OpenError> {
+    /// Create the tables if missing (if `create`), migrate an older schema
+    /// and check the version, in one transaction (two processes may open a
+    /// new file at once). Returns the store's identity.
+    fn init_schema(conn: &mut Connection, path: &str, create: bool) -> Result<u64, OpenError> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| open_error(path, e))?;
+        if !create {
+            let tables: i64 = tx
+                .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+                .map_err(|e| open_error(path, e))?;
+            if tables == 0 {
+                return Err(OpenError::NotAStore {
+                    path: path.to_owned(),
+                    why: "the database is empty: no onsale store here".into(),
+                });
+            }
+        }
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (
                  key TEXT PRIMARY KEY,
@@ -153,6 +231,12 @@ impl SqliteStore {
             )
             .optional()
             .map_err(|e| open_error(path, e))?;
+        if found.is_none() && !create {
+            return Err(OpenError::NotAStore {
+                path: path.to_owned(),
+                why: "the database holds no onsale store (no schema version)".into(),
+            });
+        }
         if let Some(found) = found
             && found > SCHEMA_VERSION
         {
@@ -197,14 +281,89 @@ impl SqliteStore {
              );",
         )
         .map_err(|e| open_error(path, e))?;
-        if found.is_none() {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                [SCHEMA_VERSION],
-            )
-            .map_err(|e| open_error(path, e))?;
+        if found.is_none_or(|v| v < 2) {
+            migrate_to_sealed(&tx).map_err(|source| OpenError::Store {
+                path: path.to_owned(),
+                source,
+            })?;
         }
-        tx.commit().map_err(|e| open_error(path, e))
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [SCHEMA_VERSION],
+        )
+        .map_err(|e| open_error(path, e))?;
+        let identity: Option<i64> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| open_error(path, e))?;
+        let identity = match identity {
+            Some(identity) => from_sql(identity),
+            None => {
+                let identity = new_identity(path);
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('store_id', ?1)",
+                    [to_sql(identity)],
+                )
+                .map_err(|e| open_error(path, e))?;
+                identity
+            }
+        };
+        tx.commit().map_err(|e| open_error(path, e))?;
+        Ok(identity)
+    }
+
+    /// Raise `event`'s high-water mark after a commit (see [`marks`]).
+    fn raise_mark(
+        &self,
+        event: EventId,
+        seq: u64,
+        ceiling: u64,
+        sync: bool,
+    ) -> Result<(), StoreError> {
+        let Some(marks) = &self.marks else {
+            return Ok(());
+        };
+        marks.raise(event, seq, ceiling, sync).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "{event}: high-water mark {}: {e}",
+                marks.path(event).display()
+            ))
+        })
+    }
+
+    /// `Lost` if `stored` is shorter than `event`'s high-water mark.
+    fn check_mark(&self, event: EventId, stored: &StoredEvent) -> Result<(), StoreError> {
+        let Some(marks) = &self.marks else {
+            return Ok(());
+        };
+        let path = marks.path(event);
+        let mark = marks.read(event).map_err(|e| {
+            StoreError::Unavailable(format!("{event}: high-water mark {}: {e}", path.display()))
+        })?;
+        let found = Mark {
+            seq: stored
+                .journal
+                .last()
+                .map(|r| r.seq)
+                .or(stored.snapshot.as_ref().map(|(seq, _)| *seq))
+                .unwrap_or(0),
+            ceiling: stored.counter_ceiling,
+        };
+        if mark.seq <= found.seq && mark.ceiling <= found.ceiling {
+            return Ok(());
+        }
+        Err(Lost::found(Lost {
+            event,
+            marked_seq: mark.seq,
+            marked_ceiling: mark.ceiling,
+            found_seq: found.seq,
+            found_ceiling: found.ceiling,
+            mark: path.display().to_string(),
+        })
+        .into())
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -304,10 +463,131 @@ fn sql(e: rusqlite::Error) -> StoreError {
 }
 
 fn open_error(path: &str, e: rusqlite::Error) -> OpenError {
+    let damaged = match &e {
+        rusqlite::Error::SqliteFailure(failure, _) => {
+            matches!(
+                failure.code,
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase
+            ) || failure.extended_code == rusqlite::ffi::SQLITE_IOERR_SHORT_READ
+        }
+        _ => false,
+    };
+    if damaged {
+        return OpenError::Damaged {
+            path: path.to_owned(),
+            why: e.to_string(),
+        };
+    }
     OpenError::Store {
         path: path.to_owned(),
         source: sql(e),
     }
+}
+
+/// A new store identity: unique enough that two stores made anywhere never
+/// share one (time, process, path and an address, hashed).
+fn new_identity(path: &str) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"onsale store identity");
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.update(path.as_bytes());
+    hasher.update(&(&raw const nanos as usize).to_le_bytes());
+    let mut out = [0; 8];
+    out.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(out)
+}
+
+/// Schema 1 → 2: seal every stored value (see the module docs).
+fn migrate_to_sealed(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let has_sealed: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('counters') WHERE name = 'sealed'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(sql)?;
+    if has_sealed == 0 {
+        tx.execute_batch("ALTER TABLE counters ADD COLUMN sealed BLOB")
+            .map_err(sql)?;
+    }
+    reseal(
+        tx,
+        "snapshots",
+        Sealed::Snapshot,
+        "event, seq, bytes",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    reseal(
+        tx,
+        "journal",
+        Sealed::JournalRecord,
+        "event, seq, bytes",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    reseal(tx, "event_specs", Sealed::Spec, "event, 0, spec", |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    let counters: Vec<(i64, i64)> = tx
+        .prepare("SELECT event, ceiling FROM counters")
+        .map_err(sql)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    for (event, ceiling) in counters {
+        let sealed = frame::seal_counter(EventId(from_sql(event)), from_sql(ceiling));
+        tx.execute(
+            "UPDATE counters SET sealed = ?2 WHERE event = ?1",
+            (event, sealed),
+        )
+        .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// Seal every value of one table (rows of event, seq, bytes).
+fn reseal(
+    tx: &Transaction<'_>,
+    table: &str,
+    kind: Sealed,
+    columns: &str,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let rows: Vec<(i64, i64, Vec<u8>)> = tx
+        .prepare(&format!("SELECT {columns} FROM {table}"))
+        .map_err(sql)?
+        .query_map([], row)
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let (value, seq_column) = match kind {
+        Sealed::Spec => ("spec", None),
+        _ => ("bytes", Some("seq")),
+    };
+    let update = match seq_column {
+        Some(seq) => format!("UPDATE {table} SET {value} = ?3 WHERE event = ?1 AND {seq} = ?2"),
+        None => format!("UPDATE {table} SET {value} = ?3 WHERE event = ?1 AND ?2 = 0"),
+    };
+    for (event, seq, bytes) in rows {
+        let sealed = frame::seal(kind, EventId(from_sql(event)), from_sql(seq), &bytes);
+        tx.execute(&update, (event, seq, sealed)).map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// The payload of a sealed value read under (`event`, `seq`), or its damage.
+fn unseal(
+    kind: Sealed,
+    event: EventId,
+    seq: Option<u64>,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>, Damage> {
+    frame::open_owned(kind, event, seq.unwrap_or(0), stored)
+        .map_err(|problem| Damage::found(event, kind, seq, problem))
 }
 
 /// The stored lease of `event`, if any.
@@ -406,13 +686,19 @@ fn compact(
 }
 
 fn counter_ceiling(tx: &Transaction<'_>, event: EventId) -> Result<u64, StoreError> {
-    let ceiling: Option<i64> = tx
-        .prepare_cached("SELECT ceiling FROM counters WHERE event = ?1")
+    let sealed: Option<Option<Vec<u8>>> = tx
+        .prepare_cached("SELECT sealed FROM counters WHERE event = ?1")
         .map_err(sql)?
         .query_row([event_key(event)], |row| row.get(0))
         .optional()
         .map_err(sql)?;
-    Ok(ceiling.map_or(0, from_sql))
+    let Some(sealed) = sealed else {
+        return Ok(0);
+    };
+    let opened = sealed
+        .ok_or(FrameError::NotFramed)
+        .and_then(|bytes| frame::open_counter(event, &bytes));
+    opened.map_err(|problem| Damage::found(event, Sealed::Counter, None, problem).into())
 }
 
 impl Store for SqliteStore {
@@ -556,14 +842,17 @@ impl Store for SqliteStore {
             let mut insert = tx
                 .prepare_cached("INSERT INTO journal (event, seq, bytes) VALUES (?1, ?2, ?3)")
                 .map_err(sql)?;
+            let mut sealed = Vec::new();
             for record in records {
                 let seq = seq_key(record.seq)?;
                 if record.seq <= snapshot {
                     // Already folded into the snapshot: a retry, nothing to do.
                     continue;
                 }
+                let kind = Sealed::JournalRecord;
+                frame::seal_into(&mut sealed, kind, lease.event, record.seq, &record.bytes);
                 if record.seq > last {
-                    insert.execute((event, seq, &record.bytes)).map_err(sql)?;
+                    insert.execute((event, seq, &sealed)).map_err(sql)?;
                     continue;
                 }
                 let stored: Option<Vec<u8>> = existing
@@ -571,7 +860,7 @@ impl Store for SqliteStore {
                     .optional()
                     .map_err(sql)?;
                 match stored {
-                    Some(bytes) if bytes == record.bytes => {}
+                    Some(bytes) if bytes == sealed => {}
                     Some(_) => {
                         return Err(StoreError::Conflict(format!(
                             "{}: journal seq {} already holds different bytes",
@@ -590,7 +879,9 @@ impl Store for SqliteStore {
                 .saturating_mul(COMPACT_ROWS_PER_RECORD)
                 .max(COMPACT_ROWS_MIN);
             compact(tx, lease.event, snapshot, rows)
-        })
+        })?;
+        let last = records.last().map_or(0, |r| r.seq);
+        self.raise_mark(lease.event, last, 0, false)
     }
 
     fn put_snapshot(&self, lease: &EventLease, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
@@ -600,37 +891,48 @@ impl Store for SqliteStore {
             if snapshot_seq(tx, lease.event)?.is_some_and(|stored| seq <= stored) {
                 return Ok(());
             }
+            let sealed = frame::seal(Sealed::Snapshot, lease.event, seq, bytes);
             tx.prepare_cached(
                 "INSERT INTO snapshots (event, seq, bytes) VALUES (?1, ?2, ?3)
                  ON CONFLICT (event) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes",
             )
             .map_err(sql)?
-            .execute((event, seq_sql, bytes))
+            .execute((event, seq_sql, sealed))
             .map_err(sql)?;
             // The records it includes go over the next appends, not here.
             compact(tx, lease.event, seq, COMPACT_ROWS_MIN)
-        })
+        })?;
+        self.raise_mark(lease.event, seq, 0, true)
     }
 
     fn reserve_counter(&self, lease: &EventLease, ceiling: u64) -> Result<u64, StoreError> {
-        self.fenced(lease, |tx| {
+        let stored = self.fenced(lease, |tx| {
             let stored = counter_ceiling(tx, lease.event)?;
             if ceiling <= stored {
                 return Ok(stored);
             }
+            // The integer column is for people reading the file; the
+            // sealed one is what is read back.
             tx.prepare_cached(
-                "INSERT INTO counters (event, ceiling) VALUES (?1, ?2)
-                 ON CONFLICT (event) DO UPDATE SET ceiling = excluded.ceiling",
+                "INSERT INTO counters (event, ceiling, sealed) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (event) DO UPDATE SET
+                     ceiling = excluded.ceiling, sealed = excluded.sealed",
             )
             .map_err(sql)?
-            .execute((event_key(lease.event), to_sql(ceiling)))
+            .execute((
+                event_key(lease.event),
+                to_sql(ceiling),
+                frame::seal_counter(lease.event, ceiling),
+            ))
             .map_err(sql)?;
             Ok(ceiling)
-        })
+        })?;
+        self.raise_mark(lease.event, 0, stored, false)?;
+        Ok(stored)
     }
 
     fn load_event(&self, event: EventId) -> Result<StoredEvent, StoreError> {
-        self.read(|tx| {
+        let stored = self.read(|tx| {
             let snapshot: Option<(i64, Vec<u8>)> = tx
                 .prepare_cached("SELECT seq, bytes FROM snapshots WHERE event = ?1")
                 .map_err(sql)?
@@ -638,7 +940,10 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(sql)?;
             let snapshot = snapshot
-                .map(|(seq, bytes)| Ok((stored_seq(seq)?, bytes)))
+                .map(|(seq, bytes)| {
+                    let seq = stored_seq(seq)?;
+                    Ok::<_, StoreError>((seq, unseal(Sealed::Snapshot, event, Some(seq), bytes)?))
+                })
                 .transpose()?;
             let after = snapshot.as_ref().map_or(0, |(seq, _)| *seq);
             let mut stmt = tx
@@ -654,9 +959,10 @@ impl Store for SqliteStore {
             let mut journal = Vec::new();
             for row in rows {
                 let (seq, bytes) = row.map_err(sql)?;
+                let seq = stored_seq(seq)?;
                 journal.push(JournalBytes {
-                    seq: stored_seq(seq)?,
-                    bytes,
+                    seq,
+                    bytes: unseal(Sealed::JournalRecord, event, Some(seq), bytes)?,
                 });
             }
             let counter_ceiling = counter_ceiling(tx, event)?;
@@ -665,7 +971,9 @@ impl Store for SqliteStore {
                 journal,
                 counter_ceiling,
             })
-        })
+        })?;
+        self.check_mark(event, &stored)?;
+        Ok(stored)
     }
 
     fn put_event_spec(&self, event: EventId, spec: &[u8]) -> Result<(), StoreError> {
@@ -675,13 +983,13 @@ impl Store for SqliteStore {
                  ON CONFLICT (event) DO UPDATE SET spec = excluded.spec",
             )
             .map_err(sql)?
-            .execute((event_key(event), spec))
+            .execute((event_key(event), frame::seal(Sealed::Spec, event, 0, spec)))
             .map_err(sql)?;
             Ok(())
         })
     }
 
-    fn event_specs(&self) -> Result<Vec<(EventId, Vec<u8>)>, StoreError> {
+    fn event_specs(&self) -> Result<Vec<(EventId, SpecBytes)>, StoreError> {
         self.read(|tx| {
             let mut stmt = tx
                 .prepare_cached("SELECT event, spec FROM event_specs")
@@ -689,8 +997,12 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map([], |row| Ok((EventId(from_sql(row.get(0)?)), row.get(1)?)))
                 .map_err(sql)?;
-            let mut specs = rows
-                .collect::<Result<Vec<(EventId, Vec<u8>)>, _>>()
+            let mut specs: Vec<(EventId, SpecBytes)> = rows
+                .map(|row| {
+                    let (event, bytes): (EventId, Vec<u8>) = row?;
+                    Ok((event, unseal(Sealed::Spec, event, None, bytes)))
+                })
+                .collect::<Result<_, rusqlite::Error>>()
                 .map_err(sql)?;
             // Event ids are bit-cast into SQL: sort as unsigned here.
             specs.sort_unstable_by_key(|(event, _)| *event);
