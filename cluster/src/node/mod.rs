@@ -454,7 +454,7 @@ impl RouterState {
                 let failed = lease.clone();
                 let _ = self.blocking(move |s| s.release_event(&failed)).await;
                 self.unrestorable.insert(event);
-                return Err(e.into());
+                return Err(e);
             }
         };
         tracing::info!(
