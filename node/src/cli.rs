@@ -34,6 +34,14 @@ pub(crate) struct Args {
     /// `--demo --listen`.
     #[arg(long, env = "ONSALE_STORE")]
     pub(crate) store: Option<PathBuf>,
+    /// Make a new store at `--store` even though one was expected there
+    /// (its file is empty or not an onsale store, or another store's
+    /// identity is found): without it such a start is refused, so an
+    /// emptied or swapped store file never silently puts every seat on
+    /// sale again. A store that has never existed (no file, no marks
+    /// beside it) is created without it.
+    #[arg(long)]
+    pub(crate) init: bool,
     /// This node's name in the cluster (default: `node@` + the RPC address,
     /// so that a node restarted in place takes its events back at once).
     #[arg(long, env = "ONSALE_NODE_ID")]

@@ -9,7 +9,8 @@ use onsale_actors::clock::wall_now;
 use onsale_actors::provider::{Provider, SimulatedProvider};
 use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::store::faulty::{Faults, FaultyStore};
-use onsale_cluster::store::{NodeId, Store, sqlite::SqliteStore};
+use onsale_cluster::store::open::{OpenMode, open_store};
+use onsale_cluster::store::{NodeId, Store, marks};
 use onsale_gateway::{Gateway, GatewayConfig};
 use onsale_schema::message::{Command, Reply, SaleCommand};
 use onsale_schema::spec::EventSpec;
@@ -31,8 +32,17 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
             "onsale.db"
         })
     });
-    let sqlite = SqliteStore::open(&store_path)
-        .with_context(|| format!("opening the store {}", store_path.display()))?;
+    // A store is expected where a file or its high-water marks already
+    // are; only a path that never held one is made without `--init`.
+    let expected = store_path.exists() || marks::dir_of(&store_path).exists();
+    let mode = if args.init || !expected {
+        OpenMode::Init
+    } else {
+        OpenMode::Existing
+    };
+    let (sqlite, summary) = open_store(&store_path, mode)
+        .with_context(|| format!("opening the store {} (see --init)", store_path.display()))?;
+    tracing::info!(store = %store_path.display(), "{summary}");
     let faults = Faults {
         write_delay_ms: args.fault_write_delay_ms,
         fail_every: args.fault_fail_every,

@@ -123,6 +123,56 @@ fn the_secrets_beside_the_store_are_named_after_it_without_its_extension() {
     assert!(!dir.path().join("demo.db.operator-token").exists());
 }
 
+/// Start `onsale --listen` on `store` with `extra` flags: whether it said
+/// it was serving (it is then killed), and what it wrote to stderr.
+fn serves(store: &Path, extra: &[&str]) -> (bool, String) {
+    let mut child = Command::new(ONSALE)
+        .args(["--listen", "127.0.0.1:0", "--store"])
+        .arg(store)
+        .args(extra)
+        .env_remove("ONSALE_OPERATOR_TOKEN")
+        .env_remove("ONSALE_TOKEN_SECRET")
+        .env("ONSALE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("onsale starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let serving = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("onsale serving http://127.0.0.1:"));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("onsale ends");
+    (serving, text(&out.stderr))
+}
+
+/// An emptied store file used to be taken as a new store: with `--demo`
+/// every seat went on sale again. It is refused now, naming the file,
+/// unless the operator says `--init`.
+#[test]
+fn an_empty_store_file_is_refused_unless_told_to_init() {
+    let dir = tempfile::tempdir().expect("a scratch dir");
+    let store = dir.path().join("shop.db");
+    let (serving, _) = serves(&store, &["--demo"]);
+    assert!(serving, "a store that never existed is made");
+    std::fs::write(&store, b"").expect("empty the store");
+    let _ = std::fs::remove_file(dir.path().join("shop.db-wal"));
+    let (serving, stderr) = serves(&store, &["--demo"]);
+    assert!(!serving, "an emptied store must not be served as new");
+    assert!(
+        stderr.contains("shop.db"),
+        "the error names the file: {stderr}"
+    );
+    assert!(
+        stderr.contains("--init"),
+        "the error says how to go on: {stderr}"
+    );
+    let (serving, stderr) = serves(&store, &["--demo", "--init"]);
+    assert!(serving, "--init makes a new store: {stderr}");
+}
+
 /// The file exists and only its owner may read or write it.
 fn secret_mode(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
