@@ -30,6 +30,13 @@
 /// replies, pushes). 64 KiB holds a seat list for a whole large section.
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 
+/// Largest HTTP request head (request line and headers) a connection may
+/// buffer; past it the gateway answers 431 `headers_too_large` and closes.
+/// A browser's head with cookies is 1-4 KiB. hyper's own default (~400 KB)
+/// let 1,000 sockets sending unfinished heads pin 387 MB for 15 s; at
+/// 16 KiB the same costs 16 MB. hyper refuses a bound below 8 KiB.
+pub const HTTP_HEAD_BYTES_MAX: usize = 16 * 1024;
+
 /// Largest node RPC frame. Larger than a message because an operator's
 /// `CreateEvent` carries a whole venue file (the 60,000-seat example is
 /// ~0.8 MB); each connection buffers at most one frame.
