@@ -588,6 +588,24 @@ async fn the_webhook_settles_signed_answers_only() {
         "ignored",
         "{response:?}"
     );
+    // Replayed with the header's fields rewritten: the same delivery.
+    let (t, v1) = good.split_once(',').expect("t=..,v1=..");
+    for rewritten in [format!("{v1},{t}"), format!(" {t} , {v1},x=1")] {
+        let response = request(
+            addr,
+            "POST",
+            path,
+            &[("Onsale-Signature", &rewritten)],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(
+            response.json()["settled"]["result"],
+            "ignored",
+            "{response:?}"
+        );
+    }
 }
 
 /// Write `raw` on a fresh connection (as much of it as the gateway takes)
