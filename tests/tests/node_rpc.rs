@@ -113,13 +113,13 @@ async fn only_holders_of_the_secret_may_use_the_node_rpc_within_its_bounds() {
     // Freed: the operator's client is served again.
     let mut state = None;
     for _ in 0..100 {
-        if let Ok(client) = Client::connect(addr, OPERATOR_TOKEN.as_bytes()).await {
-            if let Ok(Reply::Overview { overview }) =
+        let client = Client::connect(addr, OPERATOR_TOKEN.as_bytes()).await;
+        if let Ok(client) = client
+            && let Ok(Reply::Overview { overview }) =
                 client.call(EventId(1), Command::Overview).await
-            {
-                state = Some(overview.sale);
-                break;
-            }
+        {
+            state = Some(overview.sale);
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
