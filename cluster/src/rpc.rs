@@ -11,8 +11,8 @@
 //!
 //! Bounds (`schema::limits`): at most `RPC_CONNECTIONS_MAX` connections
 //! (past it, new ones are closed at once); the hello within
-//! `RPC_HELLO_TIMEOUT_MS` and `RPC_HELLO_BYTES_MAX`; a frame's body within
-//! `RPC_FRAME_READ_TIMEOUT_MS` of its length; a connection idle for
+//! `RPC_HELLO_TIMEOUT_MS` and `RPC_HELLO_BYTES_MAX`; a whole frame within
+//! `RPC_FRAME_READ_TIMEOUT_MS` of its first byte; a connection idle for
 //! `RPC_IDLE_TIMEOUT_MS` with nothing in flight and no subscription is
 //! closed.
 //!
@@ -195,10 +195,25 @@ async fn hello(
 }
 
 /// One frame's body, at most `max` bytes: `None` if the peer closed
-/// between frames. Once the length has arrived the body must follow
-/// within `RPC_FRAME_READ_TIMEOUT_MS`; the buffer grows with what
-/// arrives, not with what the length claims.
+/// between frames. The whole frame must arrive within
+/// `RPC_FRAME_READ_TIMEOUT_MS` of this call (callers first wait for its
+/// first byte); the buffer grows with what arrives, not with what the
+/// length claims.
 async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
+    let within = Duration::from_millis(limits::RPC_FRAME_READ_TIMEOUT_MS);
+    match tokio::time::timeout(within, read_frame_now(reader, max)).await {
+        Ok(read) => read,
+        Err(_) => Err((
+            ErrorCode::RequestTimeout,
+            "the frame took too long".to_owned(),
+        )),
+    }
+}
+
+async fn read_frame_now(
+    reader: &mut OwnedReadHalf,
+    max: usize,
+) -> Result<Option<Vec<u8>>, Refusal> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     if reader.read_exact(&mut header).await.is_err() {
         return Ok(None);
@@ -209,15 +224,9 @@ async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Option<Vec
     }
     let mut body = Vec::with_capacity(len.min(64 * 1024));
     let mut limited = (&mut *reader).take(len as u64);
-    let read = limited.read_to_end(&mut body);
-    let timeout = Duration::from_millis(limits::RPC_FRAME_READ_TIMEOUT_MS);
-    match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(n)) if n == len => Ok(Some(body)),
-        Ok(_) => Err((ErrorCode::Undecodable, "truncated frame".to_owned())),
-        Err(_) => Err((
-            ErrorCode::RequestTimeout,
-            "the frame took too long".to_owned(),
-        )),
+    match limited.read_to_end(&mut body).await {
+        Ok(n) if n == len => Ok(Some(body)),
+        _ => Err((ErrorCode::Undecodable, "truncated frame".to_owned())),
     }
 }
 
@@ -230,16 +239,18 @@ async fn read_frames(
 ) -> Result<(), Refusal> {
     let idle = Duration::from_millis(limits::RPC_IDLE_TIMEOUT_MS);
     loop {
-        let body = match tokio::time::timeout(idle, read_frame(reader, limits::RPC_FRAME_BYTES_MAX))
-            .await
-        {
-            Ok(Ok(Some(body))) => body,
-            Ok(Ok(None)) => return Ok(()), // the peer closed
-            Ok(Err(refusal)) => return Err(refusal),
+        // Wait for a frame's first byte without taking it (`peek` is
+        // cancel-safe, so the idle bound never cuts a frame in half).
+        match tokio::time::timeout(idle, reader.peek(&mut [0u8; 1])).await {
+            Ok(Ok(0) | Err(_)) => return Ok(()), // the peer closed
+            Ok(Ok(_)) => {}
             // Idle: kept while it waits for answers or pushes.
             Err(_) if !subscriptions.is_empty() => continue,
             Err(_) if inflight.available_permits() < INFLIGHT_PER_CONNECTION => continue,
             Err(_) => return Err((ErrorCode::RequestTimeout, "idle".to_owned())),
+        }
+        let Some(body) = read_frame(reader, limits::RPC_FRAME_BYTES_MAX).await? else {
+            return Ok(()); // the peer closed
         };
         let frame: ClientFrame = rpc::decode_frame(&body)
             .map_err(|e| (ErrorCode::Undecodable, format!("undecodable frame: {e}")))?;

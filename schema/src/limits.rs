@@ -57,8 +57,9 @@ pub const RPC_HELLO_BYTES_MAX: usize = 256;
 /// accepted, or it is closed.
 pub const RPC_HELLO_TIMEOUT_MS: u64 = 5_000;
 
-/// Once a frame's length has arrived, its body must arrive within this: a
-/// 4 MiB length followed by a trickle no longer pins a buffer forever.
+/// Once a frame's first byte has arrived, the whole frame must arrive
+/// within this: a 4 MiB length followed by a trickle no longer pins a
+/// buffer forever.
 /// 4 MiB in 10 s is 0.4 MB/s, far below any link a node talks over.
 pub const RPC_FRAME_READ_TIMEOUT_MS: u64 = 10_000;
 
