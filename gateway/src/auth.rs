@@ -86,13 +86,23 @@ pub fn sign_webhook(secret: &[u8], at: Millis, body: &[u8]) -> String {
     format!("t={},v1={}", at.0, hex(&webhook_mac(secret, at, body)))
 }
 
-/// Check a webhook's `Onsale-Signature` header against its body.
+/// What a verified webhook signature says, whatever its spelling: when it
+/// was made and its MAC. Two headers that differ only in field order,
+/// spaces or extra fields mean the same delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WebhookSignature {
+    pub at: Millis,
+    pub mac: [u8; 32],
+}
+
+/// Check a webhook's `Onsale-Signature` header against its body; the
+/// signature's meaning if it holds.
 pub fn verify_webhook(
     secret: &[u8],
     header: Option<&str>,
     body: &[u8],
     now: Millis,
-) -> Result<(), ApiError> {
+) -> Result<WebhookSignature, ApiError> {
     let refuse =
         |why: &str| ApiError::new(ErrorCode::Unauthorized, format!("webhook refused: {why}"));
     let header = header.ok_or_else(|| refuse("no Onsale-Signature header"))?;
@@ -113,11 +123,13 @@ pub fn verify_webhook(
     {
         return Err(refuse("the signature is too old (or from the future)"));
     }
-    let expected = hex(&webhook_mac(secret, at, body));
-    if !token::tags_equal(expected.as_bytes(), given.as_bytes()) {
+    let Some(mac) = token::decode_hex_n::<32>(given) else {
+        return Err(refuse("v1 must be 64 lowercase hex digits"));
+    };
+    if !token::tags_equal(&webhook_mac(secret, at, body), &mac) {
         return Err(refuse("the signature does not match"));
     }
-    Ok(())
+    Ok(WebhookSignature { at, mac })
 }
 
 fn webhook_mac(secret: &[u8], at: Millis, body: &[u8]) -> [u8; 32] {
@@ -167,6 +179,28 @@ mod tests {
         for junk in ["", "t=,v1=", "v1=00", "t=1000000", "t=x,v1=y"] {
             assert!(verify_webhook(secret, Some(junk), body, Millis(1_000_500)).is_err());
         }
+    }
+
+    #[test]
+    fn a_signature_rewritten_means_the_same_delivery() {
+        let secret = b"whsec_test";
+        let body = br#"{"event":1,"payment":9,"answer":"confirmed"}"#;
+        let header = sign_webhook(secret, Millis(1_000_000), body);
+        let now = Millis(1_000_500);
+        let meaning = verify_webhook(secret, Some(&header), body, now).unwrap();
+        let (t, v1) = header.split_once(',').unwrap();
+        for rewritten in [
+            format!("{v1},{t}"),
+            format!(" {t} , {v1} "),
+            format!("{t},v0=junk,{v1},extra=1"),
+            format!("t=1,{t},{v1}"),
+        ] {
+            let again = verify_webhook(secret, Some(&rewritten), body, now);
+            assert_eq!(again.unwrap(), meaning, "{rewritten}");
+        }
+        let later = sign_webhook(secret, Millis(1_000_001), body);
+        let fresh = verify_webhook(secret, Some(&later), body, now).unwrap();
+        assert_ne!(fresh, meaning);
     }
 
     #[test]

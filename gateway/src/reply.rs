@@ -128,6 +128,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::PaymentPending
         | ErrorCode::PaymentUnknown => StatusCode::CONFLICT,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         // Not owned here: the same answer as busy for a client (retry);
         // the body names the owner, which is what a redirect will use.
         ErrorCode::Busy | ErrorCode::NotOwner => StatusCode::SERVICE_UNAVAILABLE,

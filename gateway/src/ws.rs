@@ -173,9 +173,9 @@ fn into_socket(ws: Ws) -> Option<(Reader, OwnedWriteHalf)> {
     let parts = ws
         .into_inner()
         .into_inner()
-        .downcast::<TokioIo<TcpStream>>()
+        .downcast::<TokioIo<crate::http::ShapedIo<TcpStream>>>()
         .ok()?;
-    let (read, write) = parts.io.into_inner().into_split();
+    let (read, write) = parts.io.into_inner().into_inner().into_split();
     // A copy: `read_buf` is a view of hyper's whole read buffer (8 KiB and
     // more), which would otherwise live as long as the connection.
     let early = Bytes::copy_from_slice(&parts.read_buf);

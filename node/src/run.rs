@@ -56,6 +56,8 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
     };
     let key = crate::secrets::token_key(&store_path)?;
     let gateway_config = gateway_config(args, &store_path, key.clone())?;
+    // The node RPC's credential: the operators' token.
+    let rpc_secret: Arc<[u8]> = gateway_config.operator_token.as_bytes().into();
     // The address registered with the node lease: the RPC's, else the HTTP one.
     let addr = match (args.rpc, args.listen) {
         (Some(rpc), _) => rpc.to_string(),
@@ -133,7 +135,11 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
         };
         let rpc = match (rpc_listener, args.rpc) {
             (Some(listener), Some(rpc)) => {
-                let task = tokio::spawn(onsale_cluster::rpc::serve(listener, node_handle.clone()));
+                let task = tokio::spawn(onsale_cluster::rpc::serve(
+                    listener,
+                    node_handle.clone(),
+                    rpc_secret,
+                ));
                 // Test drivers wait for this exact line on stdout.
                 println!("onsale node {node} serving on {rpc}");
                 Some(task)
@@ -263,8 +269,14 @@ fn gateway_config(args: &Args, store: &Path, key: TokenKey) -> anyhow::Result<Ga
     };
     let nonzero = |n: u32| std::num::NonZeroU32::new(n).context("a rate must be at least 1");
     let files = crate::system::raise_open_files_limit();
-    // Keep room for the store, the listeners and HTTP requests.
-    let conn_capacity = usize::try_from(files.saturating_sub(512))
+    // Keep room for the store, the listeners and HTTP requests, and for
+    // the node RPC's connections when it serves: one budget of files.
+    let rpc_share = if args.rpc.is_some() {
+        onsale_schema::limits::RPC_CONNECTIONS_MAX as u64
+    } else {
+        0
+    };
+    let conn_capacity = usize::try_from(files.saturating_sub(512 + rpc_share))
         .unwrap_or(usize::MAX)
         .max(16);
     tracing::info!(

@@ -76,6 +76,8 @@ codes! {
     Internal => "internal", "An internal error; nothing was changed.";
     // Appended, not sorted in: the binary codec numbers variants in order.
     NotOwner => "not_owner", "Another node owns this event; the answer names it and its lease epoch. Retry shortly, or ask the owner.";
+    MethodNotAllowed => "method_not_allowed", "This route does not take that method; the Allow header lists those it takes.";
+    HeadersTooLarge => "headers_too_large", "The request line and headers are larger than the limit.";
 }
 
 impl fmt::Display for ErrorCode {

@@ -30,10 +30,42 @@
 /// replies, pushes). 64 KiB holds a seat list for a whole large section.
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 
+/// Largest HTTP request head (request line and headers) a connection may
+/// buffer; past it the gateway answers 431 `headers_too_large` and closes.
+/// A browser's head with cookies is 1-4 KiB. hyper's own default (~400 KB)
+/// let 1,000 sockets sending unfinished heads pin 387 MB for 15 s; at
+/// 16 KiB the same costs 16 MB. hyper refuses a bound below 8 KiB.
+pub const HTTP_HEAD_BYTES_MAX: usize = 16 * 1024;
+
 /// Largest node RPC frame. Larger than a message because an operator's
 /// `CreateEvent` carries a whole venue file (the 60,000-seat example is
 /// ~0.8 MB); each connection buffers at most one frame.
 pub const RPC_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Node RPC connections a node holds at once; past it, new ones are closed
+/// at once. Taken out of the gateway's connection budget (both come from
+/// the open-files limit), so 20,000 idle RPC sockets can no longer starve
+/// fans of file handles. Each costs a socket, two small tasks and at most
+/// one frame being read.
+pub const RPC_CONNECTIONS_MAX: usize = 256;
+
+/// Largest first frame of an RPC connection (the `Hello`, ~40 bytes): an
+/// unauthenticated peer cannot make the node allocate for a large frame.
+pub const RPC_HELLO_BYTES_MAX: usize = 256;
+
+/// An RPC connection must prove the cluster secret within this of being
+/// accepted, or it is closed.
+pub const RPC_HELLO_TIMEOUT_MS: u64 = 5_000;
+
+/// Once a frame's first byte has arrived, the whole frame must arrive
+/// within this: a 4 MiB length followed by a trickle no longer pins a
+/// buffer forever.
+/// 4 MiB in 10 s is 0.4 MB/s, far below any link a node talks over.
+pub const RPC_FRAME_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// An RPC connection that sends nothing for this long, with no request in
+/// flight and no subscription, is closed.
+pub const RPC_IDLE_TIMEOUT_MS: u64 = 120_000;
 
 /// Largest encoded snapshot accepted. A 60,000-seat event sold out in
 /// parties of one encodes to about 0.6 MB; 16 MiB leaves room for huge

@@ -257,7 +257,9 @@ fn decode_hex(text: &str) -> Option<[u8; TOKEN_BYTES]> {
     decode_hex_n(text)
 }
 
-fn decode_hex_n<const N: usize>(text: &str) -> Option<[u8; N]> {
+/// `N` bytes from exactly `2 * N` lowercase hex digits.
+#[must_use]
+pub fn decode_hex_n<const N: usize>(text: &str) -> Option<[u8; N]> {
     let text = text.as_bytes();
     if text.len() != N * 2 {
         return None;

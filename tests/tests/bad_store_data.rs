@@ -10,7 +10,7 @@ use onsale_cluster::store::{JournalBytes, NodeId, Store};
 use onsale_schema::message::{Command, Reply, SaleCommand};
 use onsale_schema::snapshot::{EventSnapshot, JournalEntry, JournalRecord, SCHEMA_VERSION};
 use onsale_schema::{ErrorCode, EventConfig, EventId, FanId, Millis, Position};
-use onsale_tests::{NodeProcess, now_ms, scratch_dir, spec, venue_json};
+use onsale_tests::{NodeProcess, OPERATOR_TOKEN, now_ms, scratch_dir, spec, venue_json};
 
 const GOOD: EventId = EventId(1);
 
@@ -107,7 +107,9 @@ async fn corrupt_stored_state_is_refused_clearly_and_other_events_go_on() {
     }
     let node = NodeProcess::start(&path, &["--lease-ttl-ms", "1000"])
         .expect("node starts despite bad data");
-    let client = Client::connect(&node.addr).await.expect("connects");
+    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("connects");
     let created = client
         .create_event(spec(GOOD.0, venue_json(1, 1, 10), EventConfig::default()))
         .await
@@ -182,7 +184,9 @@ async fn a_store_that_fails_every_write_gets_nothing_acknowledged() {
     let dir = scratch_dir("failing-store");
     let path = dir.join("onsale.db");
     let node = NodeProcess::start(&path, &["--fault-fail-every", "1"]).expect("node starts");
-    let client = Client::connect(&node.addr).await.expect("connects");
+    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("connects");
     let created = client
         .create_event(spec(GOOD.0, venue_json(1, 1, 10), EventConfig::default()))
         .await

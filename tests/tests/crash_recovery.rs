@@ -23,7 +23,7 @@ use onsale_schema::message::{
     Area, Command, FanStatus, HoldRequest, PaymentSettled, ProviderAnswer, Reply, SaleCommand,
 };
 use onsale_schema::{EventConfig, EventId, FanId, HoldId, Millis, OrderId, PaymentId, SeatIdx};
-use onsale_tests::{NodeProcess, Rng, now_ms, scratch_dir, spec, venue_json};
+use onsale_tests::{NodeProcess, OPERATOR_TOKEN, Rng, now_ms, scratch_dir, spec, venue_json};
 
 const EVENT: EventId = EventId(42);
 const CHECKOUT_MS: u64 = 1_500;
@@ -92,7 +92,9 @@ async fn run_seed(seed: u64, crashes: u32) {
         ],
     )
     .expect("node starts");
-    let client = Client::connect(&node.addr).await.expect("connects");
+    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("connects");
     let created = client
         .create_event(spec(EVENT.0, venue_json(2, 8, 10), config()))
         .await
@@ -116,7 +118,11 @@ async fn run_seed(seed: u64, crashes: u32) {
     let ledger: Shared = Arc::default();
     let mut rng = Rng(seed.wrapping_mul(7_919) + 1);
     for round in 0..crashes {
-        let client = Arc::new(Client::connect(&node.addr).await.expect("connects"));
+        let client = Arc::new(
+            Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+                .await
+                .expect("connects"),
+        );
         let fans = (0..40).map(|i| FanId(u64::from(round) * 1_000 + i + seed * 100_000));
         let mut tasks = Vec::new();
         for fan in fans {
@@ -271,7 +277,9 @@ fn record_settled(ledger: &Shared, _payment: PaymentId, reply: Option<Reply>) {
 }
 
 async fn verify(addr: &str, ledger: &Shared) {
-    let client = Client::connect(addr).await.expect("reconnects");
+    let client = Client::connect(addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("reconnects");
     let audit = match client.call(EVENT, Command::Audit).await.expect("audit") {
         Reply::Audit { audit } => audit,
         other => panic!("audit: {other:?}"),
@@ -458,7 +466,9 @@ async fn an_acknowledgement_is_never_ahead_of_the_store() {
         "1000",
     ];
     let mut node = NodeProcess::start(&store, &args).expect("node starts");
-    let client = Client::connect(&node.addr).await.expect("connects");
+    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("connects");
     let created = client
         .create_event(spec(EVENT.0, venue_json(1, 2, 10), config()))
         .await
@@ -481,7 +491,9 @@ async fn an_acknowledgement_is_never_ahead_of_the_store() {
     node.kill9();
     node.restart().expect("restarts");
 
-    let client = Client::connect(&node.addr).await.expect("reconnects");
+    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("reconnects");
     let status = call(&client, Command::Status { fan }).await;
     assert!(
         matches!(
@@ -502,7 +514,9 @@ async fn an_acknowledgement_is_never_ahead_of_the_store() {
     node.kill9();
     node.restart().expect("restarts");
 
-    let client = Client::connect(&node.addr).await.expect("reconnects");
+    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("reconnects");
     match call(&client, Command::Status { fan }).await {
         Reply::Status {
             status: Some(FanStatus::Holding { hold, .. }),
@@ -517,7 +531,9 @@ async fn an_acknowledgement_is_never_ahead_of_the_store() {
     node.kill9();
     node.restart().expect("restarts");
 
-    let client = Client::connect(&node.addr).await.expect("reconnects");
+    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("reconnects");
     let answer = ProviderAnswer::Confirmed;
     let settled = call(
         &client,
@@ -536,7 +552,9 @@ async fn an_acknowledgement_is_never_ahead_of_the_store() {
     node.kill9();
     node.restart().expect("restarts");
 
-    let client = Client::connect(&node.addr).await.expect("reconnects");
+    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("reconnects");
     let Reply::Audit { audit } = call(&client, Command::Audit).await else {
         panic!("audit failed");
     };

@@ -13,7 +13,7 @@ use onsale_schema::message::{
     SaleCommand,
 };
 use onsale_schema::{ErrorCode, EventConfig, EventId, FanId, SeatIdx};
-use onsale_tests::{NodeProcess, scratch_dir, spec, venue_json};
+use onsale_tests::{NodeProcess, OPERATOR_TOKEN, scratch_dir, spec, venue_json};
 
 const EVENT: EventId = EventId(7);
 
@@ -49,7 +49,9 @@ async fn a_paused_owner_is_fenced_and_its_successor_keeps_everything() {
     let store = dir.join("onsale.db");
     let args = ["--provider", "webhook", "--lease-ttl-ms", "600"];
     let node_a = NodeProcess::start(&store, &args).expect("node A");
-    let a = Client::connect(&node_a.addr).await.expect("A");
+    let a = Client::connect(&node_a.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("A");
     let config = EventConfig {
         shopping_window_ms: 60_000,
         show_up_window_ms: 60_000,
@@ -87,7 +89,9 @@ async fn a_paused_owner_is_fenced_and_its_successor_keeps_everything() {
 
     // B starts on the same store while A owns the event: B leaves it alone.
     let node_b = NodeProcess::start(&store, &args).expect("node B");
-    let b = Client::connect(&node_b.addr).await.expect("B");
+    let b = Client::connect(&node_b.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("B");
 
     node_a.signal("STOP");
     // Let A's lease expire; B adopts the event (or takes it on demand).

@@ -9,7 +9,7 @@ use onsale_cluster::store::{EventLease, Store};
 use onsale_schema::message::{Command, EventOwner, Reply};
 use onsale_schema::{EventConfig, EventId, FanId};
 use onsale_tests::client::{Fan, request};
-use onsale_tests::{NodeProcess, free_port, now_ms, scratch_dir, spec, venue_json};
+use onsale_tests::{NodeProcess, OPERATOR_TOKEN, free_port, now_ms, scratch_dir, spec, venue_json};
 use serde_json::json;
 
 const EVENT: EventId = EventId(11);
@@ -30,7 +30,9 @@ async fn the_node_that_does_not_own_an_event_names_its_owner_and_epoch() {
     let dir = scratch_dir("not-owner");
     let store = dir.join("onsale.db");
     let node_a = NodeProcess::start(&store, &["--lease-ttl-ms", LEASE_TTL_MS]).expect("node A");
-    let a = Client::connect(&node_a.addr).await.expect("A");
+    let a = Client::connect(&node_a.addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("A");
     let created = a
         .create_event(spec(EVENT.0, venue_json(1, 2, 10), EventConfig::default()))
         .await
@@ -45,7 +47,9 @@ async fn the_node_that_does_not_own_an_event_names_its_owner_and_epoch() {
     let node_b =
         NodeProcess::start_http(&store, &["--lease-ttl-ms", LEASE_TTL_MS, "--rpc", &b_rpc])
             .expect("node B");
-    let b = Client::connect(&b_rpc).await.expect("B");
+    let b = Client::connect(&b_rpc, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("B");
 
     // Asked again and again (the first answer comes through the router
     // and the store, the later ones from what B remembers), B names A.

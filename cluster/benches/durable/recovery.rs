@@ -235,6 +235,9 @@ fn node_binary() -> Option<PathBuf> {
     bin.exists().then_some(bin)
 }
 
+/// The node RPC's credential given to the node process.
+const OPERATOR_TOKEN: &str = "durable bench operator token";
+
 /// A real process: spawn → "serving" line → first reply over RPC.
 fn process(bin: &Path, path: &Path, run: u64) {
     use std::io::{BufRead, BufReader};
@@ -250,6 +253,7 @@ fn process(bin: &Path, path: &Path, run: u64) {
         .arg(path)
         .env("ONSALE_LOG", "info")
         .env("ONSALE_TOKEN_SECRET", SECRET)
+        .env("ONSALE_OPERATOR_TOKEN", OPERATOR_TOKEN)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -278,7 +282,9 @@ fn process(bin: &Path, path: &Path, run: u64) {
     };
     let first = serving.and_then(|_| {
         runtime().block_on(async {
-            let client = Client::connect(&addr).await.ok()?;
+            let client = Client::connect(&addr, OPERATOR_TOKEN.as_bytes())
+                .await
+                .ok()?;
             let reply = client.call(EVENT, Command::Overview).await.ok()?;
             matches!(reply, Reply::Overview { .. }).then(|| started.elapsed())
         })

@@ -15,6 +15,7 @@
 
 mod fan;
 mod operator;
+mod shaped_io;
 mod state;
 mod webhook;
 
@@ -33,6 +34,7 @@ use onsale_schema::message::Reply;
 use onsale_schema::{ErrorCode, EventId, limits};
 use serde::de::DeserializeOwned;
 
+pub use shaped_io::ShapedIo;
 pub use state::{Gateway, GatewayConfig, Inner};
 pub use webhook::WEBHOOKS_REMEMBERED_MAX;
 
@@ -62,7 +64,7 @@ pub fn router(gateway: Gateway) -> Router {
         ));
     let ops = Router::new()
         .route(
-            "/api/ops/events",
+            VENUE_ROUTE,
             post(operator::create_event).layer(DefaultBodyLimit::max(limits::VENUE_FILE_BYTES_MAX)),
         )
         .route("/api/ops/events/{event}/sale", post(operator::sale))
@@ -90,6 +92,8 @@ pub fn router(gateway: Gateway) -> Router {
         .merge(provider)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits::MESSAGE_BYTES_MAX))
+        .layer(middleware::from_fn(declared_length_limit))
+        .layer(middleware::from_fn(error_shape))
         .layer(middleware::from_fn(request_deadline))
         .layer(middleware::from_fn(count_requests))
         .with_state(gateway)
@@ -104,7 +108,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve the gateway on `listener` until the process ends.
 ///
-/// One budget of open connections covers HTTP and websockets together
+/// A request head over `HTTP_HEAD_BYTES_MAX` is answered 431
+/// `headers_too_large` (hyper's answer, given its JSON body by
+/// [`ShapedIo`]) and the connection closed. One budget of open connections covers HTTP and websockets together
 /// (`conn_capacity`, from the open-files limit): past it, new connections
 /// are closed at once instead of starving the process of file handles.
 pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
@@ -131,7 +137,8 @@ pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .max_buf_size(limits::HTTP_HEAD_BYTES_MAX)
+                .serve_connection(hyper_util::rt::TokioIo::new(ShapedIo::new(stream)), service)
                 .with_upgrades()
                 .await;
             if let Err(e) = served {
@@ -167,6 +174,84 @@ async fn request_deadline(request: Request, next: Next) -> Response {
         )
         .into_response(),
     }
+}
+
+/// The one route whose body may be a whole venue file.
+const VENUE_ROUTE: &str = "/api/ops/events";
+
+/// The largest body `route` takes (`None`: no route matched).
+fn body_bytes_max(route: Option<&str>) -> usize {
+    if route == Some(VENUE_ROUTE) {
+        limits::VENUE_FILE_BYTES_MAX
+    } else {
+        limits::MESSAGE_BYTES_MAX
+    }
+}
+
+/// A body declared (`Content-Length`) over the route's limit is refused
+/// before a byte of it is read; a chunked body is cut at the limit as it
+/// is read (`DefaultBodyLimit`).
+async fn declared_length_limit(request: Request, next: Next) -> Response {
+    let max = body_bytes_max(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        let mut response = ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is over this route's limit of {max} bytes"),
+        )
+        .into_response();
+        // The body is never read: the connection cannot be reused.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Every error answer in the documented shape: an error that axum raised
+/// itself (405 with an empty body, a path that is not UTF-8 in plain
+/// text, ...) is given a JSON error body with the code its status means.
+async fn error_shape(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorCode::HeadersTooLarge,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    };
+    let (mut parts, body) = response.into_parts();
+    // axum's own error texts are short; a longer one is cut.
+    let text = axum::body::to_bytes(body, 1024).await.unwrap_or_default();
+    let message = match std::str::from_utf8(&text) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let shaped = ApiError::new(code, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    let (shaped_parts, shaped_body) = shaped.into_parts();
+    parts.headers.extend(shaped_parts.headers);
+    Response::from_parts(parts, shaped_body)
 }
 
 async fn operator_only(State(gw): State<Gateway>, request: Request, next: Next) -> Response {

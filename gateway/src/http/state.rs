@@ -66,7 +66,7 @@ pub struct Inner {
     pub ws_open: AtomicUsize,
     pub http_open: AtomicUsize,
     /// Webhook signatures seen within the replay window, and when.
-    pub(super) webhook_seen: std::sync::Mutex<rustc_hash::FxHashMap<String, onsale_schema::Millis>>,
+    pub(super) webhook_seen: std::sync::Mutex<super::webhook::SeenDeliveries>,
     /// Open websockets per fan (entries removed at zero).
     pub fan_sockets: std::sync::Mutex<rustc_hash::FxHashMap<onsale_schema::FanId, u16>>,
     /// Open connections (HTTP and websockets together) this process may
