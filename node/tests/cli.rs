@@ -93,25 +93,8 @@ fn the_demo_prints_the_same_table_for_the_same_seed() {
 fn the_secrets_beside_the_store_are_named_after_it_without_its_extension() {
     let dir = tempfile::tempdir().expect("a scratch dir");
     let store = dir.path().join("demo.db");
-    let mut child = Command::new(ONSALE)
-        .args(["--listen", "127.0.0.1:0", "--store"])
-        .arg(&store)
-        .env_remove("ONSALE_OPERATOR_TOKEN")
-        .env_remove("ONSALE_TOKEN_SECRET")
-        .env("ONSALE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("onsale starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let serving = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.starts_with("onsale serving http://127.0.0.1:"));
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(serving, "onsale never said it was serving");
+    let (serving, stderr) = serves(&store, &[]);
+    assert!(serving, "onsale never said it was serving: {stderr}");
 
     let token = dir.path().join("demo.operator-token");
     let key = dir.path().join("demo.key");

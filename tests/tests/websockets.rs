@@ -183,20 +183,8 @@ async fn a_declined_payment_is_pushed_to_the_fan() {
     let addr = node.addr.as_str();
     create_open_event(addr, 6, &venue_json(1, 2, 4), json!({})).await;
     let fan = Fan::login(addr, "declined").await;
-    fan.call(6, json!({"cmd": "join"})).await;
     let (mut socket, _) = watch(&fan, 6, None).await;
-    let held = fan
-        .call(6, json!({"cmd": "hold", "request": {"kind": "best", "count": 2, "area": {"in": "anywhere"}}}))
-        .await;
-    assert_eq!(held["reply"], "hold_placed", "{held}");
-    let hold = held["placed"]["hold"].clone();
-    let started = fan
-        .call(6, json!({"cmd": "submit_payment", "hold": hold}))
-        .await;
-    assert_eq!(started["reply"], "payment_started", "{started}");
-    let payment = started["started"]["payment"]
-        .as_u64()
-        .expect("a payment id");
+    let (hold, payment) = hold_and_pay(&fan, 6).await;
     answer_payment(addr, secret, 6, payment, "declined").await;
     let declined = socket
         .until(WAIT, |p| p["push"] == "payment_declined")
