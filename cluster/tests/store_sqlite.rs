@@ -54,6 +54,7 @@ conformance_tests!(
     reacquire_by_the_same_node_bumps_the_epoch_and_fences_the_old_lease,
     renew_extends_a_current_lease_and_refuses_a_stale_one,
     release_lets_another_node_acquire_at_once,
+    takeover_of_an_exact_lease_fences_its_holder,
     stale_epoch_writes_are_fenced_and_write_nothing,
     epochs_not_clocks_decide_whether_a_write_lands,
     leases_are_per_event,

@@ -41,6 +41,7 @@ checks!(
     reacquire_by_the_same_node_bumps_the_epoch_and_fences_the_old_lease,
     renew_extends_a_current_lease_and_refuses_a_stale_one,
     release_lets_another_node_acquire_at_once,
+    takeover_of_an_exact_lease_fences_its_holder,
     stale_epoch_writes_are_fenced_and_write_nothing,
     epochs_not_clocks_decide_whether_a_write_lands,
     leases_are_per_event,
@@ -418,6 +419,50 @@ pub fn release_lets_another_node_acquire_at_once(make: MakeStore<'_>) {
         store.event_lease(event).unwrap(),
         Some(taken),
         "a fenced release changes nothing"
+    );
+}
+
+/// A takeover names the exact lease it replaces: it succeeds while that
+/// lease is current, unexpired or not, bumps the epoch and fences the old
+/// holder; naming a lease that is no longer current (another epoch or
+/// another node) is an ordinary acquire, refused while the lease lives.
+pub fn takeover_of_an_exact_lease_fences_its_holder(make: MakeStore<'_>) {
+    let store = make();
+    let event = EventId(7);
+    let held = acquire(&*store, event, "node-a", 0);
+    let stale = EventLease {
+        epoch: held.epoch.wrapping_sub(1),
+        ..held.clone()
+    };
+    let refused = store
+        .acquire_event_over(event, &node("node-c"), TTL_MS, Millis(10), Some(&stale))
+        .unwrap();
+    assert_eq!(
+        refused,
+        Acquisition::HeldBy(held.clone()),
+        "a stale lease is not taken over"
+    );
+    let taken = match store
+        .acquire_event_over(event, &node("node-b"), TTL_MS, Millis(10), Some(&held))
+        .unwrap()
+    {
+        Acquisition::Acquired(lease) => lease,
+        other => panic!("a takeover of the current lease must succeed, got {other:?}"),
+    };
+    assert_eq!(taken.node, node("node-b"));
+    assert!(taken.epoch > held.epoch, "a takeover bumps the epoch");
+    assert_fenced(
+        store.renew_event(&held, TTL_MS, Millis(20)),
+        &held,
+        "renew after a takeover",
+    );
+    let again = store
+        .acquire_event_over(event, &node("node-c"), TTL_MS, Millis(20), Some(&held))
+        .unwrap();
+    assert_eq!(
+        again,
+        Acquisition::HeldBy(taken),
+        "a lease taken over cannot be taken over twice"
     );
 }
 

@@ -91,24 +91,16 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.live_nodes(now)
     }
 
-    fn acquire_event(
+    fn acquire_event_over(
         &self,
         event: EventId,
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
-    ) -> Result<Option<EventLease>, StoreError> {
-        self.inner.acquire_event(event, node, ttl_ms, now)
-    }
-
-    fn acquire_event_or_holder(
-        &self,
-        event: EventId,
-        node: &NodeId,
-        ttl_ms: u64,
-        now: Millis,
+        over: Option<&EventLease>,
     ) -> Result<Acquisition, StoreError> {
-        self.inner.acquire_event_or_holder(event, node, ttl_ms, now)
+        self.inner
+            .acquire_event_over(event, node, ttl_ms, now, over)
     }
 
     fn renew_event(

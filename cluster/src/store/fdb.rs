@@ -501,23 +501,13 @@ impl Store for FdbStore {
         Ok(live)
     }
 
-    fn acquire_event(
+    fn acquire_event_over(
         &self,
         event: EventId,
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
-    ) -> Result<Option<EventLease>, StoreError> {
-        self.acquire_event_or_holder(event, node, ttl_ms, now)
-            .map(Acquisition::acquired)
-    }
-
-    fn acquire_event_or_holder(
-        &self,
-        event: EventId,
-        node: &NodeId,
-        ttl_ms: u64,
-        now: Millis,
+        over: Option<&EventLease>,
     ) -> Result<Acquisition, StoreError> {
         let keys = self.keys(event);
         self.run(|trx, _| {
@@ -525,7 +515,7 @@ impl Store for FdbStore {
             async move {
                 let current = lease_of(&trx, keys).await?;
                 let acquisition =
-                    acquire_rule(current, event, node, ttl_ms, now).map_err(refuse)?;
+                    acquire_rule(current, event, node, ttl_ms, now, over).map_err(refuse)?;
                 if let Acquisition::Acquired(lease) = &acquisition {
                     set_lease(&trx, keys, lease);
                 }

@@ -94,23 +94,35 @@ impl Acquisition {
 }
 
 /// The lease-acquire rule, in one place for every backend: `node` takes
-/// `event` if nobody holds it, its lease has expired at `now`, or `node`
-/// itself holds it (a restarted node takes its events back at once);
-/// taking always bumps the epoch. The backend reads `current` and, on
-/// `Acquired`, writes the new lease, in one transaction.
+/// `event` if nobody holds it, its lease has expired at `now`, `node`
+/// itself holds it (a restarted node takes its events back at once), or
+/// the current lease is exactly `over` (a takeover: the caller proved that
+/// lease's holder dead, or the holder handed the event over); taking
+/// always bumps the epoch, which fences the previous holder. The backend
+/// reads `current` and, on `Acquired`, writes the new lease, in one
+/// transaction.
 pub(crate) fn acquire_rule(
     current: Option<EventLease>,
     event: EventId,
     node: &NodeId,
     ttl_ms: u64,
     now: Millis,
+    over: Option<&EventLease>,
 ) -> Result<Acquisition, StoreError> {
     let epoch = match current {
         None => 1,
-        Some(current) if current.node == *node || current.expires <= now => current
-            .epoch
-            .checked_add(1)
-            .ok_or_else(|| StoreError::Corrupt(format!("{event}: lease epoch exhausted")))?,
+        Some(current)
+            if current.node == *node
+                || current.expires <= now
+                || over.is_some_and(|over| {
+                    over.node == current.node && over.epoch == current.epoch
+                }) =>
+        {
+            current
+                .epoch
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Corrupt(format!("{event}: lease epoch exhausted")))?
+        }
         Some(held) => return Ok(Acquisition::HeldBy(held)),
     };
     Ok(Acquisition::Acquired(EventLease {
@@ -254,22 +266,22 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- event leases -----
 
-    /// Take ownership of `event` for `node` if nobody holds an unexpired
-    /// lease, or `node` itself holds it (the rule: `acquire_rule`). Always
-    /// bumps the epoch. `None` if another node holds an unexpired lease.
-    fn acquire_event(
+    /// Take ownership of `event` for `node` by the rule of
+    /// `acquire_rule`: if nobody holds an unexpired lease, `node` itself
+    /// holds it, or the current lease is exactly `over` (a takeover, unexpired
+    /// or not). Always bumps the epoch. A refusal names the lease another
+    /// node holds, from the one transaction that tried: a node that does
+    /// not own an event can say who does.
+    fn acquire_event_over(
         &self,
         event: EventId,
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
-    ) -> Result<Option<EventLease>, StoreError>;
+        over: Option<&EventLease>,
+    ) -> Result<Acquisition, StoreError>;
 
-    /// As [`Store::acquire_event`], but a refusal names the lease another
-    /// node holds: a node that does not own an event can say who does.
-    /// The backends answer from the one transaction that tried. This
-    /// default, for wrappers, reads the lease after a refused acquire, so
-    /// the lease it names may have expired just since.
+    /// [`Store::acquire_event_over`] without a takeover.
     fn acquire_event_or_holder(
         &self,
         event: EventId,
@@ -277,15 +289,20 @@ pub trait Store: Send + Sync + 'static {
         ttl_ms: u64,
         now: Millis,
     ) -> Result<Acquisition, StoreError> {
-        if let Some(lease) = self.acquire_event(event, node, ttl_ms, now)? {
-            return Ok(Acquisition::Acquired(lease));
-        }
-        match self.event_lease(event)? {
-            Some(held) => Ok(Acquisition::HeldBy(held)),
-            None => Err(StoreError::Corrupt(format!(
-                "{event}: an acquire was refused but the event has no lease"
-            ))),
-        }
+        self.acquire_event_over(event, node, ttl_ms, now, None)
+    }
+
+    /// [`Store::acquire_event_or_holder`], `None` where another node holds
+    /// an unexpired lease.
+    fn acquire_event(
+        &self,
+        event: EventId,
+        node: &NodeId,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Option<EventLease>, StoreError> {
+        self.acquire_event_or_holder(event, node, ttl_ms, now)
+            .map(Acquisition::acquired)
     }
 
     /// Extend a lease still current at its epoch. `Fenced` if the epoch

@@ -752,26 +752,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn acquire_event(
+    fn acquire_event_over(
         &self,
         event: EventId,
         node: &NodeId,
         ttl_ms: u64,
         now: Millis,
-    ) -> Result<Option<EventLease>, StoreError> {
-        self.acquire_event_or_holder(event, node, ttl_ms, now)
-            .map(Acquisition::acquired)
-    }
-
-    fn acquire_event_or_holder(
-        &self,
-        event: EventId,
-        node: &NodeId,
-        ttl_ms: u64,
-        now: Millis,
+        over: Option<&EventLease>,
     ) -> Result<Acquisition, StoreError> {
         self.write(|tx| {
-            let acquisition = acquire_rule(lease_row(tx, event)?, event, node, ttl_ms, now)?;
+            let acquisition = acquire_rule(lease_row(tx, event)?, event, node, ttl_ms, now, over)?;
             if let Acquisition::Acquired(lease) = &acquisition {
                 put_lease(tx, lease)?;
             }
