@@ -16,6 +16,7 @@
 //! the operator CLI.
 
 pub mod event_log;
+pub mod mesh;
 pub mod node;
 pub mod rpc;
 pub mod store;

@@ -42,8 +42,9 @@ pub(crate) struct Args {
     /// beside it) is created without it.
     #[arg(long)]
     pub(crate) init: bool,
-    /// This node's name in the cluster (default: `node@` + the RPC address,
-    /// so that a node restarted in place takes its events back at once).
+    /// This node's name in the cluster: stable across restarts, so that a
+    /// node restarted in place takes its events back at once (default:
+    /// `node@` + the cluster address, else the RPC, else the HTTP one).
     #[arg(long, env = "ONSALE_NODE_ID")]
     pub(crate) node_id: Option<String>,
     /// How payments are charged.
@@ -124,6 +125,42 @@ pub(crate) struct Args {
     #[arg(long, env = "ONSALE_FAN_BURST", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) fan_burst: u32,
+    /// Join the cluster mesh: listen for other onsale processes here
+    /// (ractor_cluster sessions), e.g. 10.0.0.1:7100. Peers dial this
+    /// address, so it must be reachable from them (not 0.0.0.0).
+    #[arg(long, env = "ONSALE_CLUSTER_LISTEN", requires = "cookie_file")]
+    pub(crate) cluster_listen: Option<std::net::SocketAddr>,
+    /// Cluster addresses to dial (comma-separated `HOST:PORT`); more are
+    /// found through them and through the store.
+    #[arg(long, env = "ONSALE_SEEDS", value_delimiter = ',', requires = "cluster_listen")]
+    pub(crate) seeds: Vec<String>,
+    /// The file holding the cluster cookie, the secret every process of
+    /// the cluster shares (at least 16 bytes; the file must not be
+    /// readable by group or others, e.g. mode 0600). Never logged.
+    #[arg(long, env = "ONSALE_COOKIE_FILE", requires = "cluster_listen")]
+    pub(crate) cookie_file: Option<PathBuf>,
+    /// What this process does: `node` owns events, `gateway` serves fans
+    /// and owns nothing (it writes nothing to the store and reaches every
+    /// event over the mesh), `both` does both.
+    #[arg(long, env = "ONSALE_ROLE", value_enum, default_value_t = Role::Both)]
+    pub(crate) role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Role {
+    Node,
+    Gateway,
+    Both,
+}
+
+impl Role {
+    pub(crate) fn owns_events(self) -> bool {
+        matches!(self, Role::Node | Role::Both)
+    }
+
+    pub(crate) fn serves_fans(self) -> bool {
+        matches!(self, Role::Gateway | Role::Both)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

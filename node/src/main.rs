@@ -31,11 +31,13 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match (args.rpc, args.listen, args.demo) {
-        (None, None, true) => demo::run(args.fans, args.seed, &mut std::io::stdout().lock()),
-        (None, None, false) => {
-            bail!("nothing to do: pass --rpc ADDR and/or --listen ADDR to run a node, or --demo")
+    match (args.rpc, args.listen, args.cluster_listen, args.demo) {
+        (None, None, None, true) => {
+            demo::run(args.fans, args.seed, &mut std::io::stdout().lock())
         }
+        (None, None, None, false) => bail!(
+            "nothing to do: pass --listen ADDR, --cluster-listen ADDR and/or --rpc ADDR to run a node, or --demo"
+        ),
         _ => run::run_node(&args),
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use onsale_actors::clock::wall_now;
 use onsale_actors::provider::{Provider, SimulatedProvider};
+use onsale_cluster::mesh::{Mesh, MeshConfig};
 use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::store::faulty::{Faults, FaultyStore};
 use onsale_cluster::store::open::{OpenMode, open_store};
@@ -35,7 +36,14 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
     // A store is expected where a file or its high-water marks already
     // are; only a path that never held one is made without `--init`.
     let expected = store_path.exists() || marks::dir_of(&store_path).exists();
-    let mode = if args.init || !expected {
+    let owns_events = args.role.owns_events();
+    if !owns_events && !expected {
+        bail!(
+            "a gateway-only process reads the cluster's store but never makes one: no store at {} (start a node first)",
+            store_path.display()
+        );
+    }
+    let mode = if (args.init || !expected) && owns_events {
         OpenMode::Init
     } else {
         OpenMode::Existing
@@ -58,11 +66,29 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
     let gateway_config = gateway_config(args, &store_path, key.clone())?;
     // The node RPC's credential: the operators' token.
     let rpc_secret: Arc<[u8]> = gateway_config.operator_token.as_bytes().into();
-    // The address registered with the node lease: the RPC's, else the HTTP one.
-    let addr = match (args.rpc, args.listen) {
-        (Some(rpc), _) => rpc.to_string(),
-        (None, Some(listen)) => format!("http://{listen}"),
-        (None, None) => bail!("a node needs --rpc ADDR or --listen ADDR"),
+    // The address registered with the node lease: the cluster address
+    // (peers dial it), else the RPC's, else the HTTP one.
+    let addr = match (args.cluster_listen, args.rpc, args.listen) {
+        (Some(cluster), _, _) => cluster.to_string(),
+        (None, Some(rpc), _) => rpc.to_string(),
+        (None, None, Some(listen)) => format!("http://{listen}"),
+        (None, None, None) => bail!("a node needs --cluster-listen, --rpc or --listen"),
+    };
+    if args.role.serves_fans() != args.listen.is_some() && args.role != crate::cli::Role::Both {
+        bail!("--role gateway needs --listen ADDR, and --role node takes no --listen");
+    }
+    if !owns_events && args.cluster_listen.is_none() {
+        bail!("a gateway-only process reaches events over the mesh: it needs --cluster-listen");
+    }
+    let mesh_config = match (args.cluster_listen, &args.cookie_file) {
+        (Some(listen), Some(cookie_file)) => Some(MeshConfig {
+            listen,
+            seeds: args.seeds.clone(),
+            cookie: crate::secrets::cluster_cookie(cookie_file)?,
+            gateway: args.listen.is_some(),
+        }),
+        (Some(_), None) => bail!("--cluster-listen needs --cookie-file"),
+        _ => None,
     };
     let node = NodeId(
         args.node_id
@@ -101,6 +127,7 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
         let config = NodeConfig {
             node: node.clone(),
             addr,
+            owns_events,
             store,
             key,
             provider,
@@ -111,7 +138,17 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
         let node_handle = Node::start(config)
             .await
             .map_err(|e| anyhow::anyhow!("node failed to start: {e}"))?;
-        if args.demo {
+        if let Some(mesh_config) = mesh_config {
+            let listen = mesh_config.listen;
+            let mesh = Mesh::start(mesh_config, node_handle.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("joining the mesh on {listen}: {e}"))?;
+            node_handle.attach_mesh(mesh.clone());
+            await_peers(&node_handle, &mesh).await;
+            // Test drivers wait for this exact line on stdout.
+            println!("onsale mesh {node} on {listen}");
+        }
+        if args.demo && owns_events {
             ensure_demo_event(&node_handle).await?;
         }
         tracing::info!(
@@ -156,11 +193,36 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
                 .context("the HTTP gateway")?
                 .context("serving HTTP")?,
             (None, Some(rpc)) => rpc.await.context("the node RPC")?,
-            (None, None) => bail!("nothing to serve"),
+            // A node on the mesh only: it serves until the process ends.
+            (None, None) => std::future::pending::<()>().await,
         }
         Ok(())
     })
 }
+
+/// Wait (at most [`PEERS_WAIT_MS`]) until a session is ready with every
+/// live node the store lists, so that the first requests find their owners.
+async fn await_peers(node: &Node, mesh: &Mesh) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(PEERS_WAIT_MS);
+    loop {
+        let missing: Vec<NodeId> = node
+            .placeable()
+            .into_iter()
+            .filter(|n| n != node.name() && !mesh.is_connected(n))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(?missing, "serving before a mesh session with every live node is ready");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// How long a starting process waits for sessions with the live nodes.
+const PEERS_WAIT_MS: u64 = 3_000;
 
 /// The demo events: (id, name, city, venue file).
 const DEMO_EVENTS: [(EventId, &str, &str, &str); 2] = [

@@ -86,3 +86,26 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()
 }
+
+/// The cluster cookie from `path`: trimmed, at least 16 bytes, in a file
+/// that group and others cannot read. The error never shows the cookie.
+pub(crate) fn cluster_cookie(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("reading the cookie file {}", path.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the cookie file {} is readable by others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    let cookie = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the cookie file {}", path.display()))?;
+    let cookie = cookie.trim();
+    if cookie.len() < 16 {
+        bail!("the cookie in {} is shorter than 16 bytes", path.display());
+    }
+    Ok(cookie.to_owned())
+}

@@ -347,6 +347,7 @@ fn node_config(store: Arc<dyn Store>, snapshot_every_records: u64) -> NodeConfig
     NodeConfig {
         node: NodeId(NODE.into()),
         addr: "127.0.0.1:1".into(), // never listened on: the bench calls in process
+        owns_events: true,
         store,
         key: TokenKey::derive(SECRET.as_bytes()),
         provider: Provider::Webhook, // the bench delivers the answers

@@ -42,13 +42,15 @@ use onsale_schema::limits::ROUTER_CALL_TIMEOUT_MS;
 use onsale_schema::message::{Command, Push, Reply};
 use onsale_schema::spec::{EventSpec, SpecError};
 use onsale_schema::token::TokenKey;
-use onsale_schema::{EventId, Millis};
+use onsale_schema::{ErrorCode, EventId, Millis};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
 use crate::event_log::StoreLog;
+use crate::mesh::wire::Request;
+use crate::mesh::{HOPS_MAX, Mesh, MeshError, MeshSlot, RemotePushes, placement};
 use crate::store::{Acquisition, EventLease, NodeId, Store, StoreError};
 
 mod error;
@@ -67,8 +69,13 @@ pub const PUSH_BUFFER: usize = 65_536;
 #[derive(Clone)]
 pub struct NodeConfig {
     pub node: NodeId,
-    /// Where this node's RPC listens (registered with its node lease).
+    /// Where this node can be reached (registered with its node lease):
+    /// its cluster address when it is on a mesh, which peers dial.
     pub addr: String,
+    /// Whether this node owns events (role `node`). A gateway-only node
+    /// owns nothing and writes nothing to the store: it routes every
+    /// call over the mesh.
+    pub owns_events: bool,
     pub store: Arc<dyn Store>,
     pub key: TokenKey,
     pub provider: Provider,
@@ -95,14 +102,37 @@ type Events = Arc<RwLock<FxHashMap<EventId, EventHandle>>>;
 /// Shared by the node's callers (who read it) and its router (who learns).
 type SharedOwners = Arc<RwLock<Owners>>;
 
+/// The cluster as this node sees it, kept by its router.
+#[derive(Debug, Default)]
+struct View {
+    /// Live nodes that may own events (store heartbeats, minus nodes the
+    /// mesh proved dead), sorted.
+    placeable: Vec<NodeId>,
+    /// Their registered addresses (cluster addresses on a mesh).
+    addrs: Vec<String>,
+}
+
 /// A running node.
 #[derive(Clone, Debug)]
 pub struct Node {
+    me: NodeId,
+    owns_events: bool,
     router: ActorRef<RouterMsg>,
     events: Events,
     owners: SharedOwners,
     pushes: broadcast::Sender<(EventId, Push)>,
     store: StoreRef,
+    mesh: MeshSlot,
+    view: Arc<RwLock<View>>,
+}
+
+/// Where a call for an event goes.
+enum Target {
+    /// This node serves it (or activates it).
+    Here,
+    Peer(NodeId),
+    /// No node can take it now.
+    Nobody,
 }
 
 /// The store, shared (Debug without the backend's internals).
@@ -122,29 +152,225 @@ impl Node {
         let owners: SharedOwners = Arc::new(RwLock::new(Owners::new(config.node.clone())));
         let (pushes, _) = broadcast::channel(PUSH_BUFFER);
         let store = StoreRef(Arc::clone(&config.store));
+        let view: Arc<RwLock<View>> = Arc::default();
+        let (me, owns_events) = (config.node.clone(), config.owns_events);
         let args = RouterArgs {
             config,
             events: Arc::clone(&events),
             owners: Arc::clone(&owners),
             pushes: pushes.clone(),
+            view: Arc::clone(&view),
         };
         let (router, _) = Actor::spawn(None, RouterActor, args).await?;
         Ok(Node {
+            me,
+            owns_events,
             router,
             events,
             owners,
             pushes,
             store,
+            mesh: MeshSlot::default(),
+            view,
         })
     }
 
-    /// Send a command to an event, activating it here if nobody owns it.
-    /// An event another node owns is answered `Reply::NotOwner`.
+    /// This node's name.
+    #[must_use]
+    pub fn name(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// Whether this node owns events (role `node`).
+    #[must_use]
+    pub fn owns_events(&self) -> bool {
+        self.owns_events
+    }
+
+    /// From now on, calls for events other nodes own cross `mesh`.
+    pub fn attach_mesh(&self, mesh: Mesh) {
+        let _ = self.mesh.set(mesh);
+    }
+
+    /// The mesh this node is on, if any.
+    #[must_use]
+    pub fn mesh(&self) -> Option<&Mesh> {
+        self.mesh.get()
+    }
+
+    /// Send a command to an event wherever it lives. Without a mesh, an
+    /// event another node owns is answered `Reply::NotOwner`; on a mesh
+    /// the call goes to the owner (or, for an event nobody owns, to the
+    /// node placement names) and comes back with its answer.
     pub async fn call(&self, event: EventId, command: Command) -> Reply {
-        match self.handle(event).await {
-            Ok(handle) => handle.call(command).await,
-            Err(error) => error.into(),
+        self.route(event, command, 0).await
+    }
+
+    /// A call that `hops` nodes have forwarded so far.
+    async fn route(&self, event: EventId, command: Command, hops: u8) -> Reply {
+        if let Some(handle) = self.local(event) {
+            return handle.call(command).await;
         }
+        let Some(mesh) = self.mesh.get() else {
+            return match self.handle(event).await {
+                Ok(handle) => handle.call(command).await,
+                Err(error) => error.into(),
+            };
+        };
+        match self.target(mesh, event, hops).await {
+            Target::Here => match self.handle(event).await {
+                Ok(handle) => handle.call(command).await,
+                Err(NodeError::Activate(ActivateError::NotOwner(lease)))
+                    if hops < HOPS_MAX && mesh.is_connected(&lease.node) =>
+                {
+                    self.forward(mesh, &lease.node, event, command, hops).await
+                }
+                Err(error) => error.into(),
+            },
+            Target::Peer(peer) => self.forward(mesh, &peer, event, command, hops).await,
+            Target::Nobody => Reply::error(
+                ErrorCode::Busy,
+                format!("no node can serve event {event} now; retry shortly"),
+            ),
+        }
+    }
+
+    /// Where a call for `event` (not served here) should go.
+    async fn target(&self, mesh: &Mesh, event: EventId, hops: u8) -> Target {
+        let now = wall_now();
+        let known = self
+            .owners
+            .read()
+            .expect("not poisoned")
+            .owner(event, now)
+            .cloned();
+        if let Some(lease) = known {
+            if hops >= HOPS_MAX || !mesh.is_connected(&lease.node) {
+                // Not reachable from here: the node's answer says who owns it.
+                return if self.owns_events { Target::Here } else { Target::Nobody };
+            }
+            return Target::Peer(lease.node);
+        }
+        if !self.owns_events {
+            // A gateway reads the lease itself (it never takes one).
+            let store = Arc::clone(&self.store.0);
+            let lease = tokio::task::spawn_blocking(move || store.event_lease(event)).await;
+            if let Ok(Ok(Some(lease))) = lease
+                && lease.expires > now
+            {
+                self.owners.write().expect("not poisoned").learn(&lease, now);
+                if mesh.is_connected(&lease.node) {
+                    return Target::Peer(lease.node);
+                }
+            }
+        }
+        // Nobody is known to own it: the placement decides.
+        let desired = {
+            let view = self.view.read().expect("not poisoned");
+            let candidates: Vec<&NodeId> = view
+                .placeable
+                .iter()
+                .filter(|n| (**n == self.me && self.owns_events) || mesh.is_connected(n))
+                .collect();
+            placement::owner_of(event, candidates).cloned()
+        };
+        match desired {
+            Some(node) if node == self.me => Target::Here,
+            // A forwarded call is served where it lands: views may differ.
+            Some(_) if hops > 0 && self.owns_events => Target::Here,
+            Some(node) => Target::Peer(node),
+            None if self.owns_events => Target::Here,
+            None => Target::Nobody,
+        }
+    }
+
+    /// Ask `peer` to serve the call; a `not_owner` answer naming a third
+    /// node is followed once.
+    async fn forward(
+        &self,
+        mesh: &Mesh,
+        peer: &NodeId,
+        event: EventId,
+        command: Command,
+        hops: u8,
+    ) -> Reply {
+        let request = Request::Command {
+            event,
+            command: command.clone(),
+        };
+        let reply = match mesh.call(peer, request, hops + 1).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                if matches!(error, MeshError::Unreachable(_) | MeshError::Closed(_)) {
+                    self.owners.write().expect("not poisoned").forget(event);
+                }
+                return error.into();
+            }
+        };
+        if let Reply::NotOwner { owner } = &reply {
+            let lease = EventLease {
+                event,
+                node: NodeId(owner.node.clone()),
+                epoch: owner.epoch,
+                expires: owner.lease_expires,
+            };
+            self.owners
+                .write()
+                .expect("not poisoned")
+                .learn(&lease, wall_now());
+            if hops + 1 < HOPS_MAX && lease.node != *peer && lease.node != self.me {
+                return Box::pin(self.route(event, command, hops + 1)).await;
+            }
+        }
+        reply
+    }
+
+    /// A call another node forwarded here.
+    pub(crate) async fn serve(&self, request: Request, hops: u8) -> Reply {
+        match request {
+            Request::Command { event, command } => self.route(event, command, hops).await,
+            Request::Create { spec } => self.create_here(*spec).await,
+        }
+    }
+
+    /// The event's handle if this node serves it now.
+    fn local(&self, event: EventId) -> Option<EventHandle> {
+        self.events.read().expect("not poisoned").get(&event).cloned()
+    }
+
+    /// Whether this node serves `event` now.
+    #[must_use]
+    pub fn serves(&self, event: EventId) -> bool {
+        self.events.read().expect("not poisoned").contains_key(&event)
+    }
+
+    /// Pushes of events another node owns, for this process's fans.
+    pub(crate) fn publish_remote(&self, pushes: RemotePushes) {
+        for push in pushes {
+            let _ = self.pushes.send(push);
+        }
+    }
+
+    /// The mesh proved `peer` dead: take over what placement gives this
+    /// node of its events, at once.
+    pub(crate) fn peer_dead(&self, peer: NodeId) {
+        let _ = self.router.cast(RouterMsg::PeerDead(peer));
+    }
+
+    /// A session with `peer` is ready.
+    pub(crate) fn peer_alive(&self, peer: NodeId) {
+        let _ = self.router.cast(RouterMsg::PeerAlive(peer));
+    }
+
+    /// Registered addresses of the live nodes (other than this one).
+    pub(crate) fn known_node_addrs(&self) -> Vec<String> {
+        self.view.read().expect("not poisoned").addrs.clone()
+    }
+
+    /// Live nodes that may own events, as this node sees them.
+    #[must_use]
+    pub fn placeable(&self) -> Vec<NodeId> {
+        self.view.read().expect("not poisoned").placeable.clone()
     }
 
     /// The event's handle if this node serves it; else, if another node is
@@ -168,8 +394,43 @@ impl Node {
             .await??)
     }
 
-    /// Create an event (refused if it exists), and activate it.
+    /// Create an event (refused if it exists) on the node placement names
+    /// for it, and activate it there.
     pub async fn create_event(&self, spec: EventSpec) -> Reply {
+        if let Some(mesh) = self.mesh.get() {
+            let desired = {
+                let view = self.view.read().expect("not poisoned");
+                let candidates: Vec<&NodeId> = view
+                    .placeable
+                    .iter()
+                    .filter(|n| (**n == self.me && self.owns_events) || mesh.is_connected(n))
+                    .collect();
+                placement::owner_of(spec.event, candidates).cloned()
+            };
+            match desired {
+                Some(node) if node != self.me => {
+                    let request = Request::Create {
+                        spec: Box::new(spec),
+                    };
+                    return match mesh.call(&node, request, 1).await {
+                        Ok(reply) => reply,
+                        Err(error) => error.into(),
+                    };
+                }
+                None if !self.owns_events => {
+                    return Reply::error(ErrorCode::Busy, "no node can take a new event now");
+                }
+                _ => {}
+            }
+        }
+        self.create_here(spec).await
+    }
+
+    /// Create an event on this node.
+    async fn create_here(&self, spec: EventSpec) -> Reply {
+        if !self.owns_events {
+            return Reply::error(ErrorCode::Busy, "a gateway-only node creates no events");
+        }
         let event = spec.event;
         let created = async {
             self.ask_router(|reply| RouterMsg::Create { spec, reply })
@@ -255,6 +516,10 @@ pub enum RouterMsg {
         reply: RpcReplyPort<Result<(), CreateError>>,
     },
     Renew,
+    /// The mesh proved this node dead.
+    PeerDead(NodeId),
+    /// A mesh session with this node is ready.
+    PeerAlive(NodeId),
 }
 
 impl ractor::Message for RouterMsg {}
@@ -268,6 +533,7 @@ pub struct RouterArgs {
     events: Events,
     owners: SharedOwners,
     pushes: broadcast::Sender<(EventId, Push)>,
+    view: Arc<RwLock<View>>,
 }
 
 #[derive(Debug)]
@@ -280,6 +546,13 @@ pub struct RouterState {
     /// Events whose stored state failed to restore here: not adopted again
     /// automatically (a request still retries, and reports the error).
     unrestorable: rustc_hash::FxHashSet<EventId>,
+    view: Arc<RwLock<View>>,
+    /// Nodes the mesh proved dead, until a session with them is ready again.
+    dead: rustc_hash::FxHashSet<NodeId>,
+    /// Live nodes as the store last listed them.
+    live: Vec<crate::store::NodeRecord>,
+    /// When each event nobody owns was first seen so.
+    orphaned_since: FxHashMap<EventId, Millis>,
 }
 
 impl Actor for RouterActor {
@@ -299,13 +572,30 @@ impl Actor for RouterActor {
             pushes: args.pushes,
             leases: FxHashMap::default(),
             unrestorable: rustc_hash::FxHashSet::default(),
+            view: args.view,
+            dead: rustc_hash::FxHashSet::default(),
+            live: Vec::new(),
+            orphaned_since: FxHashMap::default(),
         };
-        state.heartbeat().await?;
-        // Recovery: take up every event nobody else holds.
-        let specs = state.blocking(|store| store.event_specs()).await?;
-        for (event, _) in specs {
-            if let Err(error) = state.activate(&myself, event).await {
-                tracing::info!(%event, %error, "event not activated here");
+        if state.config.owns_events {
+            state.heartbeat().await?;
+        }
+        state.refresh_view().await;
+        if state.config.owns_events {
+            // Recovery: take up the events this node held, and those
+            // nobody holds that placement gives this node.
+            let specs = state.blocking(|store| store.event_specs()).await?;
+            for (event, _) in specs {
+                let lease = state.blocking(move |s| s.event_lease(event)).await;
+                let mine = match lease {
+                    Ok(Some(lease)) if lease.node == state.config.node => true,
+                    Ok(Some(lease)) if lease.expires > wall_now() => false,
+                    Ok(_) => state.desired_here(event, None),
+                    Err(_) => false,
+                };
+                if mine && let Err(error) = state.activate(&myself, event, None).await {
+                    tracing::info!(%event, %error, "event not activated here");
+                }
             }
         }
         let period = Duration::from_millis((state.config.lease_ttl_ms / 3).max(50));
@@ -321,15 +611,39 @@ impl Actor for RouterActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RouterMsg::Activate { event, reply } => {
-                let result = state.activate(&myself, event).await;
+                let result = if state.config.owns_events {
+                    state.activate(&myself, event, None).await
+                } else {
+                    Err(ActivateError::Store(StoreError::Unavailable(
+                        "a gateway-only node owns no events".into(),
+                    )))
+                };
                 let _ = reply.send(result);
             }
             RouterMsg::Create { spec, reply } => {
                 let _ = reply.send(state.create(spec).await);
             }
             RouterMsg::Renew => {
-                state.renew().await;
-                state.adopt_orphans(&myself).await;
+                if state.config.owns_events {
+                    state.renew().await;
+                }
+                state.refresh_view().await;
+                if state.config.owns_events {
+                    state.adopt_orphans(&myself).await;
+                }
+            }
+            RouterMsg::PeerDead(peer) => {
+                state.dead.insert(peer.clone());
+                state.owners.write().expect("not poisoned").forget_node(&peer);
+                state.publish_view();
+                if state.config.owns_events {
+                    state.take_over(&myself, &peer).await;
+                }
+            }
+            RouterMsg::PeerAlive(peer) => {
+                if state.dead.remove(&peer) {
+                    state.publish_view();
+                }
             }
         }
         Ok(())
@@ -408,16 +722,21 @@ impl RouterState {
             .await?)
     }
 
+    /// Serve `event` here: take its lease (over `over`, a lease of a node
+    /// proven dead, if given), restore it and start its actor.
     async fn activate(
         &mut self,
         myself: &ActorRef<RouterMsg>,
         event: EventId,
+        over: Option<EventLease>,
     ) -> Result<EventHandle, ActivateError> {
         if let Some(handle) = self.events.read().expect("not poisoned").get(&event) {
             return Ok(handle.clone());
         }
         // Calls queued behind the one that found the event held.
-        if let Some(lease) = self.known_owner(event, wall_now()) {
+        if over.is_none()
+            && let Some(lease) = self.known_owner(event, wall_now())
+        {
             return Err(ActivateError::NotOwner(lease));
         }
         let specs = self.blocking(|s| s.event_specs()).await?;
@@ -428,7 +747,7 @@ impl RouterState {
         let (node, ttl) = (self.config.node.clone(), self.config.lease_ttl_ms);
         let now = wall_now();
         let acquired = self
-            .blocking(move |s| s.acquire_event_or_holder(event, &node, ttl, now))
+            .blocking(move |s| s.acquire_event_over(event, &node, ttl, now, over.as_ref()))
             .await?;
         let lease = match acquired {
             Acquisition::Acquired(lease) => lease,
@@ -457,6 +776,7 @@ impl RouterState {
                 return Err(e);
             }
         };
+        self.orphaned_since.remove(&event);
         tracing::info!(
             %event,
             epoch = lease.epoch,
@@ -507,8 +827,10 @@ impl RouterState {
                     self.leases.insert(event, renewed);
                 }
                 Err(StoreError::Fenced { .. }) => self.give_up(event, "fenced by a newer owner"),
-                Err(e) if wall_now() >= lease.expires => {
-                    self.give_up(event, &format!("lease expired while the store failed: {e}"));
+                // Stop serving a renewal period before the lease could
+                // expire: by then another node may be taking it.
+                Err(e) if wall_now().0 + ttl / 3 >= lease.expires.0 => {
+                    self.give_up(event, &format!("lease about to expire while the store fails: {e}"));
                 }
                 Err(e) => tracing::warn!(%event, error = %e, "lease renewal failed; retrying"),
             }
@@ -526,8 +848,8 @@ impl RouterState {
             }
             let lease = self.blocking(move |s| s.event_lease(event)).await;
             let now = wall_now();
-            let orphaned = match lease {
-                Ok(None) => true,
+            let (orphaned, last_holder) = match lease {
+                Ok(None) => (true, None),
                 Ok(Some(lease)) => {
                     // Keeps what this node knows of other owners fresh:
                     // their renewals are seen here before the old expiry.
@@ -535,12 +857,95 @@ impl RouterState {
                         .write()
                         .expect("not poisoned")
                         .learn(&lease, now);
-                    lease.expires <= now || lease.node == self.config.node
+                    let orphaned = lease.expires <= now || lease.node == self.config.node;
+                    (orphaned, Some(lease.node))
                 }
-                Err(_) => false,
+                Err(_) => (false, None),
             };
-            if orphaned && let Err(error) = self.activate(myself, event).await {
+            if !orphaned {
+                self.orphaned_since.remove(&event);
+                continue;
+            }
+            // The node placement names adopts it (the holder that let its
+            // lease lapse is passed over); past two lease times, any node.
+            let since = *self.orphaned_since.entry(event).or_insert(now);
+            let overdue = now.0.saturating_sub(since.0) >= 2 * self.config.lease_ttl_ms;
+            if !overdue && !self.desired_here(event, last_holder.as_ref()) {
+                continue;
+            }
+            if let Err(error) = self.activate(myself, event, None).await {
                 tracing::debug!(%event, %error, "orphaned event not adopted");
+            }
+        }
+    }
+
+    /// Re-read the live nodes from the store and publish the view.
+    async fn refresh_view(&mut self) {
+        match self.blocking(|s| s.live_nodes(wall_now())).await {
+            Ok(live) => {
+                self.live = live;
+                self.publish_view();
+            }
+            Err(e) => tracing::warn!(error = %e, "live nodes could not be read"),
+        }
+    }
+
+    fn publish_view(&self) {
+        let mut placeable: Vec<NodeId> = self
+            .live
+            .iter()
+            .map(|record| record.node.clone())
+            .filter(|node| !self.dead.contains(node))
+            .collect();
+        if self.config.owns_events && !placeable.contains(&self.config.node) {
+            placeable.push(self.config.node.clone());
+        }
+        placeable.sort_unstable();
+        let addrs = self
+            .live
+            .iter()
+            .filter(|record| record.node != self.config.node && !self.dead.contains(&record.node))
+            .map(|record| record.addr.clone())
+            .collect();
+        *self.view.write().expect("not poisoned") = View { placeable, addrs };
+    }
+
+    /// Whether placement names this node for `event`, among the placeable
+    /// nodes other than `passed_over`.
+    fn desired_here(&self, event: EventId, passed_over: Option<&NodeId>) -> bool {
+        let view = self.view.read().expect("not poisoned");
+        let candidates = view
+            .placeable
+            .iter()
+            .filter(|node| Some(*node) != passed_over);
+        placement::owner_of(event, candidates) == Some(&self.config.node)
+    }
+
+    /// `dead` was proven dead: take over, at once, each of its events that
+    /// placement now gives this node (the takeover fences it for good).
+    async fn take_over(&mut self, myself: &ActorRef<RouterMsg>, dead: &NodeId) {
+        let Ok(specs) = self.blocking(|s| s.event_specs()).await else {
+            return;
+        };
+        for (event, _) in specs {
+            if self.leases.contains_key(&event) || self.unrestorable.contains(&event) {
+                continue;
+            }
+            let Ok(Some(lease)) = self.blocking(move |s| s.event_lease(event)).await else {
+                continue;
+            };
+            if lease.node != *dead || !self.desired_here(event, Some(dead)) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            match self.activate(myself, event, Some(lease)).await {
+                Ok(_) => tracing::warn!(
+                    %event,
+                    %dead,
+                    takeover_ms = started.elapsed().as_millis() as u64,
+                    "took over the event of a dead node"
+                ),
+                Err(error) => tracing::warn!(%event, %dead, %error, "takeover failed"),
             }
         }
     }

@@ -72,6 +72,11 @@ impl Owners {
         self.leases.remove(&event);
     }
 
+    /// `node` is gone (proven dead): none of its leases is believed.
+    pub fn forget_node(&mut self, node: &NodeId) {
+        self.leases.retain(|_, lease| lease.node != *node);
+    }
+
     /// Events remembered (expired ones included until they are dropped).
     #[must_use]
     pub fn len(&self) -> usize {
