@@ -132,7 +132,12 @@ pub(crate) struct Args {
     pub(crate) cluster_listen: Option<std::net::SocketAddr>,
     /// Cluster addresses to dial (comma-separated `HOST:PORT`); more are
     /// found through them and through the store.
-    #[arg(long, env = "ONSALE_SEEDS", value_delimiter = ',', requires = "cluster_listen")]
+    #[arg(
+        long,
+        env = "ONSALE_SEEDS",
+        value_delimiter = ',',
+        requires = "cluster_listen"
+    )]
     pub(crate) seeds: Vec<String>,
     /// The file holding the cluster cookie, the secret every process of
     /// the cluster shares (at least 16 bytes; the file must not be

@@ -32,9 +32,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match (args.rpc, args.listen, args.cluster_listen, args.demo) {
-        (None, None, None, true) => {
-            demo::run(args.fans, args.seed, &mut std::io::stdout().lock())
-        }
+        (None, None, None, true) => demo::run(args.fans, args.seed, &mut std::io::stdout().lock()),
         (None, None, None, false) => bail!(
             "nothing to do: pass --listen ADDR, --cluster-listen ADDR and/or --rpc ADDR to run a node, or --demo"
         ),

@@ -214,7 +214,10 @@ async fn await_peers(node: &Node, mesh: &Mesh) {
             return;
         }
         if std::time::Instant::now() >= deadline {
-            tracing::warn!(?missing, "serving before a mesh session with every live node is ready");
+            tracing::warn!(
+                ?missing,
+                "serving before a mesh session with every live node is ready"
+            );
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

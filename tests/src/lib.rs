@@ -159,8 +159,8 @@ pub struct NodeProcess {
     pub addr: String,
     store: PathBuf,
     extra: Vec<String>,
-    /// Serve HTTP (`--listen addr`) instead of the node RPC (`--rpc addr`).
-    http: bool,
+    /// How it is addressed and when it is ready.
+    launch: Launch,
     /// Time from spawn to the "serving" line, for the last start.
     pub ready_in: Duration,
 }
@@ -174,7 +174,7 @@ impl NodeProcess {
             addr: format!("127.0.0.1:{}", free_port()),
             store: store.to_path_buf(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            http: false,
+            launch: Launch::Rpc,
             ready_in: Duration::ZERO,
         };
         node.spawn()?;
@@ -191,23 +191,53 @@ impl NodeProcess {
             addr: format!("127.0.0.1:{}", free_port()),
             store: store.to_path_buf(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            http: true,
+            launch: Launch::Http,
             ready_in: Duration::ZERO,
         };
         node.spawn()?;
         Ok(node)
     }
 
+    /// Start `onsale` on `store` with exactly `args` (no address flag is
+    /// added): ready when a line containing `ready_line` is printed. `addr`
+    /// is what the test calls it by (its HTTP or cluster address).
+    pub fn start_with(
+        store: &Path,
+        addr: &str,
+        args: &[String],
+        ready_line: &str,
+    ) -> anyhow::Result<NodeProcess> {
+        let mut node = NodeProcess {
+            bin: onsale_binary()?,
+            child: None,
+            addr: addr.to_owned(),
+            store: store.to_path_buf(),
+            extra: args.to_vec(),
+            launch: Launch::Given {
+                ready_line: ready_line.to_owned(),
+            },
+            ready_in: Duration::ZERO,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    /// The process id, while it runs.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
-        let (flag, ready_line) = if self.http {
-            ("--listen", "onsale serving http://")
-        } else {
-            ("--rpc", " serving on ")
+        let (address, ready_line): (Vec<&str>, &str) = match &self.launch {
+            Launch::Http => (vec!["--listen", &self.addr], "onsale serving http://"),
+            Launch::Rpc => (vec!["--rpc", &self.addr], " serving on "),
+            Launch::Given { ready_line } => (vec![], ready_line.as_str()),
         };
+        let ready_line = ready_line.to_owned();
         let mut child = Command::new(&self.bin)
-            .arg(flag)
-            .arg(&self.addr)
+            .args(&address)
             .arg("--store")
             .arg(&self.store)
             .args(&self.extra)
@@ -231,7 +261,7 @@ impl NodeProcess {
                 bail!("node did not start serving within 30 s");
             }
             match lines.next() {
-                Some(Ok(line)) if line.contains(ready_line) => break,
+                Some(Ok(line)) if line.contains(&ready_line) => break,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("reading node stdout: {e}"),
                 None => bail!("node exited before serving: {:?}", child.wait()),
@@ -268,6 +298,17 @@ impl NodeProcess {
                 .status();
         }
     }
+}
+
+/// How a [`NodeProcess`] is addressed and when it is ready.
+#[derive(Debug)]
+enum Launch {
+    /// `--rpc addr`, ready when the node RPC serves.
+    Rpc,
+    /// `--listen addr`, ready when HTTP serves.
+    Http,
+    /// The arguments as given, ready at this line.
+    Given { ready_line: String },
 }
 
 impl Drop for NodeProcess {

@@ -170,13 +170,17 @@ struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mesh").field("me", &self.me).finish_non_exhaustive()
+        f.debug_struct("Mesh")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
     }
 }
 
 /// A peer with a ready session.
 struct Peer {
-    session: ActorRef<NodeSessionMessage>,
+    /// Its ready sessions: usually one; two while ractor_cluster settles
+    /// a simultaneous dial (it then closes one as a duplicate).
+    sessions: Vec<ActorRef<NodeSessionMessage>>,
     /// Its cluster address as it announced it (`host:port`).
     addr: String,
     /// Milliseconds since the mesh started when a batch last came from it.
@@ -302,11 +306,20 @@ impl Mesh {
     /// Whether a session with `node` is ready.
     #[must_use]
     pub fn is_connected(&self, node: &NodeId) -> bool {
-        self.inner.peers.read().expect("not poisoned").contains_key(node)
+        self.inner
+            .peers
+            .read()
+            .expect("not poisoned")
+            .contains_key(node)
     }
 
     /// Ask `peer` to serve `request`, forwarded `hops` times so far.
-    pub async fn call(&self, peer: &NodeId, request: Request, hops: u8) -> Result<Reply, MeshError> {
+    pub async fn call(
+        &self,
+        peer: &NodeId,
+        request: Request,
+        hops: u8,
+    ) -> Result<Reply, MeshError> {
         if !self.is_connected(peer) {
             return Err(MeshError::Unreachable(peer.clone()));
         }
@@ -336,6 +349,8 @@ impl Mesh {
             Ok(Err(_)) => Err(MeshError::Closed(peer.clone())),
             Err(_) => {
                 self.inner.pending.lock().expect("not poisoned").remove(&id);
+                tracing::warn!(%peer, id, "a mesh call timed out");
+                metrics::counter!("onsale_mesh_call_timeouts_total").increment(1);
                 Err(MeshError::Timeout(peer.clone()))
             }
         }
@@ -439,24 +454,36 @@ async fn control(
                         continue;
                     }
                     tracing::info!(%peer, %addr, "mesh session ready");
-                    let heard = Arc::new(AtomicU64::new(mesh.now_ms()));
-                    mesh.inner.peers.write().expect("not poisoned").insert(
-                        peer.clone(),
-                        Peer { session: ses.actor.clone(), addr, heard },
-                    );
+                    let now = mesh.now_ms();
+                    mesh.inner
+                        .peers
+                        .write()
+                        .expect("not poisoned")
+                        .entry(peer.clone())
+                        .or_insert_with(|| Peer {
+                            sessions: Vec::new(),
+                            addr,
+                            heard: Arc::new(AtomicU64::new(now)),
+                        })
+                        .sessions
+                        .push(ses.actor.clone());
                     node.peer_alive(peer);
                 }
                 Some(SessionEvent::Down(ses)) => {
                     let Some((peer, addr)) = peer_node(&ses) else { continue };
-                    let current = mesh
-                        .inner
-                        .peers
-                        .read()
-                        .expect("not poisoned")
-                        .get(&peer)
-                        .is_some_and(|p| p.session.get_id() == ses.actor.get_id());
-                    if !current {
+                    let gone = {
+                        let mut peers = mesh.inner.peers.write().expect("not poisoned");
+                        match peers.get_mut(&peer) {
+                            Some(known) => {
+                                known.sessions.retain(|s| s.get_id() != ses.actor.get_id());
+                                known.sessions.is_empty()
+                            }
+                            None => false,
+                        }
+                    };
+                    if !gone {
                         // A duplicate session closing; the peer is still connected.
+                        tracing::debug!(%peer, "a duplicate mesh session closed");
                         continue;
                     }
                     tracing::warn!(%peer, %addr, "mesh session closed");
@@ -477,17 +504,19 @@ async fn control(
             _ = tick.tick() => {
                 nonce += 1;
                 let now = mesh.now_ms();
-                let silent: Vec<(NodeId, ActorRef<NodeSessionMessage>)> = {
+                let silent: Vec<(NodeId, Vec<ActorRef<NodeSessionMessage>>)> = {
                     let peers = mesh.inner.peers.read().expect("not poisoned");
                     peers
                         .iter()
                         .filter(|(_, p)| now.saturating_sub(p.heard.load(Ordering::Relaxed)) > PING_EVERY_MS * SILENT_PINGS_MAX)
-                        .map(|(n, p)| (n.clone(), p.session.clone()))
+                        .map(|(n, p)| (n.clone(), p.sessions.clone()))
                         .collect()
                 };
-                for (peer, session) in silent {
+                for (peer, sessions) in silent {
                     tracing::warn!(%peer, "peer silent for {SILENT_PINGS_MAX} pings: closing its session");
-                    session.stop(Some("silent peer".into()));
+                    for session in sessions {
+                        session.stop(Some("silent peer".into()));
+                    }
                     mesh.forget(&peer);
                 }
                 for peer in mesh.peers() {
@@ -500,7 +529,12 @@ async fn control(
 }
 
 /// Dial every seed and live node in the store with no session.
-async fn dial_missing(mesh: &Mesh, node: &Node, seeds: &[String], dialing: &mut HashMap<String, Instant>) {
+async fn dial_missing(
+    mesh: &Mesh,
+    node: &Node,
+    seeds: &[String],
+    dialing: &mut HashMap<String, Instant>,
+) {
     let connected: Vec<String> = mesh
         .inner
         .peers
@@ -570,7 +604,10 @@ async fn relay_pushes(mesh: Mesh, node: Node) {
         let first = match pushes.recv().await {
             Ok(push) => push,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "the push relay fell behind: remote gateways missed pushes");
+                tracing::warn!(
+                    missed,
+                    "the push relay fell behind: remote gateways missed pushes"
+                );
                 metrics::counter!("onsale_mesh_pushes_missed_total").increment(missed);
                 continue;
             }
@@ -596,7 +633,9 @@ async fn relay_pushes(mesh: Mesh, node: Node) {
         }
         let mut writer = BatchWriter::new(&mesh.inner.me.0);
         for chunk in batch.chunks(512) {
-            match wire::encode(&Frame::Pushes { pushes: chunk.to_vec() }) {
+            match wire::encode(&Frame::Pushes {
+                pushes: chunk.to_vec(),
+            }) {
                 Ok(bytes) => writer.push_encoded(&bytes),
                 Err(e) => tracing::error!(error = %e, "pushes could not be encoded"),
             }
@@ -674,8 +713,11 @@ impl Actor for MeshActor {
                 }
                 Frame::Answer { id, reply } => {
                     let pending = mesh.inner.pending.lock().expect("not poisoned").remove(&id);
-                    if let Some(pending) = pending {
-                        let _ = pending.answer.send(reply);
+                    match pending {
+                        Some(pending) => {
+                            let _ = pending.answer.send(reply);
+                        }
+                        None => tracing::debug!(%sender, id, "a late mesh answer was dropped"),
                     }
                 }
                 Frame::Pushes { pushes } => state.node.publish_remote(pushes),

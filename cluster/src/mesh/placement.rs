@@ -31,10 +31,15 @@ pub fn weight(event: EventId, node: &NodeId) -> u64 {
 /// The desired owner of `event` among `nodes` (ties, which need a 64-bit
 /// collision, go to the smaller name). `None` if there are no nodes.
 #[must_use]
-pub fn owner_of<'a>(event: EventId, nodes: impl IntoIterator<Item = &'a NodeId>) -> Option<&'a NodeId> {
-    nodes
-        .into_iter()
-        .max_by(|a, b| weight(event, a).cmp(&weight(event, b)).then_with(|| b.cmp(a)))
+pub fn owner_of<'a>(
+    event: EventId,
+    nodes: impl IntoIterator<Item = &'a NodeId>,
+) -> Option<&'a NodeId> {
+    nodes.into_iter().max_by(|a, b| {
+        weight(event, a)
+            .cmp(&weight(event, b))
+            .then_with(|| b.cmp(a))
+    })
 }
 
 /// `nodes` in the order they would take `event` over: the desired owner
@@ -42,7 +47,11 @@ pub fn owner_of<'a>(event: EventId, nodes: impl IntoIterator<Item = &'a NodeId>)
 #[must_use]
 pub fn order_of(event: EventId, nodes: &[NodeId]) -> Vec<NodeId> {
     let mut ordered = nodes.to_vec();
-    ordered.sort_by(|a, b| weight(event, b).cmp(&weight(event, a)).then_with(|| a.cmp(b)));
+    ordered.sort_by(|a, b| {
+        weight(event, b)
+            .cmp(&weight(event, a))
+            .then_with(|| a.cmp(b))
+    });
     ordered.dedup();
     ordered
 }
@@ -60,9 +69,16 @@ mod tests {
     /// running cluster on its next failover, so it must be deliberate.
     #[test]
     fn the_hash_is_stable_across_builds() {
-        assert_eq!(weight(EventId(1), &NodeId("node-a".into())), weight(EventId(1), &NodeId("node-a".into())));
+        assert_eq!(
+            weight(EventId(1), &NodeId("node-a".into())),
+            weight(EventId(1), &NodeId("node-a".into()))
+        );
         let owners: Vec<&str> = (1..=6)
-            .map(|e| owner_of(EventId(e), &nodes(3)).map(|n| n.0.as_str()).unwrap_or(""))
+            .map(|e| {
+                owner_of(EventId(e), &nodes(3))
+                    .map(|n| n.0.as_str())
+                    .unwrap_or("")
+            })
             .collect();
         assert_eq!(owners, PINNED_OWNERS);
     }
@@ -78,7 +94,10 @@ mod tests {
             counts[nodes.iter().position(|n| n == owner).expect("one of them")] += 1;
         }
         for count in counts {
-            assert!((1_700..=2_300).contains(&count), "uneven spread: {counts:?}");
+            assert!(
+                (1_700..=2_300).contains(&count),
+                "uneven spread: {counts:?}"
+            );
         }
     }
 

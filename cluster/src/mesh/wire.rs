@@ -27,14 +27,27 @@ pub enum Frame {
     /// Do this on the event (or create it), and answer `Answer { id }`.
     /// `hops` counts the nodes that forwarded it so far: a node forwards
     /// a call at most [`super::HOPS_MAX`] times.
-    Call { id: u64, hops: u8, request: Request },
-    Answer { id: u64, reply: Reply },
+    Call {
+        id: u64,
+        hops: u8,
+        request: Request,
+    },
+    Answer {
+        id: u64,
+        reply: Reply,
+    },
     /// Pushes of events the sender owns, for the receiver's fans.
-    Pushes { pushes: Vec<(EventId, Push)> },
+    Pushes {
+        pushes: Vec<(EventId, Push)>,
+    },
     /// Liveness: answered with `Pong`, so a peer that stops answering is
     /// noticed even when its socket stays open (a stopped process).
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
 }
 
 /// What a call asks for.
@@ -121,13 +134,17 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, CodecError> {
 
 /// The sender of a batch and its frames, each decoded on its own.
 pub fn decode(batch: &[u8]) -> Result<(String, Vec<Result<Frame, WireError>>), WireError> {
-    let (&len, rest) = batch.split_first().ok_or(WireError::Truncated("name length"))?;
+    let (&len, rest) = batch
+        .split_first()
+        .ok_or(WireError::Truncated("name length"))?;
     let len = usize::from(len);
     if rest.len() < len {
         return Err(WireError::Truncated("name"));
     }
     let (name, mut rest) = rest.split_at(len);
-    let name = std::str::from_utf8(name).map_err(|_| WireError::Name)?.to_owned();
+    let name = std::str::from_utf8(name)
+        .map_err(|_| WireError::Name)?
+        .to_owned();
     let mut frames = Vec::new();
     while !rest.is_empty() {
         if rest.len() < 4 {

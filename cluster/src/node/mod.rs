@@ -127,6 +127,7 @@ pub struct Node {
 }
 
 /// Where a call for an event goes.
+#[derive(Debug)]
 enum Target {
     /// This node serves it (or activates it).
     Here,
@@ -217,7 +218,9 @@ impl Node {
                 Err(error) => error.into(),
             };
         };
-        match self.target(mesh, event, hops).await {
+        let target = self.target(mesh, event, hops).await;
+        tracing::debug!(%event, hops, target = ?target, "routing a call");
+        match target {
             Target::Here => match self.handle(event).await {
                 Ok(handle) => handle.call(command).await,
                 Err(NodeError::Activate(ActivateError::NotOwner(lease)))
@@ -245,11 +248,19 @@ impl Node {
             .owner(event, now)
             .cloned();
         if let Some(lease) = known {
-            if hops >= HOPS_MAX || !mesh.is_connected(&lease.node) {
-                // Not reachable from here: the node's answer says who owns it.
-                return if self.owns_events { Target::Here } else { Target::Nobody };
+            if hops >= HOPS_MAX {
+                // Forwarded enough: this node's answer says who owns it.
+                return if self.owns_events {
+                    Target::Here
+                } else {
+                    Target::Nobody
+                };
             }
-            return Target::Peer(lease.node);
+            if mesh.is_connected(&lease.node) {
+                return Target::Peer(lease.node);
+            }
+            // Its owner is out of reach: the event may have moved since.
+            self.owners.write().expect("not poisoned").forget(event);
         }
         if !self.owns_events {
             // A gateway reads the lease itself (it never takes one).
@@ -258,7 +269,10 @@ impl Node {
             if let Ok(Ok(Some(lease))) = lease
                 && lease.expires > now
             {
-                self.owners.write().expect("not poisoned").learn(&lease, now);
+                self.owners
+                    .write()
+                    .expect("not poisoned")
+                    .learn(&lease, now);
                 if mesh.is_connected(&lease.node) {
                     return Target::Peer(lease.node);
                 }
@@ -335,13 +349,20 @@ impl Node {
 
     /// The event's handle if this node serves it now.
     fn local(&self, event: EventId) -> Option<EventHandle> {
-        self.events.read().expect("not poisoned").get(&event).cloned()
+        self.events
+            .read()
+            .expect("not poisoned")
+            .get(&event)
+            .cloned()
     }
 
     /// Whether this node serves `event` now.
     #[must_use]
     pub fn serves(&self, event: EventId) -> bool {
-        self.events.read().expect("not poisoned").contains_key(&event)
+        self.events
+            .read()
+            .expect("not poisoned")
+            .contains_key(&event)
     }
 
     /// Pushes of events another node owns, for this process's fans.
@@ -634,7 +655,11 @@ impl Actor for RouterActor {
             }
             RouterMsg::PeerDead(peer) => {
                 state.dead.insert(peer.clone());
-                state.owners.write().expect("not poisoned").forget_node(&peer);
+                state
+                    .owners
+                    .write()
+                    .expect("not poisoned")
+                    .forget_node(&peer);
                 state.publish_view();
                 if state.config.owns_events {
                     state.take_over(&myself, &peer).await;
@@ -830,7 +855,10 @@ impl RouterState {
                 // Stop serving a renewal period before the lease could
                 // expire: by then another node may be taking it.
                 Err(e) if wall_now().0 + ttl / 3 >= lease.expires.0 => {
-                    self.give_up(event, &format!("lease about to expire while the store fails: {e}"));
+                    self.give_up(
+                        event,
+                        &format!("lease about to expire while the store fails: {e}"),
+                    );
                 }
                 Err(e) => tracing::warn!(%event, error = %e, "lease renewal failed; retrying"),
             }

@@ -1,0 +1,491 @@
+//! The cluster mesh with real processes: three `--role node` processes and
+//! two `--role gateway` processes, each on its own loopback address
+//! (127.0.0.x), sharing one embedded store file.
+//!
+//! - Any gateway serves any event: events created through one gateway are
+//!   placed over the nodes by rendezvous hashing, and fans on both
+//!   gateways join, watch and buy, whichever node owns the event.
+//! - Pushes cross the mesh once per gateway: fans on both gateways hear
+//!   their admission when the sale opens on a node that serves no fans.
+//! - Kill -9 of the owner: the next node in hash order takes the event
+//!   over (the killed node's session closes and nothing listens at its
+//!   port any more); no acknowledged sale is lost, waiting fans reconnect
+//!   to the *other* gateway with their token and keep their places, and
+//!   admissions flow again to them.
+//! - Bad peers: a process with the wrong cookie never joins; garbage and
+//!   an oversized frame on a node's cluster port close only that
+//!   connection; the cluster keeps serving.
+//!
+//! `ONSALE_FAILOVER_KILLS=N` repeats the kill N times and prints the
+//! failover times (the benchmark of README's "Failover" section).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use onsale_cluster::store::Store;
+use onsale_cluster::store::sqlite::SqliteStore;
+use onsale_schema::EventId;
+use onsale_tests::client::{Fan, FanSocket, ops, request};
+use onsale_tests::{NodeProcess, free_port, scratch_dir, venue_json};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+const WAIT: Duration = Duration::from_secs(15);
+const COOKIE: &str = "mesh test cookie, shared by the cluster";
+
+/// A cluster of node and gateway processes on one store.
+struct Cluster {
+    dir: PathBuf,
+    store: PathBuf,
+    cookie: PathBuf,
+    /// `--role node` processes, by index: node `n{i}` on 127.0.0.{11+i}.
+    nodes: Vec<NodeProcess>,
+    /// `--role gateway` processes: `g{j}` on 127.0.0.{21+j}; `addr` is HTTP.
+    gateways: Vec<NodeProcess>,
+    /// Cluster addresses of the nodes, by index.
+    node_addrs: Vec<String>,
+}
+
+fn write_cookie(path: &Path, cookie: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, cookie).expect("cookie file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+impl Cluster {
+    fn start(name: &str, nodes: usize, gateways: usize) -> Cluster {
+        let dir = scratch_dir(name);
+        let cookie = dir.join("cookie");
+        write_cookie(&cookie, COOKIE);
+        let mut cluster = Cluster {
+            store: dir.join("cluster.db"),
+            dir,
+            cookie,
+            nodes: Vec::new(),
+            gateways: Vec::new(),
+            node_addrs: Vec::new(),
+        };
+        for i in 0..nodes {
+            let addr = format!("127.0.0.{}:{}", 11 + i, free_port());
+            cluster.node_addrs.push(addr);
+            let node = cluster.spawn_node(i);
+            cluster.nodes.push(node);
+        }
+        for j in 0..gateways {
+            let gateway = cluster.spawn_gateway(j, &cluster.cookie.clone());
+            cluster.gateways.push(gateway);
+        }
+        cluster
+    }
+
+    fn node_args(&self, i: usize) -> Vec<String> {
+        [
+            "--cluster-listen",
+            &self.node_addrs[i],
+            "--cookie-file",
+            &self.cookie.display().to_string(),
+            "--node-id",
+            &format!("n{i}"),
+            "--role",
+            "node",
+            "--seeds",
+            &self.node_addrs[0],
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    fn spawn_node(&self, i: usize) -> NodeProcess {
+        NodeProcess::start_with(
+            &self.store,
+            &self.node_addrs[i],
+            &self.node_args(i),
+            &format!("onsale mesh n{i} on"),
+        )
+        .unwrap_or_else(|e| panic!("node n{i} starts: {e:#}"))
+    }
+
+    fn spawn_gateway(&self, j: usize, cookie: &Path) -> NodeProcess {
+        let host = format!("127.0.0.{}", 21 + j);
+        let http = format!("{host}:{}", free_port());
+        let args: Vec<String> = [
+            "--listen",
+            &http,
+            "--cluster-listen",
+            &format!("{host}:{}", free_port()),
+            "--cookie-file",
+            &cookie.display().to_string(),
+            "--node-id",
+            &format!("g{j}"),
+            "--role",
+            "gateway",
+            "--seeds",
+            &self.node_addrs.join(","),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        NodeProcess::start_with(&self.store, &http, &args, "onsale serving http://")
+            .unwrap_or_else(|e| panic!("gateway g{j} starts: {e:#}"))
+    }
+
+    fn gateway(&self, j: usize) -> &str {
+        &self.gateways[j].addr
+    }
+
+    /// The node index holding `event`'s lease now, read from the store.
+    fn owner(&self, event: u64) -> Option<usize> {
+        let store = SqliteStore::open(&self.store).expect("the store opens");
+        let lease = store.event_lease(EventId(event)).expect("lease read")?;
+        if lease.expires.0 <= onsale_tests::now_ms() {
+            return None;
+        }
+        lease.node.0.strip_prefix('n')?.parse().ok()
+    }
+
+    /// Wait until some node holds a live lease on `event`.
+    async fn await_owner(&self, event: u64) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(owner) = self.owner(event) {
+                return owner;
+            }
+            assert!(Instant::now() < deadline, "nobody owns event {event}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn create_event(gateway: &str, event: u64, shoppers_max: u32) {
+    let venue: Value = serde_json::from_str(&venue_json(2, 4, 10)).expect("venue");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let created = ops(
+            gateway,
+            "POST",
+            "/api/ops/events",
+            &json!({"event": event, "name": format!("Mesh night {event}"), "city": "Testville",
+                    "starts_at": 1_900_000_000_000u64, "venue": venue,
+                    "config": {"shoppers_max": shoppers_max, "tickets_per_fan_max": 2}}),
+        )
+        .await;
+        if created.status == 200 {
+            return;
+        }
+        assert!(
+            created.status == 503 && Instant::now() < deadline,
+            "create {event}: {created:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn open_sale(gateway: &str, event: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let opened = ops(
+            gateway,
+            "POST",
+            &format!("/api/ops/events/{event}/sale"),
+            &json!({"command": "open"}),
+        )
+        .await;
+        if opened.status == 200 {
+            return;
+        }
+        assert!(
+            opened.status == 503 && Instant::now() < deadline,
+            "open {event}: {opened:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The event's overview through `gateway`, retried while it is busy.
+async fn overview(gateway: &str, event: u64) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = request(gateway, "GET", &format!("/api/events/{event}"), &[], b"").await;
+        if response.status == 200 {
+            return response.json()["overview"].clone();
+        }
+        assert!(
+            response.status == 503 && Instant::now() < deadline,
+            "overview {event}: {response:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Watch `event` with the fan's token, as the fan page does: a `busy`
+/// answer (the event is moving) is retried after a moment.
+async fn watch(fan: &Fan, event: u64, token: &str) -> (FanSocket, Value) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut socket = fan.websocket().await.expect("websocket");
+        socket
+            .send(&json!({"op": "watch", "event": event, "token": token}))
+            .await
+            .expect("watch");
+        let answer = socket
+            .until(WAIT, |p| p["push"] == "watching" || p["push"] == "error")
+            .await
+            .expect("an answer to watch");
+        if answer["push"] == "watching" {
+            return (socket, answer);
+        }
+        assert!(
+            answer["code"] == "busy" && Instant::now() < deadline,
+            "watch refused: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fan joined and watching through one gateway.
+struct Waiting {
+    fan: Fan,
+    gateway: usize,
+    position: u64,
+    token: String,
+    socket: FanSocket,
+}
+
+/// Hold one seat and pay; `true` once the sale is confirmed to the fan.
+async fn buy(fan: &Fan, event: u64, socket: &mut FanSocket) -> bool {
+    fan.call(event, json!({"cmd": "enter"})).await;
+    let held = fan
+        .call(
+            event,
+            json!({"cmd": "hold", "request": {"kind": "best", "count": 1, "area": {"in": "anywhere"}}}),
+        )
+        .await;
+    assert_eq!(held["reply"], "hold_placed", "{held}");
+    let hold = held["placed"]["hold"].clone();
+    let started = fan
+        .call(event, json!({"cmd": "submit_payment", "hold": hold}))
+        .await;
+    assert_eq!(started["reply"], "payment_started", "{started}");
+    let settled = socket
+        .until(WAIT, |p| {
+            p["push"] == "purchased" || p["push"] == "payment_declined"
+        })
+        .await
+        .expect("the payment settles");
+    settled["push"] == "purchased"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_gateway_serves_any_event_and_a_killed_owner_fails_over() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start("mesh-failover", 3, 2);
+    eprintln!(
+        "cluster of 3 nodes and 2 gateways started in {:?}",
+        started.elapsed()
+    );
+
+    // Six events created through gateway 0 spread over the nodes.
+    let events: Vec<u64> = (101..=106).collect();
+    for &event in &events {
+        create_event(cluster.gateway(0), event, 4).await;
+    }
+    let mut owners = Vec::new();
+    for &event in &events {
+        owners.push(cluster.await_owner(event).await);
+    }
+    owners.sort_unstable();
+    owners.dedup();
+    assert!(
+        owners.len() >= 2,
+        "placement put every event on one node: {owners:?}"
+    );
+
+    // Both gateways serve every event.
+    for &event in &events {
+        for j in 0..2 {
+            let seen = overview(cluster.gateway(j), event).await;
+            assert_eq!(seen["event"], event, "{seen}");
+        }
+    }
+
+    // Twelve fans wait for event 101 through both gateways.
+    let event = 101;
+    let mut fans = Vec::new();
+    for i in 0..12 {
+        let gateway = i % 2;
+        let fan = Fan::login(cluster.gateway(gateway), &format!("mesh-fan-{i}")).await;
+        let joined = fan.call(event, json!({"cmd": "join"})).await;
+        assert_eq!(joined["joined"]["status"]["status"], "waiting", "{joined}");
+        let position = joined["joined"]["position"].as_u64().expect("position");
+        let token = joined["token"].as_str().expect("token").to_owned();
+        let (socket, watching) = watch(&fan, event, &token).await;
+        assert_eq!(watching["status"]["position"], position, "{watching}");
+        fans.push(Waiting {
+            fan,
+            gateway,
+            position,
+            token,
+            socket,
+        });
+    }
+    fans.sort_by_key(|f| f.position);
+    let positions: Vec<u64> = fans.iter().map(|f| f.position).collect();
+    assert_eq!(positions, (1..=12).collect::<Vec<u64>>(), "FIFO positions");
+
+    // The sale opens on the owner (a node serving no fans): the first four
+    // hear it on whichever gateway they are, across the mesh.
+    open_sale(cluster.gateway(1), event).await;
+    for waiting in fans.iter_mut().take(4) {
+        let admitted = waiting
+            .socket
+            .until(WAIT, |p| p["push"] == "admitted")
+            .await
+            .expect("admitted across the mesh");
+        assert_eq!(admitted["position"], waiting.position, "{admitted}");
+    }
+
+    // Two of them buy before the owner dies.
+    let mut sold_before = 0;
+    for waiting in fans.iter_mut().take(2) {
+        if buy(&waiting.fan, event, &mut waiting.socket).await {
+            sold_before += 1;
+        }
+    }
+    let before = overview(cluster.gateway(0), event).await;
+    assert_eq!(before["sold"].as_u64(), Some(sold_before), "{before}");
+
+    // Kill -9 the owner.
+    let owner = cluster.await_owner(event).await;
+    let killed_at = Instant::now();
+    cluster.nodes[owner].kill9();
+    let after = overview(cluster.gateway(1), event).await;
+    let failover = killed_at.elapsed();
+    let new_owner = cluster.await_owner(event).await;
+    assert_ne!(new_owner, owner, "the event moved");
+    eprintln!(
+        "failover n{owner} -> n{new_owner}: serving again through a gateway after {failover:?}"
+    );
+    assert!(
+        after["sold"].as_u64() >= Some(sold_before),
+        "acknowledged sales lost: before {before}, after {after}"
+    );
+
+    // Every fan not yet done moves to the other gateway with its token
+    // and keeps its place: the two behind the buyers were admitted when
+    // those left, the rest still wait.
+    for waiting in fans.iter_mut().skip(2) {
+        let other = 1 - waiting.gateway;
+        waiting.fan.addr = cluster.gateway(other).to_owned();
+        eprintln!(
+            "fan at {} watches through gateway {other}",
+            waiting.position
+        );
+        let (socket, watching) = watch(&waiting.fan, event, &waiting.token).await;
+        let expected = if waiting.position <= 6 {
+            "admitted"
+        } else {
+            "waiting"
+        };
+        assert_eq!(watching["status"]["status"], expected, "{watching}");
+        assert_eq!(
+            watching["status"]["position"], waiting.position,
+            "{watching}"
+        );
+        waiting.socket = socket;
+        waiting.gateway = other;
+    }
+
+    // Fans 3 and 4 buy through the new owner; then fans 7 and 8 are
+    // admitted, and hear it on their new gateway.
+    for waiting in fans.iter_mut().skip(2).take(2) {
+        buy(&waiting.fan, event, &mut waiting.socket).await;
+    }
+    for waiting in fans.iter_mut().skip(6).take(2) {
+        let admitted = waiting
+            .socket
+            .until(WAIT, |p| p["push"] == "admitted")
+            .await
+            .expect("admissions flow again after the failover");
+        assert_eq!(admitted["position"], waiting.position, "{admitted}");
+    }
+
+    // The event's own invariants hold on the new owner.
+    let audit = ops(
+        cluster.gateway(0),
+        "GET",
+        &format!("/api/ops/events/{event}/audit"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(audit.status, 200, "{audit:?}");
+
+    // The benchmark: more kills, each of the current owner, restarting
+    // the killed node each time (it rejoins the mesh).
+    let kills: usize = std::env::var("ONSALE_FAILOVER_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut times = Vec::new();
+    cluster.nodes[owner] = cluster.spawn_node(owner);
+    for _ in 0..kills {
+        let owner = cluster.await_owner(event).await;
+        // Let the restarted node's sessions settle.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let killed_at = Instant::now();
+        cluster.nodes[owner].kill9();
+        overview(cluster.gateway(0), event).await;
+        times.push(killed_at.elapsed());
+        cluster.nodes[owner] = cluster.spawn_node(owner);
+    }
+    if !times.is_empty() {
+        times.sort_unstable();
+        eprintln!(
+            "failover over {} kills: median {:?}, max {:?}, min {:?}",
+            times.len(),
+            times[times.len() / 2],
+            times[times.len() - 1],
+            times[0]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_peers_are_refused_and_the_cluster_keeps_serving() {
+    let cluster = Cluster::start("mesh-bad-peers", 2, 1);
+    create_event(cluster.gateway(0), 201, 4).await;
+    open_sale(cluster.gateway(0), 201).await;
+
+    // A gateway with the wrong cookie never joins: it can reach no event.
+    let wrong = cluster.dir.join("wrong-cookie");
+    write_cookie(&wrong, "not the cluster's cookie at all");
+    let intruder = cluster.spawn_gateway(1, &wrong);
+    let refused = request(&intruder.addr, "GET", "/api/events/201", &[], b"").await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+
+    // Garbage, then a frame header announcing 1 GiB, at a node's cluster port.
+    for bytes in [
+        (0..65_536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+        [0x40u8, 0, 0, 0, 0, 0, 0, 0].repeat(4),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&cluster.node_addrs[0])
+            .await
+            .expect("connect to the cluster port");
+        let _ = stream.write_all(&bytes).await;
+        let _ = stream.flush().await;
+        drop(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The cluster is unharmed: the event serves through the real gateway,
+    // a fan joins, and the intruder still reaches nothing.
+    let seen = overview(cluster.gateway(0), 201).await;
+    assert_eq!(seen["sale"], "on_sale", "{seen}");
+    let fan = Fan::login(cluster.gateway(0), "after-garbage").await;
+    let joined = fan.call(201, json!({"cmd": "join"})).await;
+    assert_eq!(joined["reply"], "joined", "{joined}");
+    let refused = request(&intruder.addr, "GET", "/api/events/201", &[], b"").await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+}
