@@ -27,6 +27,7 @@ pub mod behaviour;
 pub mod coordinator;
 pub mod fan;
 pub mod net;
+pub mod reconnect;
 pub mod report;
 pub mod worker;
 
