@@ -24,6 +24,10 @@
 //! - **Reloads keep the place**: a fan that dropped its websocket and
 //!   came back with its queue token (or rejoined) is given its own
 //!   position again.
+//! - **Resumes keep the place**: a fan whose websocket broke (the gateway
+//!   died, say) and that reconnected with its queue token is given its
+//!   own position again. Fans that ran out of reconnects are counted
+//!   (`resumes.fans_gave_up`), not a violation: they end with an error.
 //! - **Told = durable** (with the operator token: the event's audit at the
 //!   end): every purchase a fan was told of is an order of that fan with
 //!   those seats; no fan told "refused" or "expired", and none that
@@ -175,6 +179,8 @@ pub struct Checks {
     pub passed_over: Check,
     /// Reloads after which a fan was given another position.
     pub reload_moved: Check,
+    /// Resumes after a broken websocket that gave another position.
+    pub resume_moved: Check,
     /// Against the event's audit, when it was read.
     pub audit: Option<AuditCheck>,
     /// Purchases whose seats differ from the hold's (noted, not a violation).
@@ -210,7 +216,11 @@ pub struct LoadReport {
     pub outcomes: BTreeMap<String, u64>,
     pub answers_429: u64,
     pub answers_503: u64,
-    pub reconnects: u64,
+    /// HTTP requests tried again on a new connection after theirs was
+    /// refused or broke.
+    pub http_reconnects: u64,
+    /// Websockets that broke and the fans' resumes.
+    pub resumes: Resumes,
     pub latency: Latencies,
     pub admissions: Admissions,
     pub checks: Checks,
@@ -220,6 +230,27 @@ pub struct LoadReport {
     pub fans_missing: u64,
     /// What the scenario's fans did (with `--scenario`).
     pub behaviour: Option<BehaviourReport>,
+}
+
+/// Websockets that broke while fans waited or paid (the gateway died or
+/// closed them), and how the fans came back: on a new websocket watching
+/// with their queue token, after a jittered doubling wait.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resumes {
+    /// Breaks (a drop, or a websocket that could not be opened), and the
+    /// fans they hit.
+    pub disconnects: u64,
+    pub fans_disconnected: u64,
+    /// Websockets opened after those breaks, whether they opened or not.
+    pub reconnect_attempts: u64,
+    /// Breaks that ended with a `watching` answer, and those after which
+    /// the fan had its own position (the others are `resume_moved`, or
+    /// noted when the position could not be read).
+    pub resumes: u64,
+    pub resumes_kept_position: u64,
+    /// Fans that ran out of reconnects (websocket or HTTP): they ended
+    /// with an error.
+    pub fans_gave_up: u64,
 }
 
 /// The scenario's behaviour as the fans acted it out.
@@ -271,7 +302,8 @@ pub fn analyse(run: RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Lo
         outcomes,
         answers_429: records.iter().map(|r| u64::from(r.rate_limited)).sum(),
         answers_503: records.iter().map(|r| u64::from(r.busy)).sum(),
-        reconnects: records.iter().map(|r| u64::from(r.reconnects)).sum(),
+        http_reconnects: records.iter().map(|r| u64::from(r.http_reconnects)).sum(),
+        resumes: resumes(records),
         latency: latencies(records),
         admissions: admissions(&run, records),
         checks: Checks::default(),
@@ -324,6 +356,23 @@ fn behaviour(scenario: String, time_scale: f64, records: &[FanRecord]) -> Behavi
         }
     }
     b
+}
+
+fn resumes(records: &[FanRecord]) -> Resumes {
+    let mut r = Resumes::default();
+    for f in records {
+        if f.disconnects > 0 {
+            r.disconnects += u64::from(f.disconnects);
+            r.fans_disconnected += 1;
+        }
+        r.reconnect_attempts += u64::from(f.reconnect_attempts);
+        r.resumes += u64::from(f.resumes);
+        r.resumes_kept_position += u64::from(f.resumes_kept_position);
+        if f.reconnect_gave_up {
+            r.fans_gave_up += 1;
+        }
+    }
+    r
 }
 
 fn latencies(records: &[FanRecord]) -> Latencies {
@@ -384,6 +433,7 @@ fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks
     delivery_order(run, records, &mut c);
     passed_over(run, records, &mut c);
     reloads(records, &mut c);
+    resumed(records, &mut c);
     c.audit = audit.map(|a| audited(records, a));
     let mut violated = [
         &c.seats_bought_twice,
@@ -392,6 +442,7 @@ fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks
         &c.delivered_out_of_order,
         &c.passed_over,
         &c.reload_moved,
+        &c.resume_moved,
     ]
     .iter()
     .any(|check| check.violations > 0);
@@ -619,6 +670,19 @@ fn reloads(records: &[FanRecord], c: &mut Checks) {
     }
 }
 
+fn resumed(records: &[FanRecord], c: &mut Checks) {
+    for r in records {
+        if let Some((had, got)) = r.resume_moved {
+            c.resume_moved.add(|| {
+                format!(
+                    "fan {} resumed at position {got} after its websocket broke, its place was {had}",
+                    r.index
+                )
+            });
+        }
+    }
+}
+
 fn errors(records: &[FanRecord]) -> Vec<(String, u64)> {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for e in records.iter().filter_map(|r| r.error.as_deref()) {
@@ -657,9 +721,23 @@ pub fn summary(report: &LoadReport) -> String {
     }
     let _ = writeln!(
         s,
-        "answers 429: {}, 503: {}, reconnects: {}; most waiting at once: {}",
-        r.answers_429, r.answers_503, r.reconnects, r.run.waiting_max
+        "answers 429: {}, 503: {}, HTTP reconnects: {}; most waiting at once: {}",
+        r.answers_429, r.answers_503, r.http_reconnects, r.run.waiting_max
     );
+    let b = &r.resumes;
+    if b.disconnects > 0 || b.fans_gave_up > 0 {
+        let _ = writeln!(
+            s,
+            "websocket breaks: {} ({} fans), {} reconnect attempts; resumed with the token {}, \
+             {} of them at their own position; gave up reconnecting {} fans",
+            b.disconnects,
+            b.fans_disconnected,
+            b.reconnect_attempts,
+            b.resumes,
+            b.resumes_kept_position,
+            b.fans_gave_up
+        );
+    }
     let line = |s: &mut String, name: &str, l: &Latency| {
         if l.count > 0 {
             let _ = writeln!(
@@ -714,7 +792,7 @@ pub fn summary(report: &LoadReport) -> String {
         s,
         "checks: {} — {} seats in {} orders; bought twice {}, shared positions {}, \
          decided out of order {}, delivered out of order {} (tolerance {} ms, worst lag {:.1} ms), \
-         passed over {}, moved by a reload {}; purchases without push {}",
+         passed over {}, moved by a reload {}, moved by a resume {}; purchases without push {}",
         c.verdict,
         c.seats_bought,
         c.orders,
@@ -726,6 +804,7 @@ pub fn summary(report: &LoadReport) -> String {
         c.delivery_lag_worst_ms,
         c.passed_over.violations,
         c.reload_moved.violations,
+        c.resume_moved.violations,
         c.purchases_without_push
     );
     for check in [
@@ -735,6 +814,7 @@ pub fn summary(report: &LoadReport) -> String {
         &c.delivered_out_of_order,
         &c.passed_over,
         &c.reload_moved,
+        &c.resume_moved,
     ] {
         for e in &check.examples {
             let _ = writeln!(s, "  violation: {e}");
@@ -903,6 +983,46 @@ mod tests {
         assert_eq!(
             (b.reloads, b.fans_reloaded, b.fans_reloaded_kept_position),
             (2, 1, 0)
+        );
+    }
+
+    #[test]
+    fn resumes_are_counted_and_a_place_moved_by_one_is_a_violation() {
+        let mut kept = fan(0, 1, 1000, 990);
+        kept.disconnects = 2;
+        kept.reconnect_attempts = 5;
+        kept.resumes = 2;
+        kept.resumes_kept_position = 2;
+        let mut gave_up = fan(1, 2, 0, 0);
+        gave_up.admission = None;
+        gave_up.outcome = Outcome::Error;
+        gave_up.disconnects = 1;
+        gave_up.reconnect_attempts = 10;
+        gave_up.reconnect_gave_up = true;
+        let report = analyse(run(), &[kept.clone(), gave_up], None);
+        assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+        let expected = Resumes {
+            disconnects: 3,
+            fans_disconnected: 2,
+            reconnect_attempts: 15,
+            resumes: 2,
+            resumes_kept_position: 2,
+            fans_gave_up: 1,
+        };
+        assert_eq!(report.resumes, expected);
+        let text = summary(&report);
+        assert!(text.contains("websocket breaks: 3 (2 fans)"), "{text}");
+
+        let mut moved = kept;
+        moved.resumes_kept_position = 1;
+        moved.resume_moved = Some((1, 7));
+        let report = analyse(run(), &[moved], None);
+        assert_eq!(report.checks.resume_moved.violations, 1);
+        assert_eq!(report.checks.verdict, "violated");
+        let text = summary(&report);
+        assert!(
+            text.contains("violation: fan 0 resumed at position 7"),
+            "{text}"
         );
     }
 
