@@ -180,13 +180,14 @@ fn fans_resume_their_places_after_the_gateway_is_killed_and_restarted() {
     // 240 fans on a 400-seat event with 30 shoppers at a time: most wait
     // while the first ones hold and pay. Once 100 wait and seats are held,
     // the gateway is killed (-9) and started again on its store and
-    // address. Every websocket breaks; the fans reconnect with backoff,
+    // address 1.5 s later. Every websocket breaks; the fans reconnect
+    // (refused until the gateway is back) with backoff,
     // watch with their queue tokens and must get their own positions back
     // (paying fans too: they ask `resume`), with no fan lost to the crash.
     let dir = scratch_dir("load-crash");
     let store = dir.join("onsale.db");
-    let mut node = NodeProcess::start_http(&store, &["--lease-ttl-ms", "1000"])
-        .expect("the gateway starts");
+    let mut node =
+        NodeProcess::start_http(&store, &["--lease-ttl-ms", "1000"]).expect("the gateway starts");
     let target = format!("http://{}", node.addr);
     let venue = dir.join("venue.json");
     std::fs::write(&venue, venue_json(2, 10, 20)).expect("write the venue");
@@ -213,6 +214,9 @@ fn fans_resume_their_places_after_the_gateway_is_killed_and_restarted() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    node.kill9();
+    // Down for a while: the fans' reconnects are refused, and back off.
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
     node.restart().expect("the gateway restarts on its store");
     eprintln!("restarted in {:?}", node.ready_in);
     let report = driver.join().expect("the driver");
@@ -221,7 +225,11 @@ fn fans_resume_their_places_after_the_gateway_is_killed_and_restarted() {
     assert!(r.fans_disconnected >= 100, "{r:?}");
     assert!(r.resumes > 0, "{r:?}");
     assert_eq!(r.resumes_kept_position, r.resumes, "{r:?}");
-    assert_eq!(report.checks.resume_moved.violations, 0, "{:?}", report.checks);
+    assert_eq!(
+        report.checks.resume_moved.violations, 0,
+        "{:?}",
+        report.checks
+    );
     assert_eq!(r.fans_gave_up, 0, "{r:?}");
     // No fan ended because its connection broke: no errors at all.
     assert!(report.errors.is_empty(), "{:?}", report.errors);

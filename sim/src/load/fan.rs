@@ -183,6 +183,11 @@ pub struct FanRecord {
     pub resumes_kept_position: u32,
     /// The first resume that gave another position: (had, got).
     pub resume_moved: Option<(u64, u64)>,
+    /// The last break that ended in a resume: when the fan saw its
+    /// websocket break and when it read the resume's `watching` (Unix µs).
+    /// Meanwhile it was out of line: an admission behind it then is not
+    /// out of order.
+    pub last_break: Option<(u64, u64)>,
     /// Ran out of reconnects (websocket or HTTP): attempts or time (see
     /// [`Backoff::RECONNECT`]); the fan ended with an error.
     pub reconnect_gave_up: bool,
@@ -303,6 +308,7 @@ pub async fn run(ctx: &FanContext, spec: &FanSpec) -> FanRecord {
         watch_tries: 0,
         reloading: false,
         broke_at: None,
+        broke_unix_us: 0,
         reconnect_tries: 0,
         resuming: false,
         refreshes_done: 0,
@@ -354,8 +360,10 @@ struct Fan<'a> {
     watch_tries: u32,
     /// A reload's `watching` is still to come.
     reloading: bool,
-    /// When the websocket broke, until the `watching` answer on a new one.
+    /// When the websocket broke, until the `watching` answer on a new one
+    /// (and on the wall clock, Unix µs).
     broke_at: Option<Instant>,
+    broke_unix_us: u64,
     /// Websockets opened since it broke.
     reconnect_tries: u32,
     /// A reconnect's `watching` is still to come.
@@ -566,6 +574,7 @@ impl Fan<'_> {
                 self.rec.disconnects += 1;
                 self.note(format!("{why}; reconnecting"));
                 self.reconnect_tries = 0;
+                self.broke_unix_us = unix_now_us();
                 *self.broke_at.insert(Instant::now())
             }
         };
@@ -602,6 +611,7 @@ impl Fan<'_> {
         self.resuming = false;
         self.broke_at = None;
         self.rec.resumes += 1;
+        self.rec.last_break = Some((self.broke_unix_us, unix_now_us()));
         let position = match status {
             Some(FanStatus::Waiting { position, .. } | FanStatus::Admitted { position, .. }) => {
                 position.0

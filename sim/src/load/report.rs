@@ -9,7 +9,13 @@
 //! - **Admissions decided in position order**: from the `decided_at` of
 //!   the `admitted` pushes, a fan is never admitted later than a fan
 //!   behind it (by more than `decision_tolerance_ms`, default 0: both
-//!   times come from the event's one clock, in whole ms).
+//!   times come from the event's one clock, in whole ms), unless that fan
+//!   was admitted while this one was away: from its websocket's break to
+//!   its resume's `watching` (the last break only; counted as
+//!   `admitted_while_away`). The event cannot admit a fan that has not
+//!   come back, as the simulator's referee also holds. The fan reads
+//!   `watching` a little after the event resumed it, so an inversion in
+//!   that last round trip goes unseen.
 //! - **Admissions delivered in position order**: by the fans' receive
 //!   times, a fan is never told later than a fan behind it by more than
 //!   `order_tolerance_ms`. Different sockets race: the gateway writes to
@@ -172,6 +178,11 @@ pub struct Checks {
     pub seats_bought_twice: Check,
     pub positions_shared: Check,
     pub decided_out_of_order: Check,
+    /// Fans admitted later than a fan behind them only because that fan
+    /// was admitted while they were away (their websocket broken, not yet
+    /// resumed: after a restart the event knows only the fans that came
+    /// back): not a violation, counted.
+    pub admitted_while_away: u64,
     pub delivered_out_of_order: Check,
     /// Largest lag (ms) by which a fan was told after a fan behind it,
     /// within the tolerance or not.
@@ -543,14 +554,32 @@ fn positions(records: &[FanRecord], c: &mut Checks) {
     }
 }
 
+/// A fan with a position and an admission time (µs), for the order checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct InLine {
+    position: u64,
+    at_us: u64,
+    fan: u64,
+    /// When the fan was last out of line (µs, from its websocket's break
+    /// to its resume's `watching`), if it was.
+    away_us: Option<(u64, u64)>,
+}
+
 /// Fans with a position and an admission time `at` (µs), by position.
 fn admitted_by_position(
     records: &[FanRecord],
     at: impl Fn(&FanRecord) -> Option<u64>,
-) -> Vec<(u64, u64, u64)> {
-    let mut v: Vec<(u64, u64, u64)> = records
+) -> Vec<InLine> {
+    let mut v: Vec<InLine> = records
         .iter()
-        .filter_map(|r| Some((r.position?, at(r)?, r.index)))
+        .filter_map(|r| {
+            Some(InLine {
+                position: r.position?,
+                at_us: at(r)?,
+                fan: r.index,
+                away_us: r.last_break,
+            })
+        })
         .collect();
     v.sort_unstable();
     v
@@ -558,37 +587,49 @@ fn admitted_by_position(
 
 /// For each fan, from the back of the line: was it admitted later than
 /// some fan behind it, by more than `tolerance_us`? Calls `found(lag_us,
-/// fan, position, fan behind, its position)` for each such fan and
-/// returns the worst lag (µs) whether over the tolerance or not.
+/// (fan, position), (fan behind, its position))` for each such fan;
+/// returns the worst lag (µs), over the tolerance or not, and the fans
+/// that would have been found but for an admission behind them while
+/// they were away (their websocket broken: after a restart the event
+/// knows only the fans that came back, and admits them in order).
 fn inversions(
-    by_position: &[(u64, u64, u64)],
+    by_position: &[InLine],
     tolerance_us: u64,
     mut found: impl FnMut(u64, (u64, u64), (u64, u64)),
-) -> u64 {
-    let mut worst = 0;
-    // (earliest time, its position, its fan) among the fans behind.
-    let mut earliest_behind: Option<(u64, u64, u64)> = None;
-    for &(position, at, fan) in by_position.iter().rev() {
-        if let Some((t, p, f)) = earliest_behind
-            && at > t
+) -> (u64, u64) {
+    let (mut worst, mut excused) = (0, 0);
+    // The fans behind by time (one per time: the first seen, the furthest back).
+    let mut behind: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for f in by_position.iter().rev() {
+        let earliest = behind.first_key_value().map(|(t, b)| (*t, *b));
+        let while_in_line = match f.away_us {
+            None => earliest,
+            Some((from, to)) => behind
+                .range(..from)
+                .next()
+                .or_else(|| behind.range(to..).next())
+                .map(|(t, b)| (*t, *b)),
+        };
+        if let Some((t, (position, fan))) = while_in_line
+            && f.at_us > t
         {
-            let lag = at - t;
+            let lag = f.at_us - t;
             worst = worst.max(lag);
             if lag > tolerance_us {
-                found(lag, (fan, position), (f, p));
+                found(lag, (f.fan, f.position), (fan, position));
             }
+        } else if earliest.is_some_and(|(t, _)| f.at_us > t + tolerance_us) {
+            excused += 1;
         }
-        if earliest_behind.is_none_or(|(t, _, _)| at < t) {
-            earliest_behind = Some((at, position, fan));
-        }
+        behind.entry(f.at_us).or_insert((f.position, f.fan));
     }
-    worst
+    (worst, excused)
 }
 
 fn decision_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
     let by_position =
         admitted_by_position(records, |r| r.admission?.decided_at_ms.map(|ms| ms * 1000));
-    inversions(
+    let (_, excused) = inversions(
         &by_position,
         run.decision_tolerance_ms * 1000,
         |lag, a, b| {
@@ -604,6 +645,7 @@ fn decision_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
             });
         },
     );
+    c.admitted_while_away = excused;
 }
 
 fn delivery_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
@@ -611,7 +653,7 @@ fn delivery_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
         let a = r.admission?;
         a.via_push.then_some(a.received_unix_us)
     });
-    let worst = inversions(&by_position, run.order_tolerance_ms * 1000, |lag, a, b| {
+    let (worst, _) = inversions(&by_position, run.order_tolerance_ms * 1000, |lag, a, b| {
         c.delivered_out_of_order.add(|| {
             format!(
                 "fan {} (position {}) told {:.1} ms after fan {} (position {})",
@@ -791,7 +833,8 @@ pub fn summary(report: &LoadReport) -> String {
     let _ = writeln!(
         s,
         "checks: {} — {} seats in {} orders; bought twice {}, shared positions {}, \
-         decided out of order {}, delivered out of order {} (tolerance {} ms, worst lag {:.1} ms), \
+         decided out of order {} (and {} fans passed while away), delivered out of order {} \
+         (tolerance {} ms, worst lag {:.1} ms), \
          passed over {}, moved by a reload {}, moved by a resume {}; purchases without push {}",
         c.verdict,
         c.seats_bought,
@@ -799,6 +842,7 @@ pub fn summary(report: &LoadReport) -> String {
         c.seats_bought_twice.violations,
         c.positions_shared.violations,
         c.decided_out_of_order.violations,
+        c.admitted_while_away,
         c.delivered_out_of_order.violations,
         r.run.order_tolerance_ms,
         c.delivery_lag_worst_ms,
@@ -1024,6 +1068,30 @@ mod tests {
             text.contains("violation: fan 0 resumed at position 7"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_admission_behind_a_fan_away_is_not_out_of_order_but_before_or_after_it_is() {
+        // Fan 0 (position 1) was away from 900 to 1,100 ms and admitted at
+        // 1,200 ms (the event's clock and the fans' are one here).
+        let mut away = fan(0, 1, 1_210, 1_200);
+        away.last_break = Some((900_000, 1_100_000));
+        let behind = |decided_ms| fan(1, 2, decided_ms + 10, decided_ms);
+        let report = analyse(run(), &[away.clone(), behind(1_000)], None);
+        assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+        assert_eq!(report.checks.admitted_while_away, 1);
+        for in_line_ms in [850, 1_100, 1_150] {
+            let report = analyse(run(), &[away.clone(), behind(in_line_ms)], None);
+            assert_eq!(
+                report.checks.decided_out_of_order.violations, 1,
+                "admitted behind at {in_line_ms} ms"
+            );
+            assert_eq!(report.checks.admitted_while_away, 0);
+        }
+        // Without the break, the same admission is out of order.
+        away.last_break = None;
+        let report = analyse(run(), &[away, behind(1_000)], None);
+        assert_eq!(report.checks.decided_out_of_order.violations, 1);
     }
 
     #[test]
