@@ -60,7 +60,7 @@ fn a_mass_admission_reaches_every_waiting_fan_in_order() {
     let node = demo("load-mass-admission");
     let target = format!("http://{}", node.addr);
     let venue = scratch_dir("load-mass-admission-venue").join("venue.json");
-    std::fs::write(&venue, venue_json(2, 10, 20)).expect("write the venue");
+    std::fs::write(&venue, venue_json(1, 6, 10)).expect("write the venue");
     let report = load(
         &format!(
             "--target {target} --event 7 --fans 300 --workers 2 --in-process --mode wait \
@@ -177,9 +177,10 @@ fn overview(addr: &str, event: u64) -> Option<serde_json::Value> {
 
 #[test]
 fn fans_resume_their_places_after_the_gateway_is_killed_and_restarted() {
-    // 240 fans on a 400-seat event with 30 shoppers at a time: most wait
-    // while the first ones hold and pay. Once 100 wait and seats are held,
-    // the gateway is killed (-9) and started again on its store and
+    // 240 fans for 60 seats: the first few dozen hold every seat and pay
+    // while the others wait (for seats freed by a declined payment, or to
+    // hear "sold out"). Once 100 wait and seats are held, the gateway is
+    // killed (-9) and started again on its store and
     // address 1.5 s later. Every websocket breaks; the fans reconnect
     // (refused until the gateway is back) with backoff,
     // watch with their queue tokens and must get their own positions back
@@ -190,26 +191,29 @@ fn fans_resume_their_places_after_the_gateway_is_killed_and_restarted() {
         NodeProcess::start_http(&store, &["--lease-ttl-ms", "1000"]).expect("the gateway starts");
     let target = format!("http://{}", node.addr);
     let venue = dir.join("venue.json");
-    std::fs::write(&venue, venue_json(2, 10, 20)).expect("write the venue");
+    std::fs::write(&venue, venue_json(1, 6, 10)).expect("write the venue");
     let words = format!(
         "--target {target} --event 9 --fans 240 --workers 2 --in-process --seed 5 \
-         --duration-s 45 --create-venue {} --create-config {{\"shoppers_max\":30}} \
+         --duration-s 45 --create-venue {} --create-config {{\"full_factor\":10}} \
          --open-at-start",
         venue.display()
     );
     let driver = std::thread::spawn(move || load(&words, &["--ops-token", OPERATOR_TOKEN]));
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut o = serde_json::Value::Null;
     loop {
         assert!(
             std::time::Instant::now() < deadline,
-            "100 fans never waited with seats held"
+            "100 fans never waited with seats held: {o}"
         );
-        let o = overview(&node.addr, 9);
-        let waiting = o.as_ref().map_or(0, |o| o["waiting"].as_u64().unwrap_or(0));
-        let held = o.as_ref().map_or(0, |o| o["held"].as_u64().unwrap_or(0));
+        o = overview(&node.addr, 9).unwrap_or_default();
+        let count = |name: &str| o[name].as_u64().unwrap_or(0);
+        let (waiting, held, sold) = (count("waiting"), count("held"), count("sold"));
         if waiting >= 100 && held > 0 {
-            eprintln!("killing the gateway: {waiting} fans waiting, {held} seats held");
+            eprintln!(
+                "killing the gateway: {waiting} fans waiting, {held} seats held, {sold} sold"
+            );
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
