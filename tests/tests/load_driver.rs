@@ -60,7 +60,7 @@ fn a_mass_admission_reaches_every_waiting_fan_in_order() {
     let node = demo("load-mass-admission");
     let target = format!("http://{}", node.addr);
     let venue = scratch_dir("load-mass-admission-venue").join("venue.json");
-    std::fs::write(&venue, venue_json(1, 6, 10)).expect("write the venue");
+    std::fs::write(&venue, venue_json(2, 10, 20)).expect("write the venue");
     let report = load(
         &format!(
             "--target {target} --event 7 --fans 300 --workers 2 --in-process --mode wait \

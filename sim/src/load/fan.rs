@@ -151,7 +151,7 @@ pub struct FanRecord {
     /// Answers 429 and 503 (each retried).
     pub rate_limited: u32,
     pub busy: u32,
-    /// HTTP requests tried again on a new connection after theirs was
+    /// Attempts of HTTP requests on a new connection after theirs was
     /// refused or broke.
     pub http_reconnects: u32,
     /// A bot's account (scenario fans).

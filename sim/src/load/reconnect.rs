@@ -31,9 +31,11 @@ pub struct Backoff {
 
 impl Backoff {
     /// A fan whose connection to the gateway broke. A gateway restarted on
-    /// its store serves again within a few seconds (a debug build here
-    /// needs about one); 30 s lets a slow restart or a failover to another
-    /// node through, and 16 attempts at most 4 s apart cover it.
+    /// a small store serves about 20 ms after its process starts (the
+    /// crash test in `tests/tests/load_driver.rs`); 30 s lets a slow
+    /// restart, a big store's restore or a failover to another node
+    /// through (a lease expires in 3 s by default), and 16 attempts at
+    /// most 4 s apart cover it.
     pub const RECONNECT: Backoff = Backoff {
         first: Duration::from_millis(250),
         step_max: Duration::from_secs(4),

@@ -227,7 +227,7 @@ pub struct LoadReport {
     pub outcomes: BTreeMap<String, u64>,
     pub answers_429: u64,
     pub answers_503: u64,
-    /// HTTP requests tried again on a new connection after theirs was
+    /// Attempts of HTTP requests on a new connection after theirs was
     /// refused or broke.
     pub http_reconnects: u64,
     /// Websockets that broke and the fans' resumes.
