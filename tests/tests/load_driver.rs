@@ -157,3 +157,89 @@ fn scenario_fans_behave_as_the_club_scenario_says() {
         report.outcomes
     );
 }
+
+/// The gateway's event overview (`GET /api/ops/events/{event}/stats`), or
+/// `None` while the event does not answer yet.
+fn overview(addr: &str, event: u64) -> Option<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let path = format!("/api/ops/events/{event}/stats");
+    let response = runtime.block_on(onsale_tests::client::ops(
+        addr,
+        "GET",
+        &path,
+        &serde_json::Value::Null,
+    ));
+    (response.status == 200).then(|| response.json()["overview"].clone())
+}
+
+#[test]
+fn fans_resume_their_places_after_the_gateway_is_killed_and_restarted() {
+    // 240 fans for 60 seats: the first few dozen hold every seat and pay
+    // while the others wait (for seats freed by a declined payment, or to
+    // hear "sold out"). Once 100 wait and seats are held, the gateway is
+    // killed (-9) and started again on its store and
+    // address 1.5 s later. Every websocket breaks; the fans reconnect
+    // (refused until the gateway is back) with backoff,
+    // watch with their queue tokens and must get their own positions back
+    // (paying fans too: they ask `resume`), with no fan lost to the crash.
+    let dir = scratch_dir("load-crash");
+    let store = dir.join("onsale.db");
+    let mut node =
+        NodeProcess::start_http(&store, &["--lease-ttl-ms", "1000"]).expect("the gateway starts");
+    let target = format!("http://{}", node.addr);
+    let venue = dir.join("venue.json");
+    std::fs::write(&venue, venue_json(1, 6, 10)).expect("write the venue");
+    let words = format!(
+        "--target {target} --event 9 --fans 240 --workers 2 --in-process --seed 5 \
+         --duration-s 45 --create-venue {} --create-config {{\"full_factor\":10}} \
+         --open-at-start",
+        venue.display()
+    );
+    let driver = std::thread::spawn(move || load(&words, &["--ops-token", OPERATOR_TOKEN]));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut o = serde_json::Value::Null;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "100 fans never waited with seats held: {o}"
+        );
+        o = overview(&node.addr, 9).unwrap_or_default();
+        let count = |name: &str| o[name].as_u64().unwrap_or(0);
+        let (waiting, held, sold) = (count("waiting"), count("held"), count("sold"));
+        if waiting >= 100 && held > 0 {
+            eprintln!(
+                "killing the gateway: {waiting} fans waiting, {held} seats held, {sold} sold"
+            );
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    node.kill9();
+    // Down for a while: the fans' reconnects are refused, and back off.
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    node.restart().expect("the gateway restarts on its store");
+    eprintln!("restarted in {:?}", node.ready_in);
+    let report = driver.join().expect("the driver");
+
+    let r = &report.resumes;
+    assert!(r.fans_disconnected >= 100, "{r:?}");
+    assert!(r.resumes > 0, "{r:?}");
+    assert_eq!(r.resumes_kept_position, r.resumes, "{r:?}");
+    assert_eq!(
+        report.checks.resume_moved.violations, 0,
+        "{:?}",
+        report.checks
+    );
+    assert_eq!(r.fans_gave_up, 0, "{r:?}");
+    // No fan ended because its connection broke: no errors at all.
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(outcome(&report, "error"), 0, "{:?}", report.outcomes);
+    assert_eq!(report.fans_missing, 0);
+    // The fans' other checks and the event's audit hold through the crash.
+    assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+    assert!(report.checks.audit.is_some(), "the audit was read");
+}

@@ -29,12 +29,13 @@ use tokio::time::Instant;
 pub use super::behaviour::PAY_ATTEMPTS_MAX;
 use super::behaviour::{Behaviour, FanPlan};
 use super::net::{FanSocket, HttpConn, Pushes, Target, WsRead};
+use super::reconnect::Backoff;
 use super::{Mode, unix_now_us};
 use crate::behaviour::settle_for_less;
 use crate::rng::Rng;
 
-/// Attempts per request while the gateway answers 429/503 or the
-/// connection breaks.
+/// Attempts per request while the gateway answers 429/503 (a refused or
+/// broken connection is retried as [`Backoff::RECONNECT`] says).
 pub const REQUEST_ATTEMPTS_MAX: u32 = 8;
 /// Hold requests per fan (refusals that may pass: fair share, a seat
 /// taken meanwhile, not admitted yet).
@@ -142,15 +143,17 @@ pub struct FanRecord {
     pub order: Option<u64>,
     /// Seats of the `purchased` push.
     pub seats: Vec<u32>,
-    /// True when the purchase was learnt by polling `status` (the push
-    /// never came); `seats` are then the held seats.
+    /// True when the purchase was learnt from `status` (the push never
+    /// came): by polling (`seats` are then the held seats), or in the
+    /// `watching` answer after a reconnect (its seats).
     pub purchase_polled: bool,
     pub pushes: u64,
     /// Answers 429 and 503 (each retried).
     pub rate_limited: u32,
     pub busy: u32,
-    /// Broken connections retried.
-    pub reconnects: u32,
+    /// Attempts of HTTP requests on a new connection after theirs was
+    /// refused or broke.
+    pub http_reconnects: u32,
     /// A bot's account (scenario fans).
     pub bot: bool,
     /// Seats first asked for.
@@ -166,6 +169,28 @@ pub struct FanRecord {
     pub reloads_kept_position: u32,
     /// The first reload that gave another position: (had, got).
     pub reload_moved: Option<(u64, u64)>,
+    /// Breaks of the websocket while waiting or paying (it dropped, or a
+    /// new one could not be opened), each followed by reconnects until a
+    /// `watching` answer.
+    pub disconnects: u32,
+    /// Websockets opened after those breaks (each watching with the queue
+    /// token), whether they opened or not.
+    pub reconnect_attempts: u32,
+    /// Breaks that ended with a `watching` answer: the fan resumed its
+    /// place with its queue token.
+    pub resumes: u32,
+    /// Resumes after which the fan had its own position.
+    pub resumes_kept_position: u32,
+    /// The first resume that gave another position: (had, got).
+    pub resume_moved: Option<(u64, u64)>,
+    /// The last break that ended in a resume: when the fan saw its
+    /// websocket break and when it read the resume's `watching` (Unix µs).
+    /// Meanwhile it was out of line: an admission behind it then is not
+    /// out of order.
+    pub last_break: Option<(u64, u64)>,
+    /// Ran out of reconnects (websocket or HTTP): attempts or time (see
+    /// [`Backoff::RECONNECT`]); the fan ended with an error.
+    pub reconnect_gave_up: bool,
     pub notes: Vec<String>,
     pub error: Option<String>,
 }
@@ -216,6 +241,9 @@ enum Answer {
     },
     /// Still 429 or 503 after [`REQUEST_ATTEMPTS_MAX`] attempts.
     GaveUp,
+    /// The connection broke once a request that is not safe to send twice
+    /// may have been sent: whether it arrived is unknown.
+    Lost,
 }
 
 /// A push, read leniently: only the fields the fans look at.
@@ -279,6 +307,10 @@ pub async fn run(ctx: &FanContext, spec: &FanSpec) -> FanRecord {
         watch_pending: false,
         watch_tries: 0,
         reloading: false,
+        broke_at: None,
+        broke_unix_us: 0,
+        reconnect_tries: 0,
+        resuming: false,
         refreshes_done: 0,
         last_refresh: None,
         storms_done: 0,
@@ -328,6 +360,14 @@ struct Fan<'a> {
     watch_tries: u32,
     /// A reload's `watching` is still to come.
     reloading: bool,
+    /// When the websocket broke, until the `watching` answer on a new one
+    /// (and on the wall clock, Unix µs).
+    broke_at: Option<Instant>,
+    broke_unix_us: u64,
+    /// Websockets opened since it broke.
+    reconnect_tries: u32,
+    /// A reconnect's `watching` is still to come.
+    resuming: bool,
     refreshes_done: usize,
     last_refresh: Option<Instant>,
     /// Storms of the plan passed (taken part in or not).
@@ -347,8 +387,15 @@ enum Timer {
 
 /// What woke a waiting fan.
 enum Woke {
-    Push(Box<anyhow::Result<PushView>>),
+    Push(Box<anyhow::Result<Heard>>),
     Timer(Timer),
+}
+
+/// What the websocket gave a fan.
+enum Heard {
+    Push(PushView),
+    /// The websocket dropped (closed, reset, cut off): why.
+    Broke(String),
 }
 
 impl Fan<'_> {
@@ -359,7 +406,7 @@ impl Fan<'_> {
         };
         self.rec.stage = Stage::Watch;
         let started = Instant::now();
-        self.open_watch().await?;
+        self.watch_or_reconnect().await?;
         if let Some(outcome) = self.until_admitted(fan, started, arrival).await? {
             return Ok(outcome);
         }
@@ -427,8 +474,9 @@ impl Fan<'_> {
     async fn login(&mut self) -> anyhow::Result<Result<FanId, Outcome>> {
         let started = Instant::now();
         let body = serde_json::json!({"name": self.spec.name}).to_string();
-        let reply = match self.call(Method::POST, "/api/session", body).await? {
+        let reply = match self.call(Method::POST, "/api/session", body, true).await? {
             Answer::Ok(body) => body,
+            Answer::Lost => bail!("login: the connection broke"),
             Answer::GaveUp => return Ok(Err(Outcome::RateLimited)),
             Answer::Refused { status, code } => bail!("login refused: {status} {code}"),
         };
@@ -479,6 +527,122 @@ impl Fan<'_> {
         Ok(())
     }
 
+    /// [`Fan::open_watch`]; a socket that cannot be opened (the gateway
+    /// is down, say) is a break of the websocket like a drop.
+    async fn watch_or_reconnect(&mut self) -> anyhow::Result<()> {
+        match self.open_watch().await {
+            Ok(()) => Ok(()),
+            Err(e) => self.reconnect(format!("{e:#}")).await,
+        }
+    }
+
+    /// A `watch` was answered with an error push (rate limited; after a
+    /// restart, the event not placed yet): watch again on a new socket, a
+    /// bounded number of times, or as the reconnect schedule says during
+    /// a break.
+    async fn watch_refused(&mut self, code: Option<String>) -> anyhow::Result<()> {
+        if self.broke_at.is_some() {
+            return self.reconnect(format!("watch refused: {code:?}")).await;
+        }
+        self.note(format!("watch refused: {code:?}; watching again"));
+        self.watch_tries += 1;
+        if self.watch_tries >= REQUEST_ATTEMPTS_MAX {
+            bail!("watch refused {REQUEST_ATTEMPTS_MAX} times: {code:?}");
+        }
+        self.backoff(None).await;
+        if let Some(pushes) = self.pushes.take() {
+            pushes.close().await;
+        }
+        self.watch_or_reconnect().await
+    }
+
+    /// The websocket broke (dropped, or could not be opened): open another
+    /// and `watch` with the queue token (the gateway resumes the fan's
+    /// place first), after the waits of [`Backoff::RECONNECT`]. The break
+    /// lasts until a `watching` answer ([`Fan::resumed`]): a new socket
+    /// that drops before it is one more attempt. Gives up (an error) when
+    /// the schedule does.
+    async fn reconnect(&mut self, why: String) -> anyhow::Result<()> {
+        if let Some(pushes) = self.pushes.take() {
+            pushes.close().await;
+        }
+        self.watch_pending = false;
+        self.set_waiting(false);
+        let broke_at = match self.broke_at {
+            Some(at) => at,
+            None => {
+                self.rec.disconnects += 1;
+                self.note(format!("{why}; reconnecting"));
+                self.reconnect_tries = 0;
+                self.broke_unix_us = unix_now_us();
+                *self.broke_at.insert(Instant::now())
+            }
+        };
+        let mut why = why;
+        loop {
+            let since = broke_at.elapsed();
+            let Some(wait) = Backoff::RECONNECT.delay(self.reconnect_tries, since, &mut self.rng)
+            else {
+                self.rec.reconnect_gave_up = true;
+                bail!(
+                    "gave up reconnecting the websocket after {} attempts: {why}",
+                    self.reconnect_tries
+                );
+            };
+            tokio::time::sleep(wait).await;
+            self.reconnect_tries += 1;
+            self.rec.reconnect_attempts += 1;
+            match self.open_watch().await {
+                Ok(()) => {
+                    self.resuming = true;
+                    return Ok(());
+                }
+                Err(e) => why = format!("{e:#}"),
+            }
+        }
+    }
+
+    /// The `watching` answer after a reconnect: the break is over, and the
+    /// fan must have its own position back. `watching` names it while the
+    /// fan waits or is admitted; past that (holding, paying, bought) the
+    /// fan asks `resume` over HTTP with its token, which names it for any
+    /// fan the event knows (and changes nothing for one past the line).
+    async fn resumed(&mut self, fan: FanId, status: Option<&FanStatus>) -> anyhow::Result<()> {
+        self.resuming = false;
+        self.broke_at = None;
+        self.rec.resumes += 1;
+        self.rec.last_break = Some((self.broke_unix_us, unix_now_us()));
+        let position = match status {
+            Some(FanStatus::Waiting { position, .. } | FanStatus::Admitted { position, .. }) => {
+                position.0
+            }
+            _ => {
+                let resume = Command::Resume {
+                    fan,
+                    token: self.token.clone(),
+                };
+                match self.command(&resume).await? {
+                    Ok(Reply::Joined { joined, .. }) => joined.position.0,
+                    Ok(other) => {
+                        self.note(format!("resume after a reconnect: {}", brief(&other)));
+                        return Ok(());
+                    }
+                    Err(outcome) => {
+                        self.note(format!("resume after a reconnect: {outcome:?}"));
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        match self.rec.position {
+            Some(had) if had != position => {
+                self.rec.resume_moved.get_or_insert((had, position));
+            }
+            _ => self.rec.resumes_kept_position += 1,
+        }
+        Ok(())
+    }
+
     /// Read pushes until admitted (`None`) or another end (`Some`); give
     /// up and reload as the plan says meanwhile. The arrival permit is
     /// released at the first `watching` answer.
@@ -499,7 +663,13 @@ impl Fan<'_> {
                 },
             };
             let push = match woke {
-                Woke::Push(push) => (*push)?,
+                Woke::Push(heard) => match (*heard)? {
+                    Heard::Push(push) => push,
+                    Heard::Broke(why) => {
+                        self.reconnect(why).await?;
+                        continue;
+                    }
+                },
                 Woke::Timer(Timer::GiveUp) => return self.abandon(fan).await.map(Some),
                 Woke::Timer(Timer::Refresh(plain)) => {
                     self.refreshes_done += 1;
@@ -530,6 +700,9 @@ impl Fan<'_> {
                     if self.reloading {
                         self.reloading = false;
                         self.reloaded(push.status.as_ref());
+                    }
+                    if self.resuming {
+                        self.resumed(fan, push.status.as_ref()).await?;
                     }
                     if let Some(outcome) = sale_outcome(push.sale.as_deref()) {
                         return Ok(Some(outcome));
@@ -565,23 +738,7 @@ impl Fan<'_> {
                     }
                 }
                 "admission_expired" => return Ok(Some(Outcome::AdmissionExpired)),
-                "error" if self.watch_pending => {
-                    // The watch itself was refused (rate limited, say):
-                    // watch again on a new socket, a bounded number of times.
-                    self.note(format!("watch refused: {:?}; watching again", push.code));
-                    self.watch_tries += 1;
-                    if self.watch_tries >= REQUEST_ATTEMPTS_MAX {
-                        bail!(
-                            "watch refused {REQUEST_ATTEMPTS_MAX} times: {:?}",
-                            push.code
-                        );
-                    }
-                    self.backoff(None).await;
-                    if let Some(pushes) = self.pushes.take() {
-                        pushes.close().await;
-                    }
-                    self.open_watch().await?;
-                }
+                "error" if self.watch_pending => self.watch_refused(push.code).await?,
                 "error" => self.note(format!("error push while waiting: {:?}", push.code)),
                 _ => {}
             }
@@ -643,7 +800,7 @@ impl Fan<'_> {
                 Err(outcome) => return Ok(Some(outcome)),
             }
         }
-        self.open_watch().await?;
+        self.watch_or_reconnect().await?;
         Ok(None)
     }
 
@@ -810,8 +967,35 @@ impl Fan<'_> {
                 }
                 continue;
             };
-            let push = push?;
+            let push = match push? {
+                Heard::Push(push) => push,
+                Heard::Broke(why) => {
+                    self.reconnect(why).await?;
+                    continue;
+                }
+            };
             match push.push.as_str() {
+                "watching" => {
+                    self.watch_pending = false;
+                    self.watch_tries = 0;
+                    if self.resuming {
+                        self.resumed(fan, push.status.as_ref()).await?;
+                    }
+                    match push.status {
+                        // Bought while the fan was away: the push is gone.
+                        Some(FanStatus::Purchased { order, seats, .. }) => {
+                            self.rec.pay_us = Some(elapsed_us(started));
+                            self.rec.order = Some(order.0);
+                            self.rec.seats = seats.iter().map(|s| s.0).collect();
+                            self.rec.purchase_polled = true;
+                            self.rec.stage = Stage::Done;
+                            return Ok(Outcome::Purchased);
+                        }
+                        Some(FanStatus::Holding { .. }) => {}
+                        // The status poll settles it.
+                        other => self.note(format!("watching while paying: {other:?}")),
+                    }
+                }
                 "purchased" => {
                     self.rec.pay_us = Some(elapsed_us(started));
                     self.rec.order = push.order;
@@ -831,6 +1015,7 @@ impl Fan<'_> {
                 "sale" if push.state.as_deref() == Some("closed") => {
                     // Paid holds survive a close; keep waiting.
                 }
+                "error" if self.watch_pending => self.watch_refused(push.code).await?,
                 "error" => self.note(format!("error push while paying: {:?}", push.code)),
                 _ => {}
             }
@@ -840,7 +1025,16 @@ impl Fan<'_> {
     /// `Some(outcome)`: the payment was refused for good.
     async fn submit(&mut self, fan: FanId, hold: HoldId) -> anyhow::Result<Option<Outcome>> {
         self.rec.pay_attempts += 1;
-        let reply = match self.command(&Command::SubmitPayment { fan, hold }).await? {
+        let Some(answer) = self
+            .command_or_lost(&Command::SubmitPayment { fan, hold })
+            .await?
+        else {
+            // Whether the payment arrived shows in `status`, which `pay`
+            // polls: paying, bought, or (none in) as after a decline.
+            self.note("submit payment: the answer was lost; asking status".into());
+            return Ok(None);
+        };
+        let reply = match answer {
             Ok(reply) => reply,
             Err(outcome) => return Ok(Some(outcome)),
         };
@@ -899,34 +1093,71 @@ impl Fan<'_> {
         }
     }
 
-    /// One event command; `Err(outcome)` when the gateway gave up on us.
+    /// One event command that is safe to send twice ([`resendable`]);
+    /// `Err(outcome)` when the gateway gave up on us.
     async fn command(&mut self, command: &Command) -> anyhow::Result<Result<Reply, Outcome>> {
+        debug_assert!(resendable(command), "{command:?}");
+        self.command_or_lost(command)
+            .await?
+            .context("the connection broke and the command was not sent again")
+    }
+
+    /// One event command; `None`: its connection broke once it may have
+    /// been sent, and it is not safe to send twice ([`resendable`]).
+    async fn command_or_lost(
+        &mut self,
+        command: &Command,
+    ) -> anyhow::Result<Option<Result<Reply, Outcome>>> {
         let path = format!("/api/events/{}/commands", self.ctx.event);
         let body = serde_json::to_string(command).context("encode command")?;
-        match self.call(Method::POST, &path, body).await? {
+        let reply = match self
+            .call(Method::POST, &path, body, resendable(command))
+            .await?
+        {
+            Answer::Lost => return Ok(None),
             Answer::Ok(body) => serde_json::from_slice(&body)
                 .map(Ok)
-                .with_context(|| format!("not a reply: {}", String::from_utf8_lossy(&body))),
-            Answer::GaveUp => Ok(Err(Outcome::RateLimited)),
-            Answer::Refused { code, .. } => match code.as_str() {
-                "sold_out" => Ok(Err(Outcome::SoldOut)),
-                "waiting_room_full" => Ok(Err(Outcome::Full)),
-                "sale_closed" => Ok(Err(Outcome::Closed)),
-                "admission_expired" => Ok(Err(Outcome::AdmissionExpired)),
-                "hold_not_found" => Ok(Err(Outcome::HoldExpired)),
-                "payment_late" => Ok(Err(Outcome::PaymentRefused)),
+                .with_context(|| format!("not a reply: {}", String::from_utf8_lossy(&body)))?,
+            Answer::GaveUp => Err(Outcome::RateLimited),
+            Answer::Refused { code, .. } => Err(match code.as_str() {
+                "sold_out" => Outcome::SoldOut,
+                "waiting_room_full" => Outcome::Full,
+                "sale_closed" => Outcome::Closed,
+                "admission_expired" => Outcome::AdmissionExpired,
+                "hold_not_found" => Outcome::HoldExpired,
+                "payment_late" => Outcome::PaymentRefused,
                 _ => bail!("{path}: refused with {code}"),
-            },
-        }
+            }),
+        };
+        Ok(Some(reply))
     }
 
     /// One request with the session, retried on 429/503 (after
-    /// `Retry-After`) and on a broken connection (on a new one).
-    async fn call(&mut self, method: Method, path: &str, body: String) -> anyhow::Result<Answer> {
+    /// `Retry-After`, at most [`REQUEST_ATTEMPTS_MAX`] answers) and on a
+    /// refused or broken connection (on a new one, as
+    /// [`Backoff::RECONNECT`] says; an error when it gives up). A request
+    /// that is not safe to send twice (`resend` false) is sent again only
+    /// when its connection could not be opened (it never left): once it
+    /// may have been sent, a broken connection answers [`Answer::Lost`].
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: String,
+        resend: bool,
+    ) -> anyhow::Result<Answer> {
         let body = body.into_bytes();
-        for attempt in 1..=REQUEST_ATTEMPTS_MAX {
+        let mut busy_answers = 0;
+        let mut broke: Option<(Instant, u32)> = None;
+        loop {
             if self.http.as_ref().is_none_or(|h| !h.is_open()) {
-                self.http = Some(HttpConn::open(&self.ctx.target, self.spec.source).await?);
+                match HttpConn::open(&self.ctx.target, self.spec.source).await {
+                    Ok(http) => self.http = Some(http),
+                    Err(e) => {
+                        self.connection_broke(&mut broke, path, &e).await?;
+                        continue;
+                    }
+                }
             }
             let http = self.http.as_mut().expect("opened above");
             let bearer = self.session.as_deref();
@@ -935,14 +1166,15 @@ impl Fan<'_> {
                 .await
             {
                 Ok(answer) => answer,
-                Err(e) if attempt < REQUEST_ATTEMPTS_MAX => {
-                    self.note(format!("{path}: {e:#}; retrying on a new connection"));
-                    self.rec.reconnects += 1;
+                Err(e) => {
                     self.http = None;
-                    self.backoff(None).await;
+                    if !resend {
+                        self.note(format!("{path}: {e:#}; not sent again"));
+                        return Ok(Answer::Lost);
+                    }
+                    self.connection_broke(&mut broke, path, &e).await?;
                     continue;
                 }
-                Err(e) => return Err(e),
             };
             match answer.status {
                 200 => return Ok(Answer::Ok(answer.body)),
@@ -952,9 +1184,11 @@ impl Fan<'_> {
                     } else {
                         self.rec.busy += 1;
                     }
-                    if attempt < REQUEST_ATTEMPTS_MAX {
-                        self.backoff(answer.retry_after_s).await;
+                    busy_answers += 1;
+                    if busy_answers >= REQUEST_ATTEMPTS_MAX {
+                        return Ok(Answer::GaveUp);
                     }
+                    self.backoff(answer.retry_after_s).await;
                 }
                 status => {
                     let code = serde_json::from_slice::<serde_json::Value>(&answer.body)
@@ -965,23 +1199,49 @@ impl Fan<'_> {
                 }
             }
         }
-        Ok(Answer::GaveUp)
     }
 
-    /// The next push, parsed; a closed socket or garbage is an error.
-    async fn next_push(&mut self) -> anyhow::Result<PushView> {
+    /// A request's connection was refused or broke (`broke`: since when,
+    /// and the attempts since): wait as [`Backoff::RECONNECT`] says before
+    /// the next attempt, or give up (an error).
+    async fn connection_broke(
+        &mut self,
+        broke: &mut Option<(Instant, u32)>,
+        path: &str,
+        e: &anyhow::Error,
+    ) -> anyhow::Result<()> {
+        let (since, tries) = broke.get_or_insert_with(|| (Instant::now(), 0));
+        let Some(wait) = Backoff::RECONNECT.delay(*tries, since.elapsed(), &mut self.rng) else {
+            self.rec.reconnect_gave_up = true;
+            bail!("{path}: gave up reconnecting after {tries} attempts: {e:#}");
+        };
+        if *tries == 0 {
+            self.note(format!("{path}: {e:#}; retrying on a new connection"));
+        }
+        *tries += 1;
+        self.rec.http_reconnects += 1;
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// The next push, parsed, or the websocket's break; garbage is an
+    /// error.
+    async fn next_push(&mut self) -> anyhow::Result<Heard> {
         loop {
             let pushes = self.pushes.as_mut().context("no websocket")?;
             let text = match pushes.next().await? {
                 WsRead::Text(text) => text,
-                WsRead::Closed => bail!("the gateway closed the websocket"),
+                WsRead::Closed => {
+                    return Ok(Heard::Broke("the gateway closed the websocket".into()));
+                }
+                WsRead::Broken(why) => return Ok(Heard::Broke(why)),
             };
             self.rec.pushes += 1;
             if self.rec.pushes > PUSHES_MAX {
                 bail!("more than {PUSHES_MAX} pushes");
             }
             match serde_json::from_str::<PushView>(&text) {
-                Ok(push) => return Ok(push),
+                Ok(push) => return Ok(Heard::Push(push)),
                 Err(e) => self.note(format!("unreadable push ({e}): {}", excerpt(&text))),
             }
         }
@@ -1032,6 +1292,35 @@ impl Fan<'_> {
                 self.ctx.progress.waiting.fetch_sub(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Whether a fan's command may be sent again when its connection broke
+/// after it may have been sent: the event answers a repeat as it did the
+/// first, or in a way the fan takes for what it is.
+fn resendable(command: &Command) -> bool {
+    match command {
+        // A fan joins once (a rejoin keeps its position), resumes to its
+        // token's position, leaves and enters once; the rest only read.
+        Command::Join { .. }
+        | Command::Resume { .. }
+        | Command::Leave { .. }
+        | Command::Enter { .. }
+        | Command::Status { .. }
+        | Command::Overview
+        | Command::SectionSeats { .. } => true,
+        // A repeat is refused `already_holding`, naming the hold: the fan
+        // takes it as its own (`Fan::hold`).
+        Command::Hold { .. } => true,
+        // While a payment is with the provider a repeat is refused
+        // `pending`, but once the seats are sold it is 409
+        // `hold_not_found`, which the fan would take for a lapsed hold,
+        // and after a decline it is a second payment the fan did not
+        // choose: the fan asks `status` instead. A repeated release is
+        // `hold_not_found` too.
+        Command::SubmitPayment { .. } | Command::Release { .. } => false,
+        // Not the fans' (the provider's and the operators').
+        Command::ProviderAnswer { .. } | Command::Sale { .. } | Command::Audit => false,
     }
 }
 

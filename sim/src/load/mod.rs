@@ -19,14 +19,20 @@
 //! With `--scenario`, each fan follows the scenario's behaviour model
 //! ([`behaviour`]); without, the plain journey.
 //!
+//! A fan whose connection breaks (the gateway was killed, say) reconnects
+//! with a jittered doubling wait ([`reconnect`]) and resumes its place
+//! with its queue token; the report checks it got its own position back.
+//!
 //! Everything is bounded: the run's duration (every fan stops at the
-//! deadline), retries per request, pushes per fan, fans per worker,
-//! workers per run. Targets and sources are loopback only.
+//! deadline), retries per request, reconnects per break (in attempts and
+//! time), pushes per fan, fans per worker, workers per run. Targets and
+//! sources are loopback only.
 
 pub mod behaviour;
 pub mod coordinator;
 pub mod fan;
 pub mod net;
+pub mod reconnect;
 pub mod report;
 pub mod worker;
 

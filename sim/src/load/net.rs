@@ -235,6 +235,9 @@ pub enum WsRead {
     Text(String),
     /// The server closed the connection (close frame or end of stream).
     Closed,
+    /// The connection broke (reset, cut off mid-frame): the gateway died,
+    /// say. Like `Closed`, the fan may connect again.
+    Broken(String),
 }
 
 impl FanSocket {
@@ -327,6 +330,12 @@ async fn read_pushes(
                 OpCode::Ping | OpCode::Pong | OpCode::Continuation => continue,
             },
             Err(fastwebsockets::WebSocketError::ConnectionClosed) => Ok(WsRead::Closed),
+            Err(
+                e @ (fastwebsockets::WebSocketError::IoError(_)
+                | fastwebsockets::WebSocketError::UnexpectedEOF),
+            ) => Ok(WsRead::Broken(format!("websocket read: {e}"))),
+            // A frame the protocol forbids: the gateway's fault, not the
+            // network's.
             Err(e) => Err(anyhow::Error::new(e).context("websocket read")),
         };
         let last = !matches!(item, Ok(WsRead::Text(_)));
@@ -346,7 +355,7 @@ pub struct Pushes {
 
 impl Pushes {
     /// The next message; cancel-safe, so a deadline may be put around it.
-    /// After `Closed` or an error, every call answers `Closed`.
+    /// After `Closed`, `Broken` or an error, every call answers `Closed`.
     pub async fn next(&mut self) -> anyhow::Result<WsRead> {
         self.rx.recv().await.unwrap_or(Ok(WsRead::Closed))
     }

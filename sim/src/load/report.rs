@@ -9,7 +9,13 @@
 //! - **Admissions decided in position order**: from the `decided_at` of
 //!   the `admitted` pushes, a fan is never admitted later than a fan
 //!   behind it (by more than `decision_tolerance_ms`, default 0: both
-//!   times come from the event's one clock, in whole ms).
+//!   times come from the event's one clock, in whole ms), unless that fan
+//!   was admitted while this one was away: from its websocket's break to
+//!   its resume's `watching` (the last break only; counted as
+//!   `admitted_while_away`). The event cannot admit a fan that has not
+//!   come back, as the simulator's referee also holds. The fan reads
+//!   `watching` a little after the event resumed it, so an inversion in
+//!   that last round trip goes unseen.
 //! - **Admissions delivered in position order**: by the fans' receive
 //!   times, a fan is never told later than a fan behind it by more than
 //!   `order_tolerance_ms`. Different sockets race: the gateway writes to
@@ -24,6 +30,10 @@
 //! - **Reloads keep the place**: a fan that dropped its websocket and
 //!   came back with its queue token (or rejoined) is given its own
 //!   position again.
+//! - **Resumes keep the place**: a fan whose websocket broke (the gateway
+//!   died, say) and that reconnected with its queue token is given its
+//!   own position again. Fans that ran out of reconnects are counted
+//!   (`resumes.fans_gave_up`), not a violation: they end with an error.
 //! - **Told = durable** (with the operator token: the event's audit at the
 //!   end): every purchase a fan was told of is an order of that fan with
 //!   those seats; no fan told "refused" or "expired", and none that
@@ -168,6 +178,11 @@ pub struct Checks {
     pub seats_bought_twice: Check,
     pub positions_shared: Check,
     pub decided_out_of_order: Check,
+    /// Fans admitted later than a fan behind them only because that fan
+    /// was admitted while they were away (their websocket broken, not yet
+    /// resumed: after a restart the event knows only the fans that came
+    /// back): not a violation, counted.
+    pub admitted_while_away: u64,
     pub delivered_out_of_order: Check,
     /// Largest lag (ms) by which a fan was told after a fan behind it,
     /// within the tolerance or not.
@@ -175,6 +190,8 @@ pub struct Checks {
     pub passed_over: Check,
     /// Reloads after which a fan was given another position.
     pub reload_moved: Check,
+    /// Resumes after a broken websocket that gave another position.
+    pub resume_moved: Check,
     /// Against the event's audit, when it was read.
     pub audit: Option<AuditCheck>,
     /// Purchases whose seats differ from the hold's (noted, not a violation).
@@ -210,7 +227,11 @@ pub struct LoadReport {
     pub outcomes: BTreeMap<String, u64>,
     pub answers_429: u64,
     pub answers_503: u64,
-    pub reconnects: u64,
+    /// Attempts of HTTP requests on a new connection after theirs was
+    /// refused or broke.
+    pub http_reconnects: u64,
+    /// Websockets that broke and the fans' resumes.
+    pub resumes: Resumes,
     pub latency: Latencies,
     pub admissions: Admissions,
     pub checks: Checks,
@@ -220,6 +241,27 @@ pub struct LoadReport {
     pub fans_missing: u64,
     /// What the scenario's fans did (with `--scenario`).
     pub behaviour: Option<BehaviourReport>,
+}
+
+/// Websockets that broke while fans waited or paid (the gateway died or
+/// closed them), and how the fans came back: on a new websocket watching
+/// with their queue token, after a jittered doubling wait.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resumes {
+    /// Breaks (a drop, or a websocket that could not be opened), and the
+    /// fans they hit.
+    pub disconnects: u64,
+    pub fans_disconnected: u64,
+    /// Websockets opened after those breaks, whether they opened or not.
+    pub reconnect_attempts: u64,
+    /// Breaks that ended with a `watching` answer, and those after which
+    /// the fan had its own position (the others are `resume_moved`, or
+    /// noted when the position could not be read).
+    pub resumes: u64,
+    pub resumes_kept_position: u64,
+    /// Fans that ran out of reconnects (websocket or HTTP): they ended
+    /// with an error.
+    pub fans_gave_up: u64,
 }
 
 /// The scenario's behaviour as the fans acted it out.
@@ -271,7 +313,8 @@ pub fn analyse(run: RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Lo
         outcomes,
         answers_429: records.iter().map(|r| u64::from(r.rate_limited)).sum(),
         answers_503: records.iter().map(|r| u64::from(r.busy)).sum(),
-        reconnects: records.iter().map(|r| u64::from(r.reconnects)).sum(),
+        http_reconnects: records.iter().map(|r| u64::from(r.http_reconnects)).sum(),
+        resumes: resumes(records),
         latency: latencies(records),
         admissions: admissions(&run, records),
         checks: Checks::default(),
@@ -324,6 +367,23 @@ fn behaviour(scenario: String, time_scale: f64, records: &[FanRecord]) -> Behavi
         }
     }
     b
+}
+
+fn resumes(records: &[FanRecord]) -> Resumes {
+    let mut r = Resumes::default();
+    for f in records {
+        if f.disconnects > 0 {
+            r.disconnects += u64::from(f.disconnects);
+            r.fans_disconnected += 1;
+        }
+        r.reconnect_attempts += u64::from(f.reconnect_attempts);
+        r.resumes += u64::from(f.resumes);
+        r.resumes_kept_position += u64::from(f.resumes_kept_position);
+        if f.reconnect_gave_up {
+            r.fans_gave_up += 1;
+        }
+    }
+    r
 }
 
 fn latencies(records: &[FanRecord]) -> Latencies {
@@ -384,6 +444,7 @@ fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks
     delivery_order(run, records, &mut c);
     passed_over(run, records, &mut c);
     reloads(records, &mut c);
+    resumed(records, &mut c);
     c.audit = audit.map(|a| audited(records, a));
     let mut violated = [
         &c.seats_bought_twice,
@@ -392,6 +453,7 @@ fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks
         &c.delivered_out_of_order,
         &c.passed_over,
         &c.reload_moved,
+        &c.resume_moved,
     ]
     .iter()
     .any(|check| check.violations > 0);
@@ -492,14 +554,32 @@ fn positions(records: &[FanRecord], c: &mut Checks) {
     }
 }
 
+/// A fan with a position and an admission time (µs), for the order checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct InLine {
+    position: u64,
+    at_us: u64,
+    fan: u64,
+    /// When the fan was last out of line (µs, from its websocket's break
+    /// to its resume's `watching`), if it was.
+    away_us: Option<(u64, u64)>,
+}
+
 /// Fans with a position and an admission time `at` (µs), by position.
 fn admitted_by_position(
     records: &[FanRecord],
     at: impl Fn(&FanRecord) -> Option<u64>,
-) -> Vec<(u64, u64, u64)> {
-    let mut v: Vec<(u64, u64, u64)> = records
+) -> Vec<InLine> {
+    let mut v: Vec<InLine> = records
         .iter()
-        .filter_map(|r| Some((r.position?, at(r)?, r.index)))
+        .filter_map(|r| {
+            Some(InLine {
+                position: r.position?,
+                at_us: at(r)?,
+                fan: r.index,
+                away_us: r.last_break,
+            })
+        })
         .collect();
     v.sort_unstable();
     v
@@ -507,37 +587,49 @@ fn admitted_by_position(
 
 /// For each fan, from the back of the line: was it admitted later than
 /// some fan behind it, by more than `tolerance_us`? Calls `found(lag_us,
-/// fan, position, fan behind, its position)` for each such fan and
-/// returns the worst lag (µs) whether over the tolerance or not.
+/// (fan, position), (fan behind, its position))` for each such fan;
+/// returns the worst lag (µs), over the tolerance or not, and the fans
+/// that would have been found but for an admission behind them while
+/// they were away (their websocket broken: after a restart the event
+/// knows only the fans that came back, and admits them in order).
 fn inversions(
-    by_position: &[(u64, u64, u64)],
+    by_position: &[InLine],
     tolerance_us: u64,
     mut found: impl FnMut(u64, (u64, u64), (u64, u64)),
-) -> u64 {
-    let mut worst = 0;
-    // (earliest time, its position, its fan) among the fans behind.
-    let mut earliest_behind: Option<(u64, u64, u64)> = None;
-    for &(position, at, fan) in by_position.iter().rev() {
-        if let Some((t, p, f)) = earliest_behind
-            && at > t
+) -> (u64, u64) {
+    let (mut worst, mut excused) = (0, 0);
+    // The fans behind by time (one per time: the first seen, the furthest back).
+    let mut behind: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for f in by_position.iter().rev() {
+        let earliest = behind.first_key_value().map(|(t, b)| (*t, *b));
+        let while_in_line = match f.away_us {
+            None => earliest,
+            Some((from, to)) => behind
+                .range(..from)
+                .next()
+                .or_else(|| behind.range(to..).next())
+                .map(|(t, b)| (*t, *b)),
+        };
+        if let Some((t, (position, fan))) = while_in_line
+            && f.at_us > t
         {
-            let lag = at - t;
+            let lag = f.at_us - t;
             worst = worst.max(lag);
             if lag > tolerance_us {
-                found(lag, (fan, position), (f, p));
+                found(lag, (f.fan, f.position), (fan, position));
             }
+        } else if earliest.is_some_and(|(t, _)| f.at_us > t + tolerance_us) {
+            excused += 1;
         }
-        if earliest_behind.is_none_or(|(t, _, _)| at < t) {
-            earliest_behind = Some((at, position, fan));
-        }
+        behind.entry(f.at_us).or_insert((f.position, f.fan));
     }
-    worst
+    (worst, excused)
 }
 
 fn decision_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
     let by_position =
         admitted_by_position(records, |r| r.admission?.decided_at_ms.map(|ms| ms * 1000));
-    inversions(
+    let (_, excused) = inversions(
         &by_position,
         run.decision_tolerance_ms * 1000,
         |lag, a, b| {
@@ -553,6 +645,7 @@ fn decision_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
             });
         },
     );
+    c.admitted_while_away = excused;
 }
 
 fn delivery_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
@@ -560,7 +653,7 @@ fn delivery_order(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
         let a = r.admission?;
         a.via_push.then_some(a.received_unix_us)
     });
-    let worst = inversions(&by_position, run.order_tolerance_ms * 1000, |lag, a, b| {
+    let (worst, _) = inversions(&by_position, run.order_tolerance_ms * 1000, |lag, a, b| {
         c.delivered_out_of_order.add(|| {
             format!(
                 "fan {} (position {}) told {:.1} ms after fan {} (position {})",
@@ -619,6 +712,19 @@ fn reloads(records: &[FanRecord], c: &mut Checks) {
     }
 }
 
+fn resumed(records: &[FanRecord], c: &mut Checks) {
+    for r in records {
+        if let Some((had, got)) = r.resume_moved {
+            c.resume_moved.add(|| {
+                format!(
+                    "fan {} resumed at position {got} after its websocket broke, its place was {had}",
+                    r.index
+                )
+            });
+        }
+    }
+}
+
 fn errors(records: &[FanRecord]) -> Vec<(String, u64)> {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for e in records.iter().filter_map(|r| r.error.as_deref()) {
@@ -657,9 +763,23 @@ pub fn summary(report: &LoadReport) -> String {
     }
     let _ = writeln!(
         s,
-        "answers 429: {}, 503: {}, reconnects: {}; most waiting at once: {}",
-        r.answers_429, r.answers_503, r.reconnects, r.run.waiting_max
+        "answers 429: {}, 503: {}, HTTP reconnects: {}; most waiting at once: {}",
+        r.answers_429, r.answers_503, r.http_reconnects, r.run.waiting_max
     );
+    let b = &r.resumes;
+    if b.disconnects > 0 || b.fans_gave_up > 0 {
+        let _ = writeln!(
+            s,
+            "websocket breaks: {} ({} fans), {} reconnect attempts; resumed with the token {}, \
+             {} of them at their own position; gave up reconnecting {} fans",
+            b.disconnects,
+            b.fans_disconnected,
+            b.reconnect_attempts,
+            b.resumes,
+            b.resumes_kept_position,
+            b.fans_gave_up
+        );
+    }
     let line = |s: &mut String, name: &str, l: &Latency| {
         if l.count > 0 {
             let _ = writeln!(
@@ -713,19 +833,22 @@ pub fn summary(report: &LoadReport) -> String {
     let _ = writeln!(
         s,
         "checks: {} — {} seats in {} orders; bought twice {}, shared positions {}, \
-         decided out of order {}, delivered out of order {} (tolerance {} ms, worst lag {:.1} ms), \
-         passed over {}, moved by a reload {}; purchases without push {}",
+         decided out of order {} (and {} fans passed while away), delivered out of order {} \
+         (tolerance {} ms, worst lag {:.1} ms), \
+         passed over {}, moved by a reload {}, moved by a resume {}; purchases without push {}",
         c.verdict,
         c.seats_bought,
         c.orders,
         c.seats_bought_twice.violations,
         c.positions_shared.violations,
         c.decided_out_of_order.violations,
+        c.admitted_while_away,
         c.delivered_out_of_order.violations,
         r.run.order_tolerance_ms,
         c.delivery_lag_worst_ms,
         c.passed_over.violations,
         c.reload_moved.violations,
+        c.resume_moved.violations,
         c.purchases_without_push
     );
     for check in [
@@ -735,6 +858,7 @@ pub fn summary(report: &LoadReport) -> String {
         &c.delivered_out_of_order,
         &c.passed_over,
         &c.reload_moved,
+        &c.resume_moved,
     ] {
         for e in &check.examples {
             let _ = writeln!(s, "  violation: {e}");
@@ -904,6 +1028,70 @@ mod tests {
             (b.reloads, b.fans_reloaded, b.fans_reloaded_kept_position),
             (2, 1, 0)
         );
+    }
+
+    #[test]
+    fn resumes_are_counted_and_a_place_moved_by_one_is_a_violation() {
+        let mut kept = fan(0, 1, 1000, 990);
+        kept.disconnects = 2;
+        kept.reconnect_attempts = 5;
+        kept.resumes = 2;
+        kept.resumes_kept_position = 2;
+        let mut gave_up = fan(1, 2, 0, 0);
+        gave_up.admission = None;
+        gave_up.outcome = Outcome::Error;
+        gave_up.disconnects = 1;
+        gave_up.reconnect_attempts = 10;
+        gave_up.reconnect_gave_up = true;
+        let report = analyse(run(), &[kept.clone(), gave_up], None);
+        assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+        let expected = Resumes {
+            disconnects: 3,
+            fans_disconnected: 2,
+            reconnect_attempts: 15,
+            resumes: 2,
+            resumes_kept_position: 2,
+            fans_gave_up: 1,
+        };
+        assert_eq!(report.resumes, expected);
+        let text = summary(&report);
+        assert!(text.contains("websocket breaks: 3 (2 fans)"), "{text}");
+
+        let mut moved = kept;
+        moved.resumes_kept_position = 1;
+        moved.resume_moved = Some((1, 7));
+        let report = analyse(run(), &[moved], None);
+        assert_eq!(report.checks.resume_moved.violations, 1);
+        assert_eq!(report.checks.verdict, "violated");
+        let text = summary(&report);
+        assert!(
+            text.contains("violation: fan 0 resumed at position 7"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_admission_behind_a_fan_away_is_not_out_of_order_but_before_or_after_it_is() {
+        // Fan 0 (position 1) was away from 900 to 1,100 ms and admitted at
+        // 1,200 ms (the event's clock and the fans' are one here).
+        let mut away = fan(0, 1, 1_210, 1_200);
+        away.last_break = Some((900_000, 1_100_000));
+        let behind = |decided_ms| fan(1, 2, decided_ms + 10, decided_ms);
+        let report = analyse(run(), &[away.clone(), behind(1_000)], None);
+        assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+        assert_eq!(report.checks.admitted_while_away, 1);
+        for in_line_ms in [850, 1_100, 1_150] {
+            let report = analyse(run(), &[away.clone(), behind(in_line_ms)], None);
+            assert_eq!(
+                report.checks.decided_out_of_order.violations, 1,
+                "admitted behind at {in_line_ms} ms"
+            );
+            assert_eq!(report.checks.admitted_while_away, 0);
+        }
+        // Without the break, the same admission is out of order.
+        away.last_break = None;
+        let report = analyse(run(), &[away, behind(1_000)], None);
+        assert_eq!(report.checks.decided_out_of_order.violations, 1);
     }
 
     #[test]
