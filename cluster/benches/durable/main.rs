@@ -52,7 +52,7 @@ use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::rpc::Client;
 use onsale_cluster::store::sqlite::SqliteStore;
 use onsale_cluster::store::{
-    EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
+    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
 };
 use onsale_schema::message::{
     Area, Command, HoldRequest, PaymentSettled, ProviderAnswer, Reply, SaleCommand,
@@ -226,14 +226,15 @@ impl Store for Counted {
     fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError> {
         self.inner.live_nodes(now)
     }
-    fn acquire_event(
+    fn acquire_event_over(
         &self,
         e: EventId,
         n: &NodeId,
         t: u64,
         now: Millis,
-    ) -> Result<Option<EventLease>, StoreError> {
-        self.inner.acquire_event(e, n, t, now)
+        over: Option<&EventLease>,
+    ) -> Result<Acquisition, StoreError> {
+        self.inner.acquire_event_over(e, n, t, now, over)
     }
     fn renew_event(&self, l: &EventLease, t: u64, now: Millis) -> Result<EventLease, StoreError> {
         self.inner.renew_event(l, t, now)

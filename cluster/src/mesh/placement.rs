@@ -69,21 +69,18 @@ mod tests {
     /// running cluster on its next failover, so it must be deliberate.
     #[test]
     fn the_hash_is_stable_across_builds() {
-        assert_eq!(
-            weight(EventId(1), &NodeId("node-a".into())),
-            weight(EventId(1), &NodeId("node-a".into()))
-        );
-        let owners: Vec<&str> = (1..=6)
-            .map(|e| {
-                owner_of(EventId(e), &nodes(3))
-                    .map(|n| n.0.as_str())
-                    .unwrap_or("")
-            })
+        let nodes = nodes(3);
+        let owners: Vec<&str> = (1..=8)
+            .map(|e| owner_of(EventId(e), &nodes).map_or("", |n| n.0.as_str()))
             .collect();
         assert_eq!(owners, PINNED_OWNERS);
+        assert_eq!(weight(EventId(1), &NodeId("node-a".into())), PINNED_WEIGHT);
     }
 
-    const PINNED_OWNERS: [&str; 6] = ["PIN", "PIN", "PIN", "PIN", "PIN", "PIN"];
+    const PINNED_OWNERS: [&str; 8] = [
+        "node-0", "node-2", "node-1", "node-1", "node-0", "node-2", "node-2", "node-1",
+    ];
+    const PINNED_WEIGHT: u64 = 4_881_599_488_437_750_672;
 
     #[test]
     fn ten_thousand_events_spread_evenly_over_five_nodes() {
