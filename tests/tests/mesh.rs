@@ -489,3 +489,72 @@ async fn bad_peers_are_refused_and_the_cluster_keeps_serving() {
     let refused = request(&intruder.addr, "GET", "/api/events/201", &[], b"").await;
     assert_eq!(refused.status, 503, "{refused:?}");
 }
+
+/// A stopped owner (SIGSTOP: its sockets stay open, it answers nothing)
+/// is not proven dead: its lease decides. Past the lease another node
+/// serves the event; when the old owner wakes, its writes are fenced and
+/// it stops serving; nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_owner_is_replaced_after_its_lease_and_fenced_when_it_wakes() {
+    let mut cluster = Cluster::start("mesh-sigstop", 3, 1);
+    let event = 301;
+    create_event(cluster.gateway(0), event, 8).await;
+    open_sale(cluster.gateway(0), event).await;
+    let gateway = cluster.gateway(0).to_owned();
+    let first = Fan::login(&gateway, "before-the-stop").await;
+    let joined = first.call(event, json!({"cmd": "join"})).await;
+    let token = joined["token"].as_str().expect("token").to_owned();
+    let (mut socket, _) = watch(&first, event, &token).await;
+    let bought_before = buy(&first, event, &mut socket).await;
+
+    let owner = cluster.await_owner(event).await;
+    let stopped_at = Instant::now();
+    cluster.nodes[owner].signal("STOP");
+    // Served again, by another node, once the stopped owner's lease ran out.
+    let deadline = Instant::now() + WAIT;
+    let new_owner = loop {
+        let response = request(&gateway, "GET", &format!("/api/events/{event}"), &[], b"").await;
+        if response.status == 200
+            && let Some(now) = cluster.owner(event)
+            && now != owner
+        {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody took over from a stopped owner"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "SIGSTOP of n{owner}: n{new_owner} serves after {:?} (lease 3 s)",
+        stopped_at.elapsed()
+    );
+    cluster.nodes[owner].signal("CONT");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        cluster.owner(event),
+        Some(new_owner),
+        "the woken owner is fenced"
+    );
+
+    let second = Fan::login(&gateway, "after-the-wake").await;
+    let joined = second.call(event, json!({"cmd": "join"})).await;
+    let token = joined["token"].as_str().expect("token").to_owned();
+    let (mut socket, _) = watch(&second, event, &token).await;
+    let bought_after = buy(&second, event, &mut socket).await;
+    let seen = overview(&gateway, event).await;
+    assert_eq!(
+        seen["sold"].as_u64(),
+        Some(u64::from(bought_before) + u64::from(bought_after)),
+        "{seen}"
+    );
+    let audit = ops(
+        &gateway,
+        "GET",
+        &format!("/api/ops/events/{event}/audit"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(audit.status, 200, "{audit:?}");
+}
