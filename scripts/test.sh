@@ -29,7 +29,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo clippy --features fdb (FoundationDB backend: compiled, not run here)"
-cargo clippy -p onsale-cluster --all-targets --locked --features fdb -- -D warnings
+cargo clippy -p onsale-cluster -p onsale-node --all-targets --locked --features fdb -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== the run command works (the README's: a node with the demo events and the fan page)"

@@ -9,11 +9,12 @@
 //! - [`node`]: a `Node` and its router actor: activating events (lease,
 //!   load, restore, spawn), lease renewal, adoption of orphaned events,
 //!   and the typed answer for an event another node owns.
+//! - [`mesh`]: the ractor_cluster mesh between processes: batched calls
+//!   and pushes through one actor per process, liveness and takeover of
+//!   dead nodes, rendezvous placement.
 //! - [`rpc`]: the node RPC over TCP, server and client.
 //!
-//! Not here yet: the mesh between nodes (a gateway reaches only the events
-//! its own node owns; others answer `not_owner`), rendezvous placement,
-//! the operator CLI.
+//! Not here yet: online moves and drains, TLS between nodes.
 
 pub mod event_log;
 pub mod mesh;

@@ -23,7 +23,8 @@ use crate::cli::{Args, ProviderKind};
 /// The demo event served by `--demo --listen`.
 const DEMO_EVENT: EventId = EventId(1);
 
-/// Run a node (and its gateway, with `--listen`) until the process ends.
+/// Run a node (and its gateway, with `--listen`) until the process ends,
+/// on the embedded store, or on FoundationDB with `--store fdb:CLUSTER_FILE`.
 pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store_path = args.store.clone().unwrap_or_else(|| {
@@ -33,6 +34,9 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
             "onsale.db"
         })
     });
+    if let Some(cluster_file) = store_path.to_str().and_then(|s| s.strip_prefix("fdb:")) {
+        return run_on_fdb(args, cluster_file, started);
+    }
     // A store is expected where a file or its high-water marks already
     // are; only a path that never held one is made without `--init`.
     let expected = store_path.exists() || marks::dir_of(&store_path).exists();
@@ -51,16 +55,55 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
     let (sqlite, summary) = open_store(&store_path, mode)
         .with_context(|| format!("opening the store {} (see --init)", store_path.display()))?;
     tracing::info!(store = %store_path.display(), "{summary}");
+    serve(args, sqlite, &store_path, started)
+}
+
+/// `--store fdb:CLUSTER_FILE`: the FoundationDB network runs around the
+/// whole node. The secrets cannot live beside a store file here: the
+/// token key comes from `ONSALE_TOKEN_SECRET` and the operators' token
+/// from `--operator-token` (or their environment variables).
+#[cfg(feature = "fdb")]
+fn run_on_fdb(args: &Args, cluster_file: &str, started: std::time::Instant) -> anyhow::Result<()> {
+    if std::env::var_os("ONSALE_TOKEN_SECRET").is_none() || args.operator_token.is_none() {
+        bail!(
+            "on FoundationDB, set ONSALE_TOKEN_SECRET and --operator-token (no files beside a store)"
+        );
+    }
+    let cluster_file = (!cluster_file.is_empty()).then_some(cluster_file);
+    onsale_cluster::store::fdb::with_network(|| {
+        let store = onsale_cluster::store::fdb::FdbStore::open(cluster_file)
+            .context("opening the FoundationDB store")?;
+        tracing::info!(cluster_file = ?cluster_file, "store: FoundationDB");
+        serve(args, store, Path::new("onsale-fdb"), started)
+    })
+    .context("the FoundationDB client network")?
+}
+
+#[cfg(not(feature = "fdb"))]
+fn run_on_fdb(_: &Args, _: &str, _: std::time::Instant) -> anyhow::Result<()> {
+    bail!("this onsale was built without FoundationDB: build it with `--features fdb`")
+}
+
+/// Serve on `store` (the embedded one's file is `store_path`; secrets that
+/// are not given sit beside it).
+fn serve<S: Store>(
+    args: &Args,
+    store: S,
+    store_path: &Path,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let store_path = store_path.to_path_buf();
+    let owns_events = args.role.owns_events();
     let faults = Faults {
         write_delay_ms: args.fault_write_delay_ms,
         fail_every: args.fault_fail_every,
         land_then_fail_every: args.fault_land_then_fail_every,
     };
     let store: Arc<dyn Store> = if faults == Faults::default() {
-        Arc::new(sqlite)
+        Arc::new(store)
     } else {
         tracing::warn!(?faults, "store fault injection is ON");
-        Arc::new(FaultyStore::new(sqlite, faults))
+        Arc::new(FaultyStore::new(store, faults))
     };
     let key = crate::secrets::token_key(&store_path)?;
     let gateway_config = gateway_config(args, &store_path, key.clone())?;
