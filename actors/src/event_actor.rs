@@ -76,6 +76,12 @@ pub enum EventMsg {
         answer: ProviderAnswer,
     },
     Tick,
+    /// Stop taking commands (each is answered `busy`: the event is
+    /// moving) and answer once every journal record made so far is
+    /// durable and every gated reply sent. For an online move.
+    Freeze {
+        reply: RpcReplyPort<()>,
+    },
 }
 
 impl ractor::Message for EventMsg {}
@@ -122,6 +128,26 @@ impl EventHandle {
     /// Stop the event actor; its gated replies are dropped, never sent.
     pub fn stop(&self, why: &str) {
         self.actor.stop(Some(why.to_owned()));
+    }
+
+    /// Freeze the event (see [`EventMsg::Freeze`]): `true` once it is
+    /// frozen with nothing left to make durable, `false` if that did not
+    /// happen within `limit` (it stays frozen; stop it or let it go on).
+    pub async fn freeze(&self, limit: std::time::Duration) -> bool {
+        matches!(
+            self.actor
+                .call(|reply| EventMsg::Freeze { reply }, Some(limit))
+                .await,
+            Ok(ractor::rpc::CallResult::Success(()))
+        )
+    }
+
+    /// Stop the event actor and wait (at most `limit`) until it has.
+    pub async fn stop_and_wait(&self, why: &str, limit: std::time::Duration) {
+        let _ = self
+            .actor
+            .stop_and_wait(Some(why.to_owned()), Some(limit))
+            .await;
     }
 
     /// Commands queued and not yet taken up by the actor.
@@ -185,6 +211,9 @@ pub struct EventState {
     snapshot_every_records: u64,
     last_snapshot: std::time::Instant,
     snapshot_in_flight: bool,
+    /// Frozen for a move: commands are answered `busy`; the callers here
+    /// hear once everything is durable.
+    frozen: Option<Vec<RpcReplyPort<()>>>,
 }
 
 impl std::fmt::Debug for EventState {
@@ -272,6 +301,7 @@ impl Actor for EventActor {
             snapshot_every_records: args.snapshot_every_records.max(1),
             last_snapshot: std::time::Instant::now(),
             snapshot_in_flight: false,
+            frozen: None,
         };
         state.start_checkouts();
         myself.send_interval(TICK, || EventMsg::Tick);
@@ -288,6 +318,13 @@ impl Actor for EventActor {
         match message {
             EventMsg::Command { command, reply } => {
                 state.queued.fetch_sub(1, Ordering::AcqRel);
+                if state.frozen.is_some() {
+                    let _ = reply.send(Reply::error(
+                        ErrorCode::Busy,
+                        "the event is moving to another node; retry shortly",
+                    ));
+                    return Ok(());
+                }
                 if state.gate.is_full() {
                     let _ = reply.send(Reply::error(
                         ErrorCode::Busy,
@@ -312,6 +349,10 @@ impl Actor for EventActor {
             EventMsg::ProviderAnswer { payment, answer } => {
                 state.core.provider_answer(payment, answer, wall_now());
                 state.after_input()?;
+            }
+            EventMsg::Freeze { reply } => {
+                state.frozen.get_or_insert_with(Vec::new).push(reply);
+                state.answer_frozen();
             }
         }
         Ok(())
@@ -534,6 +575,7 @@ impl EventState {
             WriteDone::Durable { seq } => {
                 self.gate.durable(seq);
                 self.flush();
+                self.answer_frozen();
             }
             WriteDone::Counter { ceiling } => self.core.counter_durable(ceiling),
             WriteDone::Snapshot { .. } => self.snapshot_in_flight = false,
@@ -545,6 +587,16 @@ impl EventState {
             }
         }
         Ok(())
+    }
+
+    /// Frozen, and nothing left to make durable: tell those waiting.
+    fn answer_frozen(&mut self) {
+        let settled = self.gate.durable_seq() >= self.core.journal_seq() && self.gate.len() == 0;
+        if settled && let Some(waiting) = self.frozen.as_mut() {
+            for reply in waiting.drain(..) {
+                let _ = reply.send(());
+            }
+        }
     }
 
     fn maybe_snapshot(&mut self, by_count_only: bool) {

@@ -558,3 +558,95 @@ async fn a_stopped_owner_is_replaced_after_its_lease_and_fenced_when_it_wakes() 
     .await;
     assert_eq!(audit.status, 200, "{audit:?}");
 }
+
+/// An operator moves an event online while fans join through the
+/// gateway: the move freezes, flushes and hands the lease over with
+/// epoch + 1; every acknowledged join and sale is on the new owner,
+/// positions keep increasing, waiting fans keep their places, and a move
+/// to a node that is not there is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_moves_online_with_nothing_lost() {
+    let cluster = Cluster::start("mesh-move", 3, 1);
+    let gateway = cluster.gateway(0).to_owned();
+    let event = 401;
+    create_event(&gateway, event, 2).await;
+    open_sale(&gateway, event).await;
+    let buyer = Fan::login(&gateway, "buyer").await;
+    let joined = buyer.call(event, json!({"cmd": "join"})).await;
+    let token = joined["token"].as_str().expect("token").to_owned();
+    let (mut socket, _) = watch(&buyer, event, &token).await;
+    let bought = buy(&buyer, event, &mut socket).await;
+
+    // Fans keep joining while the event moves.
+    let joiner = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let mut positions = Vec::new();
+            for i in 0..40 {
+                let fan = Fan::login(&gateway, &format!("moving-{i}")).await;
+                let joined = fan.call(event, json!({"cmd": "join"})).await;
+                let position = joined["joined"]["position"].as_u64().expect("position");
+                let token = joined["token"].as_str().expect("token").to_owned();
+                positions.push((fan, position, token));
+            }
+            positions
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let owner = cluster.await_owner(event).await;
+    let to = (owner + 1) % 3;
+    let moved = ops(
+        &gateway,
+        "POST",
+        &format!("/api/ops/events/{event}/move"),
+        &json!({"to": format!("n{to}")}),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{moved:?}");
+    assert_eq!(moved.json()["moved"]["node"], format!("n{to}"), "{moved:?}");
+    assert_eq!(cluster.await_owner(event).await, to, "the lease moved");
+
+    let joined = joiner.await.expect("the joins finish");
+    let mut positions: Vec<u64> = joined.iter().map(|(_, p, _)| *p).collect();
+    positions.sort_unstable();
+    positions.dedup();
+    assert_eq!(positions.len(), 40, "a position was handed out twice");
+    // Every fan that was told a place still has it, on the new owner.
+    for (fan, position, token) in &joined {
+        let (_, watching) = watch(fan, event, token).await;
+        assert_eq!(watching["status"]["position"], *position, "{watching}");
+    }
+    let later = Fan::login(&gateway, "after-the-move").await;
+    let after = later.call(event, json!({"cmd": "join"})).await;
+    let last = after["joined"]["position"].as_u64().expect("position");
+    assert!(
+        last > *positions.last().expect("positions"),
+        "positions go on increasing"
+    );
+    let seen = overview(&gateway, event).await;
+    assert_eq!(seen["sold"].as_u64(), Some(u64::from(bought)), "{seen}");
+    let audit = ops(
+        &gateway,
+        "GET",
+        &format!("/api/ops/events/{event}/audit"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(audit.status, 200, "{audit:?}");
+
+    let refused = ops(
+        &gateway,
+        "POST",
+        &format!("/api/ops/events/{event}/move"),
+        &json!({"to": "nowhere"}),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let view = ops(&gateway, "GET", "/api/ops/cluster", &Value::Null).await;
+    assert_eq!(view.status, 200, "{view:?}");
+    assert_eq!(
+        view.json()["placeable"].as_array().map(Vec::len),
+        Some(3),
+        "{view:?}"
+    );
+}

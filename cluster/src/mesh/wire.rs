@@ -9,7 +9,7 @@
 //! used, and nothing here panics on them.
 
 use onsale_schema::codec::{self, CodecError};
-use onsale_schema::message::{Command, Push, Reply};
+use onsale_schema::message::{Command, EventOwner, Push, Reply};
 use onsale_schema::spec::EventSpec;
 use onsale_schema::{EventId, limits};
 use serde::{Deserialize, Serialize};
@@ -53,8 +53,26 @@ pub enum Frame {
 /// What a call asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    Command { event: EventId, command: Command },
-    Create { spec: Box<EventSpec> },
+    Command {
+        event: EventId,
+        command: Command,
+    },
+    Create {
+        spec: Box<EventSpec>,
+    },
+    /// Move the event (from the owner, the receiver) to node `to`.
+    /// Answered with the new owner as `Reply::NotOwner`, or an error.
+    Move {
+        event: EventId,
+        to: String,
+    },
+    /// Take the event over from `over` (the owner handing it over, frozen
+    /// and flushed): acquire the lease past it with epoch + 1, restore,
+    /// serve. Answered with the event's overview, or an error.
+    Adopt {
+        event: EventId,
+        over: EventOwner,
+    },
 }
 
 /// Why a batch or a frame was refused.

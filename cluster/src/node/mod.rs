@@ -39,7 +39,7 @@ use onsale_actors::clock::wall_now;
 use onsale_actors::event_actor::{EventActor, EventArgs, EventHandle};
 use onsale_actors::provider::Provider;
 use onsale_schema::limits::ROUTER_CALL_TIMEOUT_MS;
-use onsale_schema::message::{Command, Push, Reply};
+use onsale_schema::message::{Command, EventOwner, Push, Reply};
 use onsale_schema::spec::{EventSpec, SpecError};
 use onsale_schema::token::TokenKey;
 use onsale_schema::{ErrorCode, EventId, Millis};
@@ -60,6 +60,9 @@ mod restore;
 pub use error::{ActivateError, CreateError, NodeError, RouterError};
 pub use owners::Owners;
 pub use restore::{RestoreError, restore};
+
+/// How long a move waits for the event to settle, and then to stop.
+pub const MOVE_FREEZE_MS: u64 = 5_000;
 
 /// Pushes buffered per subscriber before a slow one starts losing them
 /// (it then resynchronises from an overview).
@@ -154,6 +157,7 @@ impl Node {
         let (pushes, _) = broadcast::channel(PUSH_BUFFER);
         let store = StoreRef(Arc::clone(&config.store));
         let view: Arc<RwLock<View>> = Arc::default();
+        let mesh = MeshSlot::default();
         let (me, owns_events) = (config.node.clone(), config.owns_events);
         let args = RouterArgs {
             config,
@@ -161,6 +165,7 @@ impl Node {
             owners: Arc::clone(&owners),
             pushes: pushes.clone(),
             view: Arc::clone(&view),
+            mesh: Arc::clone(&mesh),
         };
         let (router, _) = Actor::spawn(None, RouterActor, args).await?;
         Ok(Node {
@@ -171,7 +176,7 @@ impl Node {
             owners,
             pushes,
             store,
-            mesh: MeshSlot::default(),
+            mesh,
             view,
         })
     }
@@ -344,6 +349,80 @@ impl Node {
         match request {
             Request::Command { event, command } => self.route(event, command, hops).await,
             Request::Create { spec } => self.create_here(*spec).await,
+            Request::Move { event, to } => match self.move_here(event, NodeId(to)).await {
+                Ok(owner) => Reply::NotOwner { owner },
+                Err(reply) => reply,
+            },
+            Request::Adopt { event, over } => {
+                let over = EventLease {
+                    event,
+                    node: NodeId(over.node),
+                    epoch: over.epoch,
+                    expires: over.lease_expires,
+                };
+                let adopted = self
+                    .ask_router(|reply| RouterMsg::Adopt { event, over, reply })
+                    .await;
+                match adopted {
+                    Ok(Ok(handle)) => handle.call(Command::Overview).await,
+                    Ok(Err(error)) => NodeError::from(error).into(),
+                    Err(error) => NodeError::from(error).into(),
+                }
+            }
+        }
+    }
+
+    /// Move `event` online to node `to`: the owner freezes it (new
+    /// commands answer `busy`), lets everything in flight become durable,
+    /// stops it and hands its lease to `to`, which takes it with epoch + 1
+    /// (fencing this owner) and restores it; if that fails, the owner
+    /// takes it back. Answers the new owner, or why not.
+    pub async fn move_event(&self, event: EventId, to: NodeId) -> Result<EventOwner, Reply> {
+        if self.serves(event) {
+            return self.move_here(event, to).await;
+        }
+        let Some(mesh) = self.mesh.get() else {
+            return Err(Reply::error(
+                ErrorCode::BadRequest,
+                "this node is on no mesh",
+            ));
+        };
+        let store = Arc::clone(&self.store.0);
+        let lease = tokio::task::spawn_blocking(move || store.event_lease(event))
+            .await
+            .map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))?
+            .map_err(|e| Reply::error(ErrorCode::Internal, e.to_string()))?;
+        let Some(lease) = lease.filter(|l| l.expires > wall_now()) else {
+            return Err(Reply::error(
+                ErrorCode::Busy,
+                format!("nobody serves event {event} now"),
+            ));
+        };
+        let request = Request::Move {
+            event,
+            to: to.0.clone(),
+        };
+        match mesh.call(&lease.node, request, 1).await {
+            Ok(Reply::NotOwner { owner }) => Ok(owner),
+            Ok(other) => Err(other),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn move_here(&self, event: EventId, to: NodeId) -> Result<EventOwner, Reply> {
+        let limit = Duration::from_millis(ROUTER_CALL_TIMEOUT_MS * 2);
+        match self
+            .router
+            .call(|reply| RouterMsg::Move { event, to, reply }, Some(limit))
+            .await
+        {
+            Ok(CallResult::Success(Ok(lease))) => Ok(owners::owner_of(&lease)),
+            Ok(CallResult::Success(Err(error))) => Err(error),
+            Ok(_) => Err(Reply::error(
+                ErrorCode::Busy,
+                "the move did not finish in time",
+            )),
+            Err(e) => Err(Reply::error(ErrorCode::Internal, e.to_string())),
         }
     }
 
@@ -539,6 +618,18 @@ pub enum RouterMsg {
     Renew,
     /// The mesh proved this node dead.
     PeerDead(NodeId),
+    /// Move an event served here to another node (see `Node::move_event`).
+    Move {
+        event: EventId,
+        to: NodeId,
+        reply: RpcReplyPort<Result<EventLease, Reply>>,
+    },
+    /// Take an event over from the owner handing it over.
+    Adopt {
+        event: EventId,
+        over: EventLease,
+        reply: RpcReplyPort<Result<EventHandle, ActivateError>>,
+    },
     /// A mesh session with this node is ready.
     PeerAlive(NodeId),
 }
@@ -555,6 +646,7 @@ pub struct RouterArgs {
     owners: SharedOwners,
     pushes: broadcast::Sender<(EventId, Push)>,
     view: Arc<RwLock<View>>,
+    mesh: MeshSlot,
 }
 
 #[derive(Debug)]
@@ -574,6 +666,7 @@ pub struct RouterState {
     live: Vec<crate::store::NodeRecord>,
     /// When each event nobody owns was first seen so.
     orphaned_since: FxHashMap<EventId, Millis>,
+    mesh: MeshSlot,
 }
 
 impl Actor for RouterActor {
@@ -597,6 +690,7 @@ impl Actor for RouterActor {
             dead: rustc_hash::FxHashSet::default(),
             live: Vec::new(),
             orphaned_since: FxHashMap::default(),
+            mesh: args.mesh,
         };
         if state.config.owns_events {
             state.heartbeat().await?;
@@ -664,6 +758,20 @@ impl Actor for RouterActor {
                 if state.config.owns_events {
                     state.take_over(&myself, &peer).await;
                 }
+            }
+            RouterMsg::Move { event, to, reply } => {
+                let moved = state.move_event(&myself, event, to).await;
+                let _ = reply.send(moved);
+            }
+            RouterMsg::Adopt { event, over, reply } => {
+                let adopted = if state.config.owns_events {
+                    state.activate(&myself, event, Some(over)).await
+                } else {
+                    Err(ActivateError::Store(StoreError::Unavailable(
+                        "a gateway-only node owns no events".into(),
+                    )))
+                };
+                let _ = reply.send(adopted);
             }
             RouterMsg::PeerAlive(peer) => {
                 if state.dead.remove(&peer) {
@@ -974,6 +1082,92 @@ impl RouterState {
                     "took over the event of a dead node"
                 ),
                 Err(error) => tracing::warn!(%event, %dead, %error, "takeover failed"),
+            }
+        }
+    }
+
+    /// Freeze, flush, stop, hand over; take the event back if the handover
+    /// fails (a new acquire: this node may, as the lease's holder).
+    async fn move_event(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+        event: EventId,
+        to: NodeId,
+    ) -> Result<EventLease, Reply> {
+        let (Some(lease), Some(handle)) = (
+            self.leases.get(&event).cloned(),
+            self.events
+                .read()
+                .expect("not poisoned")
+                .get(&event)
+                .cloned(),
+        ) else {
+            return Err(Reply::error(
+                ErrorCode::Busy,
+                format!("event {event} is not served here"),
+            ));
+        };
+        if to == self.config.node {
+            return Ok(lease);
+        }
+        let Some(mesh) = self.mesh.get().cloned() else {
+            return Err(Reply::error(
+                ErrorCode::BadRequest,
+                "this node is on no mesh",
+            ));
+        };
+        if !mesh.is_connected(&to) {
+            return Err(Reply::error(
+                ErrorCode::BadRequest,
+                format!("no mesh session with node {to}: cannot move event {event} there"),
+            ));
+        }
+        let started = std::time::Instant::now();
+        if !handle.freeze(Duration::from_millis(MOVE_FREEZE_MS)).await {
+            tracing::warn!(%event, "move: the event did not settle in time; stopping it anyway");
+        }
+        // From here calls find no handle: they queue behind this move in
+        // the router, then go to the new owner.
+        self.events.write().expect("not poisoned").remove(&event);
+        handle
+            .stop_and_wait(
+                "moving to another node",
+                Duration::from_millis(MOVE_FREEZE_MS),
+            )
+            .await;
+        self.leases.remove(&event);
+        let frozen_ms = started.elapsed().as_millis() as u64;
+        let request = Request::Adopt {
+            event,
+            over: owners::owner_of(&lease),
+        };
+        let answer = mesh.call(&to, request, 1).await;
+        let now = wall_now();
+        let new_lease = self.blocking(move |s| s.event_lease(event)).await;
+        match (answer, new_lease) {
+            (Ok(Reply::Overview { .. }), Ok(Some(new))) if new.node == to => {
+                self.owners.write().expect("not poisoned").learn(&new, now);
+                tracing::warn!(
+                    %event,
+                    %to,
+                    epoch = new.epoch,
+                    frozen_ms,
+                    moved_ms = started.elapsed().as_millis() as u64,
+                    "event moved"
+                );
+                Ok(new)
+            }
+            (answer, _) => {
+                tracing::error!(%event, %to, ?answer, "move failed: taking the event back");
+                match self.activate(myself, event, None).await {
+                    Ok(_) => Err(Reply::error(
+                        ErrorCode::Busy,
+                        format!("the move to {to} failed; event {event} stays here"),
+                    )),
+                    // The target did take it: the move happened after all.
+                    Err(ActivateError::NotOwner(held)) if held.node == to => Ok(held),
+                    Err(error) => Err(NodeError::from(error).into()),
+                }
             }
         }
     }

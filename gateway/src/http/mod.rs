@@ -70,6 +70,8 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/api/ops/events/{event}/sale", post(operator::sale))
         .route("/api/ops/events/{event}/stats", get(operator::stats))
         .route("/api/ops/events/{event}/audit", get(operator::audit))
+        .route("/api/ops/events/{event}/move", post(operator::move_event))
+        .route("/api/ops/cluster", get(operator::cluster))
         .route_layer(middleware::from_fn_with_state(
             gateway.clone(),
             operator_only,

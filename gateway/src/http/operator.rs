@@ -4,14 +4,16 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
+use onsale_cluster::store::NodeId;
 use onsale_schema::ErrorCode;
 use onsale_schema::api::{CreateEvent, SaleRequest};
 use onsale_schema::message::{Command, Reply};
 use onsale_schema::spec::EventSpec;
 
 use super::{Gateway, parse_body, parse_event, reply_result};
-use crate::reply::ApiError;
+use crate::reply::{ApiError, json_response};
 
 pub(super) async fn create_event(
     State(gw): State<Gateway>,
@@ -79,4 +81,48 @@ pub(super) async fn audit(
 ) -> Result<Response, ApiError> {
     let event = parse_event(&event)?;
     reply_result(gw.node.call(event, Command::Audit).await)
+}
+
+/// `POST /api/ops/events/{event}/move` with `{"to": "NODE"}`: move the event
+/// online to that node (see `Node::move_event`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MoveRequest {
+    to: String,
+}
+
+pub(super) async fn move_event(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let event = parse_event(&event)?;
+    let request: MoveRequest = parse_body(body)?;
+    match gw.node.move_event(event, NodeId(request.to)).await {
+        Ok(owner) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "moved": {"event": event, "node": owner.node, "epoch": owner.epoch}
+            }),
+        )),
+        Err(reply) => reply_result(reply),
+    }
+}
+
+/// `GET /api/ops/cluster`: this process as it sees the cluster: its name
+/// and role, its mesh peers, the nodes it would place events on, and the
+/// events it serves.
+pub(super) async fn cluster(State(gw): State<Gateway>) -> Result<Response, ApiError> {
+    let node = &gw.node;
+    let names = |nodes: Vec<NodeId>| nodes.into_iter().map(|n| n.0).collect::<Vec<String>>();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "node": node.name().0,
+            "owns_events": node.owns_events(),
+            "peers": node.mesh().map(|m| names(m.peers())).unwrap_or_default(),
+            "placeable": names(node.placeable()),
+            "serves": node.owned(),
+        }),
+    ))
 }
