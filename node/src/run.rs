@@ -34,6 +34,10 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
             "onsale.db"
         })
     });
+    // Flags and secrets are checked before any store is opened or made.
+    if let Some(cookie_file) = &args.cookie_file {
+        crate::secrets::cluster_cookie(cookie_file)?;
+    }
     if let Some(cluster_file) = store_path.to_str().and_then(|s| s.strip_prefix("fdb:")) {
         return run_on_fdb(args, cluster_file, started);
     }

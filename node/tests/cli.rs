@@ -67,9 +67,83 @@ fn a_bad_flag_is_refused_with_a_clear_error() {
     let out = onsale(&[]);
     assert!(!out.status.success(), "{out:?}");
     assert!(
-        text(&out.stderr).contains("nothing to do: pass --rpc ADDR and/or --listen ADDR"),
+        text(&out.stderr).contains("nothing to do: pass --listen ADDR, --cluster-listen ADDR"),
         "{out:?}"
     );
+}
+
+/// The cluster cookie must be a secret: a file others can read is
+/// refused (without showing the cookie), and so is a short one; a
+/// gateway-only process never makes a store.
+#[test]
+fn mesh_flags_are_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cookie = dir.path().join("cookie");
+    std::fs::write(&cookie, "a cookie long enough to pass").expect("cookie");
+    std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let store = dir.path().join("s.db");
+    let (cookie_arg, store_arg) = (cookie.display().to_string(), store.display().to_string());
+    let out = onsale(&[
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        &cookie_arg,
+        "--store",
+        &store_arg,
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("readable by others") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("a cookie long enough"),
+        "the cookie was shown: {err}"
+    );
+
+    std::fs::write(&cookie, "short").expect("cookie");
+    std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = onsale(&[
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        &cookie_arg,
+        "--store",
+        &store_arg,
+    ]);
+    assert!(
+        text(&out.stderr).contains("shorter than 16 bytes"),
+        "{out:?}"
+    );
+
+    let out = onsale(&["--cluster-listen", "127.0.0.1:0", "--store", &store_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--cluster-listen needs --cookie-file: {out:?}"
+    );
+
+    std::fs::write(&cookie, "a cookie long enough to pass").expect("cookie");
+    assert!(
+        !store.exists(),
+        "a store was made before the flags were checked"
+    );
+    let out = onsale(&[
+        "--role",
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        &cookie_arg,
+        "--store",
+        &store_arg,
+    ]);
+    assert!(text(&out.stderr).contains("never makes one"), "{out:?}");
+    assert!(!store.exists(), "a gateway made a store");
 }
 
 #[test]

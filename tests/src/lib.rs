@@ -161,6 +161,8 @@ pub struct NodeProcess {
     extra: Vec<String>,
     /// How it is addressed and when it is ready.
     launch: Launch,
+    /// A command the binary runs under (`ip netns exec NAME`), if any.
+    wrapper: Vec<String>,
     /// Time from spawn to the "serving" line, for the last start.
     pub ready_in: Duration,
 }
@@ -175,6 +177,7 @@ impl NodeProcess {
             store: store.to_path_buf(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             launch: Launch::Rpc,
+            wrapper: Vec::new(),
             ready_in: Duration::ZERO,
         };
         node.spawn()?;
@@ -192,6 +195,7 @@ impl NodeProcess {
             store: store.to_path_buf(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             launch: Launch::Http,
+            wrapper: Vec::new(),
             ready_in: Duration::ZERO,
         };
         node.spawn()?;
@@ -216,6 +220,32 @@ impl NodeProcess {
             launch: Launch::Given {
                 ready_line: ready_line.to_owned(),
             },
+            wrapper: Vec::new(),
+            ready_in: Duration::ZERO,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    /// As [`NodeProcess::start_with`], the binary run under `wrapper`
+    /// (e.g. `ip netns exec NAME`, which execs it: the pid is the node's).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        store: &Path,
+        addr: &str,
+        args: &[String],
+        ready_line: &str,
+    ) -> anyhow::Result<NodeProcess> {
+        let mut node = NodeProcess {
+            bin: onsale_binary()?,
+            child: None,
+            addr: addr.to_owned(),
+            store: store.to_path_buf(),
+            extra: args.to_vec(),
+            launch: Launch::Given {
+                ready_line: ready_line.to_owned(),
+            },
+            wrapper: wrapper.iter().map(|s| (*s).to_owned()).collect(),
             ready_in: Duration::ZERO,
         };
         node.spawn()?;
@@ -236,7 +266,15 @@ impl NodeProcess {
             Launch::Given { ready_line } => (vec![], ready_line.as_str()),
         };
         let ready_line = ready_line.to_owned();
-        let mut child = Command::new(&self.bin)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&self.bin);
+                command
+            }
+            None => Command::new(&self.bin),
+        };
+        let mut child = command
             .args(&address)
             .arg("--store")
             .arg(&self.store)

@@ -61,6 +61,10 @@ pub use error::{ActivateError, CreateError, NodeError, RouterError};
 pub use owners::Owners;
 pub use restore::{RestoreError, restore};
 
+/// How long a node on a mesh may have no session with anyone, while other
+/// nodes live, before it gives its events up (see `RouterState::isolated`).
+pub const ISOLATION_GRACE_MS: u64 = 500;
+
 /// How long a move waits for the event to settle, and then to stop.
 pub const MOVE_FREEZE_MS: u64 = 5_000;
 
@@ -667,6 +671,9 @@ pub struct RouterState {
     /// When each event nobody owns was first seen so.
     orphaned_since: FxHashMap<EventId, Millis>,
     mesh: MeshSlot,
+    /// Since when this node has had no mesh session at all while other
+    /// nodes are live in the store.
+    alone_since: Option<std::time::Instant>,
 }
 
 impl Actor for RouterActor {
@@ -691,6 +698,7 @@ impl Actor for RouterActor {
             live: Vec::new(),
             orphaned_since: FxHashMap::default(),
             mesh: args.mesh,
+            alone_since: None,
         };
         if state.config.owns_events {
             state.heartbeat().await?;
@@ -743,7 +751,7 @@ impl Actor for RouterActor {
                     state.renew().await;
                 }
                 state.refresh_view().await;
-                if state.config.owns_events {
+                if state.config.owns_events && !state.isolated().await {
                     state.adopt_orphans(&myself).await;
                 }
             }
@@ -1013,6 +1021,39 @@ impl RouterState {
                 tracing::debug!(%event, %error, "orphaned event not adopted");
             }
         }
+    }
+
+    /// Whether this node is cut off: on a mesh, with no session with
+    /// anyone (no node, no gateway) for [`ISOLATION_GRACE_MS`], while other
+    /// nodes are live in the store. Its fans cannot reach it, yet it could
+    /// go on renewing its leases (the store may still be reachable), so it
+    /// stops serving and releases its events for a reachable node to take
+    /// at once. It adopts nothing while cut off.
+    async fn isolated(&mut self) -> bool {
+        let Some(mesh) = self.mesh.get().cloned() else {
+            return false;
+        };
+        let others_live = self
+            .live
+            .iter()
+            .any(|r| r.node != self.config.node && !self.dead.contains(&r.node));
+        if !others_live || !mesh.peers().is_empty() {
+            self.alone_since = None;
+            return false;
+        }
+        let since = *self.alone_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < Duration::from_millis(ISOLATION_GRACE_MS) {
+            return false;
+        }
+        let leases: Vec<EventLease> = self.leases.values().cloned().collect();
+        for lease in leases {
+            let event = lease.event;
+            self.give_up(event, "cut off from every peer of the mesh");
+            if let Err(e) = self.blocking(move |s| s.release_event(&lease)).await {
+                tracing::warn!(%event, error = %e, "could not release the event's lease; it will expire");
+            }
+        }
+        true
     }
 
     /// Re-read the live nodes from the store and publish the view.
