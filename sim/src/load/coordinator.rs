@@ -39,6 +39,11 @@ pub struct LoadOptions {
     /// The gateway, e.g. http://127.0.0.1:8080 (loopback only).
     #[arg(long)]
     pub target: String,
+    /// Spread the fans over these gateways (comma-separated root URLs; a
+    /// cluster's gateways): worker `w` sends its fans to the `w`-th, round
+    /// robin. Default: `--target`. Operator calls always go to `--target`.
+    #[arg(long, value_delimiter = ',')]
+    pub fan_targets: Vec<String>,
     /// The event the fans join.
     #[arg(long)]
     pub event: u64,
@@ -167,6 +172,9 @@ pub struct Plan {
 /// Check the options and split the fans over workers and sources.
 pub fn plan(o: &LoadOptions, deadline_unix_ms: u64) -> anyhow::Result<Plan> {
     let target = Target::parse(&o.target)?;
+    for fan_target in &o.fan_targets {
+        Target::parse(fan_target).with_context(|| format!("--fan-targets {fan_target}"))?;
+    }
     if o.fans == 0 || o.fans > FANS_MAX {
         bail!("--fans: must be within 1..={FANS_MAX}, got {}", o.fans);
     }
@@ -218,9 +226,13 @@ pub fn plan(o: &LoadOptions, deadline_unix_ms: u64) -> anyhow::Result<Plan> {
         .map(|w| {
             let first_fan = o.fans * u64::from(w) / u64::from(o.workers);
             let end = o.fans * (u64::from(w) + 1) / u64::from(o.workers);
+            let fan_target = match o.fan_targets.len() {
+                0 => o.target.clone(),
+                n => o.fan_targets[w as usize % n].clone(),
+            };
             WorkerPlan {
                 worker: w,
-                target: o.target.clone(),
+                target: fan_target,
                 event: o.event,
                 mode: o.mode,
                 name_prefix: o.name_prefix.clone(),
