@@ -14,13 +14,14 @@
 # driver reports decided → received for the admitted fans.
 #
 #   scripts/bench-cluster-websockets.sh [fans] [gateways] [workers]
-#   (default 100000 fans, 6 gateways, 8 workers)
+#   (default 100000 fans, 6 gateways, 12 workers: two per gateway, so
+#   that no gateway gets more fans than its ~19,500 open files allow)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 FANS="${1:-100000}"
 GATEWAYS="${2:-6}"
-WORKERS="${3:-8}"
+WORKERS="${3:-12}"
 TOKEN="operator token for the cluster websocket bench"
 
 cargo build --release -q -p onsale-node --bin onsale
