@@ -591,7 +591,7 @@ impl EventState {
 
     /// Frozen, and nothing left to make durable: tell those waiting.
     fn answer_frozen(&mut self) {
-        let settled = self.gate.durable_seq() >= self.core.journal_seq() && self.gate.len() == 0;
+        let settled = self.gate.durable_seq() >= self.core.journal_seq() && self.gate.is_empty();
         if settled && let Some(waiting) = self.frozen.as_mut() {
             for reply in waiting.drain(..) {
                 let _ = reply.send(());

@@ -496,7 +496,7 @@ async fn bad_peers_are_refused_and_the_cluster_keeps_serving() {
 /// it stops serving; nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_owner_is_replaced_after_its_lease_and_fenced_when_it_wakes() {
-    let mut cluster = Cluster::start("mesh-sigstop", 3, 1);
+    let cluster = Cluster::start("mesh-sigstop", 3, 1);
     let event = 301;
     create_event(cluster.gateway(0), event, 8).await;
     open_sale(cluster.gateway(0), event).await;

@@ -76,6 +76,9 @@ pub const PROBE_RETRY_MS: u64 = 20;
 /// How often missing sessions are dialed.
 pub const DIAL_EVERY_MS: u64 = 250;
 
+/// Tries, 10 ms apart, to find a connected peer's mesh actor.
+const ACTOR_WAIT_TRIES: u32 = 50;
+
 /// The process group of every process serving fans.
 pub const GATEWAYS_GROUP: &str = "onsale.gateways";
 
@@ -357,10 +360,18 @@ impl Mesh {
     }
 
     /// Queue a frame for `peer` (dropped if its queue is full or no
-    /// session is open: answers are then lost to a caller that times out
-    /// or hears the session close).
+    /// session is open at all: answers are then lost to a caller that
+    /// times out or hears the session close).
     fn send(&self, peer: &NodeId, frame: &Frame) {
         if !self.is_connected(peer) {
+            // A session this side has not seen ready yet (the peer's side
+            // may be ready first, and call at once), or one just closed:
+            // sent directly if the peer's mesh actor is known, no link.
+            if let (Some(actor), Ok(bytes)) = (remote_actor(peer), wire::encode(frame)) {
+                let mut batch = BatchWriter::new(&self.inner.me.0);
+                batch.push_encoded(&bytes);
+                let _ = actor.cast(MeshMsg::Frames(batch.finish()));
+            }
             return;
         }
         match wire::encode(frame) {
@@ -423,7 +434,17 @@ async fn drain_link(mesh: Mesh, peer: NodeId, mut queue: mpsc::Receiver<Vec<u8>>
             }
         }
         let frames = batch.frames();
-        match remote_actor(&peer) {
+        // A session is ready a moment before the peer's process groups
+        // have arrived: wait for its mesh actor briefly before dropping.
+        let mut actor = remote_actor(&peer);
+        for _ in 0..ACTOR_WAIT_TRIES {
+            if actor.is_some() || !mesh.is_connected(&peer) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            actor = remote_actor(&peer);
+        }
+        match actor {
             Some(actor) => {
                 if let Err(e) = actor.cast(MeshMsg::Frames(batch.finish())) {
                     tracing::debug!(%peer, error = %e, frames, "mesh batch not sent");
