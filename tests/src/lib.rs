@@ -211,20 +211,7 @@ impl NodeProcess {
         args: &[String],
         ready_line: &str,
     ) -> anyhow::Result<NodeProcess> {
-        let mut node = NodeProcess {
-            bin: onsale_binary()?,
-            child: None,
-            addr: addr.to_owned(),
-            store: store.to_path_buf(),
-            extra: args.to_vec(),
-            launch: Launch::Given {
-                ready_line: ready_line.to_owned(),
-            },
-            wrapper: Vec::new(),
-            ready_in: Duration::ZERO,
-        };
-        node.spawn()?;
-        Ok(node)
+        NodeProcess::start_wrapped(&[], store, addr, args, ready_line)
     }
 
     /// As [`NodeProcess::start_with`], the binary run under `wrapper`
@@ -353,6 +340,18 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The index `i` of the node `n{i}` holding a live lease on `event` in the
+/// embedded store at `store`, read directly (as an operator would), if any.
+pub fn lease_holder(store: &Path, event: u64) -> Option<usize> {
+    use onsale_cluster::store::Store;
+    let store = onsale_cluster::store::sqlite::SqliteStore::open(store).ok()?;
+    let lease = store.event_lease(onsale_schema::EventId(event)).ok()??;
+    if lease.expires.0 <= now_ms() {
+        return None;
+    }
+    lease.node.0.strip_prefix('n')?.parse().ok()
 }
 
 /// A tiny deterministic generator for test drivers (SplitMix64).

@@ -22,9 +22,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use onsale_cluster::store::Store;
-use onsale_cluster::store::sqlite::SqliteStore;
-use onsale_schema::EventId;
 use onsale_tests::client::{Fan, FanSocket, ops, request};
 use onsale_tests::{NodeProcess, free_port, scratch_dir, venue_json};
 use serde_json::{Value, json};
@@ -136,12 +133,7 @@ impl Cluster {
 
     /// The node index holding `event`'s lease now, read from the store.
     fn owner(&self, event: u64) -> Option<usize> {
-        let store = SqliteStore::open(&self.store).expect("the store opens");
-        let lease = store.event_lease(EventId(event)).expect("lease read")?;
-        if lease.expires.0 <= onsale_tests::now_ms() {
-            return None;
-        }
-        lease.node.0.strip_prefix('n')?.parse().ok()
+        onsale_tests::lease_holder(&self.store, event)
     }
 
     /// Wait until some node holds a live lease on `event`.

@@ -17,9 +17,6 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use onsale_cluster::store::Store;
-use onsale_cluster::store::sqlite::SqliteStore;
-use onsale_schema::EventId;
 use onsale_tests::client::{Fan, ops, request};
 use onsale_tests::{NodeProcess, scratch_dir, venue_json};
 use serde_json::{Value, json};
@@ -133,12 +130,7 @@ impl Drop for Network {
 }
 
 fn owner(store: &std::path::Path, event: u64) -> Option<usize> {
-    let store = SqliteStore::open(store).ok()?;
-    let lease = store.event_lease(EventId(event)).ok()??;
-    if lease.expires.0 <= onsale_tests::now_ms() {
-        return None;
-    }
-    lease.node.0.strip_prefix('n')?.parse().ok()
+    onsale_tests::lease_holder(store, event)
 }
 
 async fn served(gateway: &str, event: u64) -> Value {

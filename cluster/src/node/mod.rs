@@ -288,16 +288,7 @@ impl Node {
             }
         }
         // Nobody is known to own it: the placement decides.
-        let desired = {
-            let view = self.view.read().expect("not poisoned");
-            let candidates: Vec<&NodeId> = view
-                .placeable
-                .iter()
-                .filter(|n| (**n == self.me && self.owns_events) || mesh.is_connected(n))
-                .collect();
-            placement::owner_of(event, candidates).cloned()
-        };
-        match desired {
+        match self.desired_owner(mesh, event) {
             Some(node) if node == self.me => Target::Here,
             // A forwarded call is served where it lands: views may differ.
             Some(_) if hops > 0 && self.owns_events => Target::Here,
@@ -305,6 +296,17 @@ impl Node {
             None if self.owns_events => Target::Here,
             None => Target::Nobody,
         }
+    }
+
+    /// The node placement names for `event` among the placeable nodes this
+    /// node can reach: itself (if it owns events) and its mesh peers.
+    fn desired_owner(&self, mesh: &Mesh, event: EventId) -> Option<NodeId> {
+        let view = self.view.read().expect("not poisoned");
+        let reachable = view
+            .placeable
+            .iter()
+            .filter(|n| (**n == self.me && self.owns_events) || mesh.is_connected(n));
+        placement::owner_of(event, reachable).cloned()
     }
 
     /// Ask `peer` to serve the call; a `not_owner` answer naming a third
@@ -502,16 +504,7 @@ impl Node {
     /// for it, and activate it there.
     pub async fn create_event(&self, spec: EventSpec) -> Reply {
         if let Some(mesh) = self.mesh.get() {
-            let desired = {
-                let view = self.view.read().expect("not poisoned");
-                let candidates: Vec<&NodeId> = view
-                    .placeable
-                    .iter()
-                    .filter(|n| (**n == self.me && self.owns_events) || mesh.is_connected(n))
-                    .collect();
-                placement::owner_of(spec.event, candidates).cloned()
-            };
-            match desired {
+            match self.desired_owner(mesh, spec.event) {
                 Some(node) if node != self.me => {
                     let request = Request::Create {
                         spec: Box::new(spec),
