@@ -41,6 +41,10 @@ use crate::ws_frame::{self, ClientFrame, FrameError, read_frame};
 /// Bad frames tolerated on one connection before it is closed.
 pub const GARBAGE_MAX: u32 = 3;
 
+/// How long a `watch` waits out an event that answers `busy` (a move or
+/// a failover takes milliseconds) before answering the fan with the error.
+pub const WATCH_BUSY_WAIT: Duration = Duration::from_secs(2);
+
 /// The gateway pings an idle fan this often (keeps NATs open, and finds
 /// fans that vanished without closing).
 pub const PING_EVERY: Duration = Duration::from_secs(30);
@@ -382,7 +386,7 @@ impl Session {
                     },
                     None => Command::Status { fan: self.fan },
                 };
-                let reply = self.gw.node.call(event, command).await;
+                let reply = self.call_through_busy(event, command).await;
                 let status = match reply {
                     Reply::Joined { joined, .. } => Some(joined.status),
                     Reply::Status { status } => status,
@@ -441,6 +445,30 @@ impl Session {
                     .await;
                 Step::Go
             }
+        }
+    }
+
+    /// A watch's `resume` or `status`, asked again while the event answers
+    /// `busy` (it is moving, or failing over to another node), for up to
+    /// [`WATCH_BUSY_WAIT`]: the fan then hears where it stands rather than
+    /// an error it would have to retry. Both commands are idempotent.
+    async fn call_through_busy(&self, event: EventId, command: Command) -> Reply {
+        let deadline = tokio::time::Instant::now() + WATCH_BUSY_WAIT;
+        let mut pause = Duration::from_millis(25);
+        loop {
+            let reply = self.gw.node.call(event, command.clone()).await;
+            let busy = matches!(
+                reply,
+                Reply::Error {
+                    code: ErrorCode::Busy,
+                    ..
+                }
+            );
+            if !busy || tokio::time::Instant::now() + pause > deadline {
+                return reply;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
         }
     }
 
