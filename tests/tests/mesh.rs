@@ -642,3 +642,205 @@ async fn an_event_moves_online_with_nothing_lost() {
         "{view:?}"
     );
 }
+
+/// `GET` an operator route through `gateway`, answered 200.
+async fn ops_get(gateway: &str, path: &str) -> Value {
+    let response = ops(gateway, "GET", path, &Value::Null).await;
+    assert_eq!(response.status, 200, "{path}: {response:?}");
+    response.json()
+}
+
+/// The operator's cluster views agree with the store; draining a node
+/// during a live sale moves every event off it online (fans keep their
+/// places, the audit holds), a cordoned node is given no new event, and
+/// once uncordoned the events not yet on sale that placement gives it
+/// move back by themselves while events on sale stay where they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_hands_every_event_over_online_and_cordons_hold() {
+    let cluster = Cluster::start("mesh-drain", 3, 1);
+    let gateway = cluster.gateway(0).to_owned();
+    let events: Vec<u64> = (501..509).collect();
+    for &event in &events {
+        create_event(&gateway, event, 2).await;
+    }
+    // Half on sale, half still scheduled.
+    for &event in &events[..4] {
+        open_sale(&gateway, event).await;
+    }
+    let owners: Vec<usize> = {
+        let mut owners = Vec::new();
+        for &event in &events {
+            owners.push(cluster.await_owner(event).await);
+        }
+        owners
+    };
+
+    // The views agree with the store.
+    let listed = ops_get(&gateway, "/api/ops/events").await;
+    let listed = listed["events"].as_array().expect("events").clone();
+    assert_eq!(listed.len(), events.len(), "{listed:?}");
+    for (entry, (&event, &owner)) in listed.iter().zip(events.iter().zip(&owners)) {
+        assert_eq!(entry["event"], event, "{entry}");
+        assert_eq!(entry["owner"], format!("n{owner}"), "{entry}");
+        assert_eq!(entry["capacity"], 80, "{entry}");
+        let sale = if event < 505 { "on_sale" } else { "scheduled" };
+        assert_eq!(entry["sale"], sale, "{entry}");
+    }
+    let on_sale = ops_get(&gateway, "/api/ops/events?state=on_sale").await;
+    assert_eq!(
+        on_sale["events"].as_array().map(Vec::len),
+        Some(4),
+        "{on_sale}"
+    );
+    let nodes = ops_get(&gateway, "/api/ops/nodes").await;
+    let nodes = nodes["nodes"].as_array().expect("nodes").clone();
+    let names: Vec<&str> = nodes.iter().filter_map(|n| n["node"].as_str()).collect();
+    assert_eq!(names, ["g0", "n0", "n1", "n2"], "{nodes:?}");
+    assert_eq!(nodes[0]["role"], "gateway", "{nodes:?}");
+    for (i, entry) in nodes[1..].iter().enumerate() {
+        let owned = owners.iter().filter(|&&o| o == i).count();
+        assert_eq!(entry["role"], "node", "{entry}");
+        assert_eq!(entry["state"], "up", "{entry}");
+        assert_eq!(entry["events"], owned, "{entry}");
+        assert_eq!(entry["reachable"], true, "{entry}");
+    }
+    let described = ops_get(&gateway, &format!("/api/ops/events/{}", events[0])).await;
+    assert_eq!(
+        described["lease"]["node"],
+        format!("n{}", owners[0]),
+        "{described}"
+    );
+    assert_eq!(
+        described["ranking"].as_array().map(Vec::len),
+        Some(3),
+        "{described}"
+    );
+    assert_eq!(described["overview"]["sale"], "on_sale", "{described}");
+
+    // Fans wait on the drained node's events.
+    let drained = owners[0];
+    let mut waiting = Vec::new();
+    for (&event, _) in events[..4]
+        .iter()
+        .zip(&owners)
+        .filter(|(_, o)| **o == drained)
+    {
+        for i in 0..3 {
+            let fan = Fan::login(&gateway, &format!("drain-{event}-{i}")).await;
+            let joined = fan.call(event, json!({"cmd": "join"})).await;
+            let position = joined["joined"]["position"].as_u64().expect("position");
+            let token = joined["token"].as_str().expect("token").to_owned();
+            waiting.push((event, fan, position, token));
+        }
+    }
+
+    let answer = ops(
+        &gateway,
+        "POST",
+        &format!("/api/ops/nodes/n{drained}/drain"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        answer.json()["cordoned"] == true && answer.json()["draining"] == true,
+        "{answer:?}"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let entry = ops_get(&gateway, &format!("/api/ops/nodes/n{drained}")).await;
+        if entry["state"] == "drained" {
+            assert_eq!(entry["serves"], json!([]), "{entry}");
+            assert_eq!(entry["placeable"], false, "{entry}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drain did not finish: {entry}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for &event in &events {
+        let owner = cluster.await_owner(event).await;
+        assert_ne!(owner, drained, "event {event} is still on the drained node");
+    }
+    for (event, fan, position, token) in &waiting {
+        let (_, watching) = watch(fan, *event, token).await;
+        assert_eq!(watching["status"]["position"], *position, "{watching}");
+    }
+    for &event in &events {
+        let audit = ops_get(&gateway, &format!("/api/ops/events/{event}/audit")).await;
+        assert_eq!(audit["audit"]["problem"], Value::Null, "{audit}");
+    }
+
+    // Cordoned: a new event never lands there.
+    for event in 520..532 {
+        create_event(&gateway, event, 2).await;
+        assert_ne!(cluster.await_owner(event).await, drained, "event {event}");
+    }
+
+    // Uncordoned: scheduled events placement gives it come back; events
+    // on sale stay.
+    let answer = ops(
+        &gateway,
+        "POST",
+        &format!("/api/ops/nodes/n{drained}/uncordon"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["state"], "up", "{answer:?}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let listed = ops_get(&gateway, "/api/ops/events").await;
+        let misplaced: Vec<Value> = listed["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["sale"] == "scheduled" && e["owner"] != e["desired"])
+            .cloned()
+            .collect();
+        if misplaced.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scheduled events not rebalanced: {misplaced:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for &event in &events[..4] {
+        assert_ne!(
+            cluster.await_owner(event).await,
+            drained,
+            "on sale, event {event} moved"
+        );
+    }
+
+    // Bad requests.
+    let unknown = ops(&gateway, "POST", "/api/ops/nodes/n9/cordon", &Value::Null).await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert_eq!(unknown.json()["code"], "unknown_node", "{unknown:?}");
+    let gateway_drain = ops(&gateway, "POST", "/api/ops/nodes/g0/drain", &Value::Null).await;
+    assert_eq!(gateway_drain.status, 400, "{gateway_drain:?}");
+    let bad_filter = ops(&gateway, "GET", "/api/ops/events?state=sold", &Value::Null).await;
+    assert_eq!(bad_filter.status, 400, "{bad_filter:?}");
+    let unknown_event = ops(&gateway, "GET", "/api/ops/events/999", &Value::Null).await;
+    assert_eq!(unknown_event.status, 404, "{unknown_event:?}");
+    // Creating an event again with the same spec is idempotent; another
+    // spec under the same id is refused.
+    create_event(&gateway, events[0], 2).await;
+    let venue: Value = serde_json::from_str(&venue_json(2, 4, 10)).expect("venue");
+    let clash = ops(
+        &gateway,
+        "POST",
+        "/api/ops/events",
+        &json!({"event": events[0], "name": "Another night", "city": "Testville",
+                "starts_at": 1_900_000_000_000u64, "venue": venue,
+                "config": {"shoppers_max": 2, "tickets_per_fan_max": 2}}),
+    )
+    .await;
+    assert_eq!(clash.status, 409, "{clash:?}");
+    let view = ops_get(&gateway, "/api/ops/cluster").await;
+    assert_eq!(view["store"]["ok"], true, "{view}");
+}
