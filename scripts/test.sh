@@ -13,6 +13,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# openssl: the mesh TLS test makes its CA and certificates with it.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing ${need[*]}"
