@@ -8,8 +8,10 @@
 //!   knows whether a fan is already in line (a fan joining again from
 //!   another device, without its queue token, must get its place back).
 //!   A `resume` (a fan with a queue token) always goes through.
-//! - [`Limits`]: a global rate limit and a per-fan one (governor's GCRA).
-//!   Excess gets 429 `rate_limited` with `Retry-After`.
+//! - [`Limits`]: a global rate limit, a per-fan one and, if configured,
+//!   per-client ones (every fan route, and logins on their own; see
+//!   `crate::client`), all governor's GCRA. Excess gets 429
+//!   `rate_limited` with `Retry-After`.
 
 use std::num::NonZeroU32;
 use std::sync::RwLock;
@@ -21,6 +23,7 @@ use onsale_schema::message::{EventOverview, JoinRefused, Push};
 use onsale_schema::{ErrorCode, EventId, FanId, SaleState};
 use rustc_hash::FxHashMap;
 
+use crate::client::ClientKey;
 use crate::reply::ApiError;
 
 /// What the edge knows of one event.
@@ -165,6 +168,19 @@ pub struct LimitConfig {
     pub global_per_s: NonZeroU32,
     pub fan_per_s: NonZeroU32,
     pub fan_burst: NonZeroU32,
+    /// Per-client limits (`None`: none).
+    pub client: Option<ClientLimitConfig>,
+}
+
+/// Limits per client (an IPv4 address or an IPv6 /64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLimitConfig {
+    /// Requests per second on the fan routes (catalogue, login, commands,
+    /// websocket upgrades), sustained, and in a burst.
+    pub per_s: NonZeroU32,
+    pub burst: NonZeroU32,
+    /// Logins per minute (a burst of as many).
+    pub logins_per_min: NonZeroU32,
 }
 
 /// The global and per-fan limiters.
@@ -172,6 +188,8 @@ pub struct LimitConfig {
 pub struct Limits {
     global: DefaultDirectRateLimiter,
     per_fan: DefaultKeyedRateLimiter<FanId>,
+    per_client: Option<DefaultKeyedRateLimiter<ClientKey>>,
+    logins: Option<DefaultKeyedRateLimiter<ClientKey>>,
     clock: DefaultClock,
 }
 
@@ -183,7 +201,47 @@ impl Limits {
             per_fan: RateLimiter::keyed(
                 Quota::per_second(config.fan_per_s).allow_burst(config.fan_burst),
             ),
+            per_client: config
+                .client
+                .map(|c| RateLimiter::keyed(Quota::per_second(c.per_s).allow_burst(c.burst))),
+            logins: config
+                .client
+                .map(|c| RateLimiter::keyed(Quota::per_minute(c.logins_per_min))),
             clock: DefaultClock::default(),
+        }
+    }
+
+    /// Whether per-client limits are on.
+    #[must_use]
+    pub fn per_client(&self) -> bool {
+        self.per_client.is_some()
+    }
+
+    /// One request from `client` through its limit (and, for a login, the
+    /// login limit too).
+    pub fn check_client(&self, client: ClientKey, login: bool) -> Result<(), ApiError> {
+        let limited = |limiter: &DefaultKeyedRateLimiter<ClientKey>, scope: &'static str| {
+            limiter.check_key(&client).map_err(|not_until| {
+                metrics::counter!("onsale_rate_limited_total", "scope" => scope).increment(1);
+                let wait = not_until.wait_time_from(self.clock.now());
+                let what = if scope == "login" {
+                    "logins"
+                } else {
+                    "requests"
+                };
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("too many {what} from this address"),
+                )
+                .retry_after(wait.as_secs() + 1)
+            })
+        };
+        if login && let Some(logins) = &self.logins {
+            limited(logins, "login")?;
+        }
+        match &self.per_client {
+            Some(per_client) => limited(per_client, "client"),
+            None => Ok(()),
         }
     }
 
@@ -214,6 +272,10 @@ impl Limits {
     pub fn forget_idle(&self) {
         self.per_fan.retain_recent();
         self.per_fan.shrink_to_fit();
+        for limiter in [&self.per_client, &self.logins].into_iter().flatten() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 }
 
@@ -231,6 +293,7 @@ mod tests {
             global_per_s: nz(1_000),
             fan_per_s: nz(1),
             fan_burst: nz(3),
+            client: None,
         });
         for _ in 0..3 {
             limits.check_fan(FanId(1)).unwrap();

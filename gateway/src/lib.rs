@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod client;
 pub mod edge;
 pub mod http;
 pub mod hub;

@@ -125,6 +125,26 @@ pub(crate) struct Args {
     #[arg(long, env = "ONSALE_FAN_BURST", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) fan_burst: u32,
+    /// Per-client limits: requests per second one client may make on the
+    /// fan routes (catalogue, login, commands, websocket upgrades). A
+    /// client is an IPv4 address or an IPv6 /64; behind a proxy, see
+    /// `--trusted-proxies`. Off unless given.
+    #[arg(long, env = "ONSALE_CLIENT_RPS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) client_rps: Option<u32>,
+    /// Requests one client may make in a burst (with `--client-rps`).
+    #[arg(long, env = "ONSALE_CLIENT_BURST", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..), requires = "client_rps")]
+    pub(crate) client_burst: u32,
+    /// Logins one client may make per minute (with `--client-rps`).
+    #[arg(long, env = "ONSALE_LOGINS_PER_MIN", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..), requires = "client_rps")]
+    pub(crate) logins_per_min: u32,
+    /// Proxies (comma-separated addresses or CIDR ranges, e.g.
+    /// 10.0.0.0/8,fd00::/8) whose `X-Forwarded-For` names the client;
+    /// from any other peer the header is ignored.
+    #[arg(long, env = "ONSALE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub(crate) trusted_proxies: Vec<onsale_gateway::client::Cidr>,
     /// Join the cluster mesh: listen for other onsale processes here
     /// (ractor_cluster sessions), e.g. 10.0.0.1:7100. Peers dial this
     /// address, so it must be reachable from them (not 0.0.0.0).

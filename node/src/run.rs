@@ -429,7 +429,16 @@ fn gateway_config(args: &Args, store: &Path, key: TokenKey) -> anyhow::Result<Ga
             global_per_s: nonzero(args.global_rps)?,
             fan_per_s: nonzero(args.fan_rps)?,
             fan_burst: nonzero(args.fan_burst)?,
+            client: match args.client_rps {
+                Some(rps) => Some(onsale_gateway::edge::ClientLimitConfig {
+                    per_s: nonzero(rps)?,
+                    burst: nonzero(args.client_burst)?,
+                    logins_per_min: nonzero(args.logins_per_min)?,
+                }),
+                None => None,
+            },
         },
         conn_capacity,
+        trusted_proxies: args.trusted_proxies.clone(),
     })
 }

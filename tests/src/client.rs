@@ -52,7 +52,39 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    exchange(stream, addr, method, path, headers, body).await
+}
+
+/// As [`request`], from the local address `from` (a loopback address
+/// such as 127.0.0.2: a client, or a proxy, of its own).
+pub async fn request_from(
+    from: &str,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("a source address"))
+        .expect("bind the source address");
+    let stream = socket
+        .connect(addr.parse().expect("an address"))
+        .await
+        .expect("connect");
+    exchange(stream, addr, method, path, headers, body).await
+}
+
+async fn exchange(
+    mut stream: TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n",

@@ -61,6 +61,10 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .layer(middleware::from_fn_with_state(
             gateway.clone(),
+            client_limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
             global_limit,
         ));
     let ops = Router::new()
@@ -130,8 +134,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
     let app = router(gateway.clone());
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file handles, or a connection reset while queued.
                 tracing::warn!(error = %e, "accept failed");
@@ -146,7 +150,15 @@ pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::
         }
         let _ = stream.set_nodelay(true);
         let guard = HttpGuard::new(&gateway);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // Every request carries its TCP peer (for per-client limits).
+        let service = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
         tokio::spawn(async move {
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -290,6 +302,36 @@ async fn count_requests(request: Request, next: Next) -> Response {
     )
     .increment(1);
     response
+}
+
+/// The TCP peer of a request's connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// Per-client limits on the fan routes (when configured): the client is
+/// the TCP peer, or the address a trusted proxy forwarded; logins count
+/// against their own limit too.
+async fn client_limit(State(gw): State<Gateway>, request: Request, next: Next) -> Response {
+    if gw.limits.per_client()
+        && let Some(Peer(peer)) = request.extensions().get::<Peer>().copied()
+    {
+        let forwarded = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<&str>>();
+        let client =
+            crate::client::client_addr(peer.ip(), forwarded.into_iter(), &gw.trusted_proxies);
+        let login = request.uri().path() == "/api/session";
+        if let Err(e) = gw
+            .limits
+            .check_client(crate::client::ClientKey::of(client), login)
+        {
+            return e.into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn global_limit(State(gw): State<Gateway>, request: Request, next: Next) -> Response {

@@ -29,6 +29,9 @@ pub struct GatewayConfig {
     /// Connections (HTTP and websockets) this process may hold, from its
     /// open-files limit.
     pub conn_capacity: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (see
+    /// `crate::client`); empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<crate::client::Cidr>,
 }
 
 impl GatewayConfig {
@@ -43,8 +46,10 @@ impl GatewayConfig {
                 global_per_s: NonZeroU32::new(50_000).expect("non-zero"),
                 fan_per_s: NonZeroU32::new(10).expect("non-zero"),
                 fan_burst: NonZeroU32::new(30).expect("non-zero"),
+                client: None,
             },
             conn_capacity: 1_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -73,6 +78,7 @@ pub struct Inner {
     /// Open connections (HTTP and websockets together) this process may
     /// hold, from its open-files limit.
     pub conn_capacity: usize,
+    pub trusted_proxies: Vec<crate::client::Cidr>,
 }
 
 impl Deref for Gateway {
@@ -117,6 +123,7 @@ impl Gateway {
             fan_sockets: std::sync::Mutex::default(),
             webhook_seen: std::sync::Mutex::default(),
             conn_capacity: config.conn_capacity,
+            trusted_proxies: config.trusted_proxies,
         }));
         let weak = Arc::downgrade(&gateway.0);
         tokio::spawn(async move {
