@@ -191,6 +191,20 @@ impl Catalog {
         found
     }
 
+    /// Every event, by id (for operators: no limit on the count).
+    pub async fn all(&self) -> Vec<Arc<EventInfo>> {
+        self.refresh(false).await;
+        let mut all: Vec<Arc<EventInfo>> = self
+            .events
+            .read()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by_key(|info| info.event);
+        all
+    }
+
     /// Forget when the store was read, so the next miss rereads it.
     pub async fn invalidate(&self) {
         *self.refreshed.lock().await = None;

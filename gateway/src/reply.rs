@@ -106,7 +106,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidToken
         | ErrorCode::TokenExpired => StatusCode::BAD_REQUEST,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::UnknownEvent => StatusCode::NOT_FOUND,
+        ErrorCode::UnknownEvent | ErrorCode::UnknownNode => StatusCode::NOT_FOUND,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::EventExists
@@ -164,6 +164,7 @@ pub fn over_http(reply: Reply) -> Reply {
         | Reply::PaymentSettled { .. }
         | Reply::Sale { .. }
         | Reply::Audit { .. }
+        | Reply::NodeStatus { .. }
         | Reply::Error { .. }
         | Reply::NotOwner { .. } => reply,
     }

@@ -45,6 +45,7 @@ codes! {
     PayloadTooLarge => "payload_too_large", "The body or frame is larger than the limit.";
     Undecodable => "undecodable", "Binary input could not be decoded.";
     UnknownEvent => "unknown_event", "No event has this id.";
+    UnknownNode => "unknown_node", "No node of the cluster has this name.";
     EventExists => "event_exists", "An event with this id exists; its venue and settings cannot be replaced.";
     UnknownSection => "unknown_section", "The venue has no such section.";
     UnknownSeat => "unknown_seat", "The venue has no such seat.";

@@ -12,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod message;
+pub mod ops;
 pub mod rpc;
 pub mod snapshot;
 pub mod spec;

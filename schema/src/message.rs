@@ -449,7 +449,23 @@ message_enum! {
         /// This node does not own the event: `owner` does (code
         /// `not_owner`). Given by the node, never by the event.
         NotOwner { owner: EventOwner },
+        /// A node's own account of itself, for operators (asked over the
+        /// mesh). Given by the node, never by the event.
+        NodeStatus { status: NodeStatus },
     }
+}
+
+/// What a node says of itself when operators ask (over the mesh).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: String,
+    /// Whether it owns events (role `node`); a gateway owns none.
+    pub owns_events: bool,
+    /// Fan websockets open on it now.
+    pub fans: u64,
+    /// The overview of each event it serves, by event, without section
+    /// summaries (a node may serve thousands of events).
+    pub events: Vec<EventOverview>,
 }
 
 /// The node that owns an event, as a node that does not own it last saw

@@ -52,7 +52,7 @@ use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::rpc::Client;
 use onsale_cluster::store::sqlite::SqliteStore;
 use onsale_cluster::store::{
-    Acquisition, EventLease, JournalBytes, NodeId, NodeRecord, Store, StoreError, StoredEvent,
+    Acquisition, EventLease, JournalBytes, NodeFlags, NodeId, NodeRecord, Store, StoreError, StoredEvent,
 };
 use onsale_schema::message::{
     Area, Command, HoldRequest, PaymentSettled, ProviderAnswer, Reply, SaleCommand,
@@ -225,6 +225,15 @@ impl Store for Counted {
     }
     fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError> {
         self.inner.live_nodes(now)
+    }
+    fn set_node_flags(&self, n: &NodeId, f: NodeFlags) -> Result<(), StoreError> {
+        self.inner.set_node_flags(n, f)
+    }
+    fn node_flags(&self) -> Result<Vec<(NodeId, NodeFlags)>, StoreError> {
+        self.inner.node_flags()
+    }
+    fn event_leases(&self) -> Result<Vec<EventLease>, StoreError> {
+        self.inner.event_leases()
     }
     fn acquire_event_over(
         &self,

@@ -73,6 +73,9 @@ pub enum Request {
         event: EventId,
         over: EventOwner,
     },
+    /// The receiver's own account, for operators: answered with
+    /// `Reply::NodeStatus`.
+    Status,
 }
 
 /// Why a batch or a frame was refused.

@@ -51,9 +51,10 @@ use tokio::sync::broadcast;
 use crate::event_log::StoreLog;
 use crate::mesh::wire::Request;
 use crate::mesh::{HOPS_MAX, Mesh, MeshError, MeshSlot, RemotePushes, placement};
-use crate::store::{Acquisition, EventLease, NodeId, Store, StoreError};
+use crate::store::{Acquisition, EventLease, NodeFlags, NodeId, Store, StoreError};
 
 mod error;
+mod ops;
 pub mod owners;
 mod restore;
 
@@ -113,7 +114,7 @@ type SharedOwners = Arc<RwLock<Owners>>;
 #[derive(Debug, Default)]
 struct View {
     /// Live nodes that may own events (store heartbeats, minus nodes the
-    /// mesh proved dead), sorted.
+    /// mesh proved dead and nodes operators cordoned), sorted.
     placeable: Vec<NodeId>,
     /// Their registered addresses (cluster addresses on a mesh).
     addrs: Vec<String>,
@@ -131,6 +132,9 @@ pub struct Node {
     store: StoreRef,
     mesh: MeshSlot,
     view: Arc<RwLock<View>>,
+    /// Fan websockets open on this process (kept by its gateway).
+    fans: Arc<std::sync::atomic::AtomicUsize>,
+    lease_ttl_ms: u64,
 }
 
 /// Where a call for an event goes.
@@ -162,7 +166,11 @@ impl Node {
         let store = StoreRef(Arc::clone(&config.store));
         let view: Arc<RwLock<View>> = Arc::default();
         let mesh = MeshSlot::default();
-        let (me, owns_events) = (config.node.clone(), config.owns_events);
+        let (me, owns_events, lease_ttl_ms) = (
+            config.node.clone(),
+            config.owns_events,
+            config.lease_ttl_ms,
+        );
         let args = RouterArgs {
             config,
             events: Arc::clone(&events),
@@ -182,6 +190,8 @@ impl Node {
             store,
             mesh,
             view,
+            fans: Arc::default(),
+            lease_ttl_ms,
         })
     }
 
@@ -353,6 +363,9 @@ impl Node {
     /// A call another node forwarded here.
     pub(crate) async fn serve(&self, request: Request, hops: u8) -> Reply {
         match request {
+            Request::Status => Reply::NodeStatus {
+                status: self.status().await,
+            },
             Request::Command { event, command } => self.route(event, command, hops).await,
             Request::Create { spec } => self.create_here(*spec).await,
             Request::Move { event, to } => match self.move_here(event, NodeId(to)).await {
@@ -529,14 +542,14 @@ impl Node {
             return Reply::error(ErrorCode::Busy, "a gateway-only node creates no events");
         }
         let event = spec.event;
-        let created = async {
-            self.ask_router(|reply| RouterMsg::Create { spec, reply })
-                .await??;
-            self.handle(event).await
-        };
-        match created.await {
-            Ok(handle) => handle.call(Command::Overview).await,
-            Err(error) => error.into(),
+        let created = self
+            .ask_router(|reply| RouterMsg::Create { spec, reply })
+            .await;
+        match created {
+            // Wherever it is served (created again, it may live elsewhere).
+            Ok(Ok(())) => self.call(event, Command::Overview).await,
+            Ok(Err(error)) => NodeError::from(error).into(),
+            Err(error) => NodeError::from(error).into(),
         }
     }
 
@@ -629,6 +642,8 @@ pub enum RouterMsg {
     },
     /// A mesh session with this node is ready.
     PeerAlive(NodeId),
+    /// Operators changed a node's flags: read the view again now.
+    Refresh,
 }
 
 impl ractor::Message for RouterMsg {}
@@ -667,6 +682,11 @@ pub struct RouterState {
     /// Since when this node has had no mesh session at all while other
     /// nodes are live in the store.
     alone_since: Option<std::time::Instant>,
+    /// Operators' flags on nodes, as the store last listed them.
+    flags: FxHashMap<NodeId, NodeFlags>,
+    /// The placeable nodes changed since events not yet on sale were last
+    /// moved to their desired owners (see `relocate`).
+    rebalance: bool,
 }
 
 impl Actor for RouterActor {
@@ -692,6 +712,8 @@ impl Actor for RouterActor {
             orphaned_since: FxHashMap::default(),
             mesh: args.mesh,
             alone_since: None,
+            flags: FxHashMap::default(),
+            rebalance: false,
         };
         if state.config.owns_events {
             state.heartbeat().await?;
@@ -746,6 +768,7 @@ impl Actor for RouterActor {
                 state.refresh_view().await;
                 if state.config.owns_events && !state.isolated().await {
                     state.adopt_orphans(&myself).await;
+                    state.relocate(&myself).await;
                 }
             }
             RouterMsg::PeerDead(peer) => {
@@ -779,6 +802,7 @@ impl Actor for RouterActor {
                     state.publish_view();
                 }
             }
+            RouterMsg::Refresh => state.refresh_view().await,
         }
         Ok(())
     }
@@ -842,18 +866,21 @@ impl RouterState {
         // An event's spec never changes once it exists: its journal and
         // snapshots index seats of that venue under that config, and a
         // replay over another venue could resell a sold seat.
-        let exists = self
+        // Creating it again with the very same spec is not an error: an
+        // operator's retry (or a tool's `create`) is idempotent by id.
+        let stored = self
             .blocking(move |s| {
-                let known = s.event_specs()?.iter().any(|(e, _)| *e == event);
-                Ok(known || s.event_lease(event)?.is_some())
+                let spec = s.event_specs()?.into_iter().find(|(e, _)| *e == event);
+                Ok((spec, s.event_lease(event)?.is_some()))
             })
             .await?;
-        if exists {
-            return Err(CreateError::Exists(event));
+        match stored {
+            (Some((_, Ok(stored))), _) if stored == bytes => Ok(()),
+            (Some(_), _) | (None, true) => Err(CreateError::Exists(event)),
+            (None, false) => Ok(self
+                .blocking(move |s| s.put_event_spec(event, &bytes))
+                .await?),
         }
-        Ok(self
-            .blocking(move |s| s.put_event_spec(event, &bytes))
-            .await?)
     }
 
     /// Serve `event` here: take its lease (over `over`, a lease of a node
@@ -1049,18 +1076,27 @@ impl RouterState {
         true
     }
 
-    /// Re-read the live nodes from the store and publish the view.
+    /// Re-read the live nodes and the nodes' flags from the store and
+    /// publish the view.
     async fn refresh_view(&mut self) {
-        match self.blocking(|s| s.live_nodes(wall_now())).await {
-            Ok(live) => {
+        match self
+            .blocking(|s| Ok((s.live_nodes(wall_now())?, s.node_flags()?)))
+            .await
+        {
+            Ok((live, flags)) => {
                 self.live = live;
+                self.flags = flags.into_iter().collect();
                 self.publish_view();
             }
             Err(e) => tracing::warn!(error = %e, "live nodes could not be read"),
         }
     }
 
-    fn publish_view(&self) {
+    fn flags_of(&self, node: &NodeId) -> NodeFlags {
+        self.flags.get(node).copied().unwrap_or_default()
+    }
+
+    fn publish_view(&mut self) {
         let mut placeable: Vec<NodeId> = self
             .live
             .iter()
@@ -1070,7 +1106,11 @@ impl RouterState {
         if self.config.owns_events && !placeable.contains(&self.config.node) {
             placeable.push(self.config.node.clone());
         }
+        placeable.retain(|node| !self.flags_of(node).cordoned);
         placeable.sort_unstable();
+        if self.view.read().expect("not poisoned").placeable != placeable {
+            self.rebalance = true;
+        }
         let addrs = self
             .live
             .iter()
@@ -1204,6 +1244,62 @@ impl RouterState {
                 }
             }
         }
+    }
+
+    /// Move events to their desired owners, within a time budget per tick
+    /// (the rest waits for the next one): every event while this node
+    /// drains; otherwise, after the placeable nodes changed, only events
+    /// not yet on sale (an event on sale never moves by itself). A move
+    /// that fails leaves the event here, to be tried again next tick.
+    async fn relocate(&mut self, myself: &ActorRef<RouterMsg>) {
+        let draining = self.flags_of(&self.config.node).draining;
+        if !draining && !self.rebalance {
+            return;
+        }
+        let Some(mesh) = self.mesh.get().cloned() else {
+            self.rebalance = false;
+            return;
+        };
+        let started = std::time::Instant::now();
+        let budget = Duration::from_millis((self.config.lease_ttl_ms / 6).max(50));
+        let mut events: Vec<EventId> = self.leases.keys().copied().collect();
+        events.sort_unstable();
+        let mut finished = true;
+        for event in events {
+            if started.elapsed() >= budget {
+                finished = false;
+                break;
+            }
+            let desired = {
+                let view = self.view.read().expect("not poisoned");
+                placement::owner_of(event, &view.placeable).cloned()
+            };
+            let Some(to) = desired.filter(|to| *to != self.config.node) else {
+                continue;
+            };
+            if !mesh.is_connected(&to) || (!draining && !self.scheduled(event).await) {
+                continue;
+            }
+            match self.move_event(myself, event, to.clone()).await {
+                Ok(lease) => tracing::info!(%event, to = %lease.node, draining, "event relocated"),
+                Err(reply) => tracing::warn!(%event, %to, ?reply, "relocation failed; retrying next tick"),
+            }
+        }
+        if finished {
+            self.rebalance = false;
+        }
+    }
+
+    /// Whether an event served here is still scheduled (not yet on sale).
+    async fn scheduled(&self, event: EventId) -> bool {
+        let handle = self.events.read().expect("not poisoned").get(&event).cloned();
+        let Some(handle) = handle else {
+            return false;
+        };
+        matches!(
+            handle.call(Command::Overview).await,
+            Reply::Overview { overview } if overview.sale == onsale_schema::SaleState::Scheduled
+        )
     }
 
     fn give_up(&mut self, event: EventId, why: &str) {

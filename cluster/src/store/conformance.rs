@@ -12,7 +12,7 @@
 use onsale_schema::{EventId, Millis};
 
 use super::{
-    Acquisition, EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeId, NodeRecord, Store,
+    Acquisition, EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeFlags, NodeId, NodeRecord, Store,
     StoreError, StoredEvent,
 };
 
@@ -35,6 +35,7 @@ macro_rules! checks {
 
 checks!(
     nodes_heartbeat_live_and_expire,
+    node_flags_set_clear_and_list_sorted,
     acquire_free_event,
     acquire_refused_while_another_node_holds_a_live_lease,
     acquire_after_expiry_bumps_the_epoch,
@@ -45,6 +46,7 @@ checks!(
     stale_epoch_writes_are_fenced_and_write_nothing,
     epochs_not_clocks_decide_whether_a_write_lands,
     leases_are_per_event,
+    event_leases_lists_every_lease_sorted,
     journal_appends_load_in_order,
     reappending_the_same_records_is_a_no_op,
     reappending_different_bytes_is_a_conflict,
@@ -233,6 +235,41 @@ pub fn nodes_heartbeat_live_and_expire(make: MakeStore<'_>) {
         names,
         vec![node("node-b")],
         "a heartbeat revives an expired node"
+    );
+}
+
+/// Operators' flags on nodes: set, replaced, cleared (a cleared node is
+/// not listed), for nodes live or not.
+pub fn node_flags_set_clear_and_list_sorted(make: MakeStore<'_>) {
+    let store = make();
+    assert_eq!(store.node_flags().unwrap(), vec![], "a fresh store flags no node");
+    let cordoned = NodeFlags {
+        cordoned: true,
+        draining: false,
+    };
+    let draining = NodeFlags {
+        cordoned: true,
+        draining: true,
+    };
+    store.set_node_flags(&node("node-b"), draining).unwrap();
+    store.set_node_flags(&node("node-a"), cordoned).unwrap();
+    store.set_node_flags(&node("node-c"), NodeFlags::default()).unwrap();
+    assert_eq!(
+        store.node_flags().unwrap(),
+        vec![(node("node-a"), cordoned), (node("node-b"), draining)],
+        "flagged nodes sorted by name; clear flags store nothing"
+    );
+    store.set_node_flags(&node("node-b"), cordoned).unwrap();
+    store.set_node_flags(&node("node-a"), NodeFlags::default()).unwrap();
+    assert_eq!(
+        store.node_flags().unwrap(),
+        vec![(node("node-b"), cordoned)],
+        "flags replace; clearing removes the entry"
+    );
+    assert_eq!(
+        store.live_nodes(Millis(0)).unwrap(),
+        vec![],
+        "flags are not heartbeats: no node became live"
     );
 }
 
@@ -597,6 +634,27 @@ pub fn leases_are_per_event(make: MakeStore<'_>) {
 // ----- journal -----
 
 /// Appends in several batches load back as one ascending journal.
+/// The bulk lease read sees what the per-event read sees, for every event.
+pub fn event_leases_lists_every_lease_sorted(make: MakeStore<'_>) {
+    let store = make();
+    assert_eq!(store.event_leases().unwrap(), vec![], "no leases in a fresh store");
+    let high = EventId(u64::MAX >> 11);
+    for event in [EventId(7), high, EventId(1)] {
+        store
+            .acquire_event(event, &node("node-a"), TTL_MS, Millis(0))
+            .unwrap()
+            .expect("free event");
+    }
+    let released = store.event_lease(EventId(7)).unwrap().unwrap();
+    store.release_event(&released).unwrap();
+    let listed = store.event_leases().unwrap();
+    let expected: Vec<EventLease> = [EventId(1), EventId(7), high]
+        .into_iter()
+        .map(|e| store.event_lease(e).unwrap().unwrap())
+        .collect();
+    assert_eq!(listed, expected, "every lease, released ones too, by event");
+}
+
 pub fn journal_appends_load_in_order(make: MakeStore<'_>) {
     let store = make();
     let event = EventId(20);

@@ -91,6 +91,14 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.live_nodes(now)
     }
 
+    fn set_node_flags(&self, node: &NodeId, flags: super::NodeFlags) -> Result<(), StoreError> {
+        self.write(|s| s.set_node_flags(node, flags))
+    }
+
+    fn node_flags(&self) -> Result<Vec<(NodeId, super::NodeFlags)>, StoreError> {
+        self.inner.node_flags()
+    }
+
     fn acquire_event_over(
         &self,
         event: EventId,
@@ -114,6 +122,10 @@ impl<S: Store> Store for FaultyStore<S> {
 
     fn release_event(&self, lease: &EventLease) -> Result<(), StoreError> {
         self.inner.release_event(lease)
+    }
+
+    fn event_leases(&self) -> Result<Vec<EventLease>, StoreError> {
+        self.inner.event_leases()
     }
 
     fn event_lease(&self, event: EventId) -> Result<Option<EventLease>, StoreError> {

@@ -72,7 +72,7 @@ use onsale_schema::{EventId, Millis};
 
 use super::frame::{self, Sealed};
 use super::{
-    Acquisition, Damage, EventLease, JournalBytes, NodeId, NodeRecord, SpecBytes, Store,
+    Acquisition, Damage, EventLease, JournalBytes, NodeFlags, NodeId, NodeRecord, SpecBytes, Store,
     StoreError, StoredEvent, acquire_rule, check_batch,
 };
 
@@ -501,6 +501,44 @@ impl Store for FdbStore {
         Ok(live)
     }
 
+    fn set_node_flags(&self, node: &NodeId, flags: NodeFlags) -> Result<(), StoreError> {
+        let key = self.root.pack(&("node_flags", node.0.as_str()));
+        let value = pack(&(u64::from(flags.cordoned), u64::from(flags.draining)));
+        self.run(|trx, _| {
+            let (key, value) = (&key, &value);
+            async move {
+                if flags.is_clear() {
+                    trx.clear(key);
+                } else {
+                    trx.set(key, value);
+                }
+                Ok(())
+            }
+        })
+    }
+
+    fn node_flags(&self) -> Result<Vec<(NodeId, NodeFlags)>, StoreError> {
+        let under = self.root.subspace(&("node_flags",));
+        self.run(|trx, _| {
+            let under = &under;
+            async move {
+                let mut flagged = Vec::new();
+                for (key, value) in read_range(&trx, under.range()).await? {
+                    let name: Cow<'_, str> = under.unpack(&key).map_err(|e| bad_tuple(&key, e))?;
+                    let (cordoned, draining): (u64, u64) = decode(&value)?;
+                    flagged.push((
+                        NodeId(name.into_owned()),
+                        NodeFlags {
+                            cordoned: cordoned != 0,
+                            draining: draining != 0,
+                        },
+                    ));
+                }
+                Ok(flagged)
+            }
+        })
+    }
+
     fn acquire_event_over(
         &self,
         event: EventId,
@@ -567,6 +605,27 @@ impl Store for FdbStore {
         self.run(|trx, _| {
             let keys = &keys;
             async move { lease_of(&trx, keys).await }
+        })
+    }
+
+    fn event_leases(&self) -> Result<Vec<EventLease>, StoreError> {
+        let under = self.root.subspace(&("lease",));
+        self.run(|trx, _| {
+            let under = &under;
+            async move {
+                let mut leases = Vec::new();
+                for (key, value) in read_range(&trx, under.range()).await? {
+                    let event: u64 = under.unpack(&key).map_err(|e| bad_tuple(&key, e))?;
+                    let (node, epoch, expires): (Cow<'_, str>, u64, u64) = decode(&value)?;
+                    leases.push(EventLease {
+                        event: EventId(event),
+                        node: NodeId(node.into_owned()),
+                        epoch,
+                        expires: Millis(expires),
+                    });
+                }
+                Ok(leases)
+            }
         })
     }
 

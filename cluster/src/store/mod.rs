@@ -62,6 +62,24 @@ pub struct NodeRecord {
     pub expires: Millis,
 }
 
+/// What operators asked of a node, kept in the store: it outlives the
+/// node's process, and every node reads it when it places events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeFlags {
+    /// Placement passes the node over: no event is placed on it.
+    pub cordoned: bool,
+    /// The node moves each event it serves to the event's desired owner.
+    pub draining: bool,
+}
+
+impl NodeFlags {
+    /// Neither flag set (the store keeps no entry for such a node).
+    #[must_use]
+    pub fn is_clear(self) -> bool {
+        !self.cordoned && !self.draining
+    }
+}
+
 /// The right to own `event` until `expires`, at fencing `epoch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventLease {
@@ -264,6 +282,13 @@ pub trait Store: Send + Sync + 'static {
     /// Nodes whose lease has not expired at `now`, sorted by node.
     fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError>;
 
+    /// Set a node's flags (clear flags remove its entry). The node need
+    /// not be live: an operator may cordon a node before it starts.
+    fn set_node_flags(&self, node: &NodeId, flags: NodeFlags) -> Result<(), StoreError>;
+
+    /// Every node with a flag set, sorted by node.
+    fn node_flags(&self) -> Result<Vec<(NodeId, NodeFlags)>, StoreError>;
+
     // ----- event leases -----
 
     /// Take ownership of `event` for `node` by the rule of
@@ -319,6 +344,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The current lease of `event`, expired or not.
     fn event_lease(&self, event: EventId) -> Result<Option<EventLease>, StoreError>;
+
+    /// Every event's current lease, expired or not, sorted by event (for
+    /// operators' listings: one read, not one per event).
+    fn event_leases(&self) -> Result<Vec<EventLease>, StoreError>;
 
     // ----- an event's durable state (every write fenced) -----
 

@@ -49,7 +49,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, Transactio
 use super::frame::{self, FrameError, Sealed};
 use super::marks::{Mark, Marks};
 use super::{
-    Acquisition, Damage, EventLease, JournalBytes, Lost, NodeId, NodeRecord, SpecBytes, Store,
+    Acquisition, Damage, EventLease, JournalBytes, Lost, NodeFlags, NodeId, NodeRecord, SpecBytes,
+    Store,
     StoreError, StoredEvent, acquire_rule, check_batch,
 };
 
@@ -278,7 +279,12 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS event_specs (
                  event INTEGER PRIMARY KEY,
                  spec BLOB NOT NULL
-             );",
+             );
+             CREATE TABLE IF NOT EXISTS node_flags (
+                 node TEXT PRIMARY KEY,
+                 cordoned INTEGER NOT NULL,
+                 draining INTEGER NOT NULL
+             ) WITHOUT ROWID;",
         )
         .map_err(|e| open_error(path, e))?;
         if found.is_none_or(|v| v < 2) {
@@ -752,6 +758,47 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_node_flags(&self, node: &NodeId, flags: NodeFlags) -> Result<(), StoreError> {
+        self.write(|tx| {
+            if flags.is_clear() {
+                tx.prepare_cached("DELETE FROM node_flags WHERE node = ?1")
+                    .map_err(sql)?
+                    .execute([&node.0])
+                    .map_err(sql)?;
+                return Ok(());
+            }
+            tx.prepare_cached(
+                "INSERT INTO node_flags (node, cordoned, draining) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (node) DO UPDATE SET
+                     cordoned = excluded.cordoned, draining = excluded.draining",
+            )
+            .map_err(sql)?
+            .execute((&node.0, flags.cordoned, flags.draining))
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn node_flags(&self) -> Result<Vec<(NodeId, NodeFlags)>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT node, cordoned, draining FROM node_flags ORDER BY node")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((
+                        NodeId(row.get(0)?),
+                        NodeFlags {
+                            cordoned: row.get(1)?,
+                            draining: row.get(2)?,
+                        },
+                    ))
+                })
+                .map_err(sql)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+        })
+    }
+
     fn acquire_event_over(
         &self,
         event: EventId,
@@ -799,6 +846,39 @@ impl Store for SqliteStore {
 
     fn event_lease(&self, event: EventId) -> Result<Option<EventLease>, StoreError> {
         self.read(|tx| lease_row(tx, event))
+    }
+
+    fn event_leases(&self) -> Result<Vec<EventLease>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT event, node, epoch, expires_ms FROM event_leases ORDER BY event",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        NodeId(row.get(1)?),
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(sql)?;
+            let mut leases = Vec::new();
+            for row in rows {
+                let (event, node, epoch, expires) = row.map_err(sql)?;
+                leases.push(EventLease {
+                    event: EventId(from_sql(event)),
+                    node,
+                    epoch: from_sql(epoch),
+                    expires: Millis(from_sql(expires)),
+                });
+            }
+            // Event ids are bit-cast into SQL: sort as unsigned here.
+            leases.sort_unstable_by_key(|lease| lease.event);
+            Ok(leases)
+        })
     }
 
     fn append_journal(

@@ -13,6 +13,7 @@
 //! cache (a fresh `join` to a sold-out or closed event is answered here),
 //! the per-fan rate limit, and only then the event actor.
 
+mod cluster_ops;
 mod fan;
 mod operator;
 mod shaped_io;
@@ -65,13 +66,21 @@ pub fn router(gateway: Gateway) -> Router {
     let ops = Router::new()
         .route(
             VENUE_ROUTE,
-            post(operator::create_event).layer(DefaultBodyLimit::max(limits::VENUE_FILE_BYTES_MAX)),
+            post(operator::create_event)
+                .layer(DefaultBodyLimit::max(limits::VENUE_FILE_BYTES_MAX))
+                .get(cluster_ops::events),
         )
+        .route("/api/ops/events/{event}", get(cluster_ops::event))
         .route("/api/ops/events/{event}/sale", post(operator::sale))
         .route("/api/ops/events/{event}/stats", get(operator::stats))
         .route("/api/ops/events/{event}/audit", get(operator::audit))
         .route("/api/ops/events/{event}/move", post(operator::move_event))
-        .route("/api/ops/cluster", get(operator::cluster))
+        .route("/api/ops/cluster", get(cluster_ops::cluster))
+        .route("/api/ops/nodes", get(cluster_ops::nodes))
+        .route("/api/ops/nodes/{node}", get(cluster_ops::node))
+        .route("/api/ops/nodes/{node}/cordon", post(cluster_ops::cordon))
+        .route("/api/ops/nodes/{node}/uncordon", post(cluster_ops::uncordon))
+        .route("/api/ops/nodes/{node}/drain", post(cluster_ops::drain))
         .route_layer(middleware::from_fn_with_state(
             gateway.clone(),
             operator_only,

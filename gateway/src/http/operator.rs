@@ -108,21 +108,3 @@ pub(super) async fn move_event(
         Err(reply) => reply_result(reply),
     }
 }
-
-/// `GET /api/ops/cluster`: this process as it sees the cluster: its name
-/// and role, its mesh peers, the nodes it would place events on, and the
-/// events it serves.
-pub(super) async fn cluster(State(gw): State<Gateway>) -> Result<Response, ApiError> {
-    let node = &gw.node;
-    let names = |nodes: Vec<NodeId>| nodes.into_iter().map(|n| n.0).collect::<Vec<String>>();
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({
-            "node": node.name().0,
-            "owns_events": node.owns_events(),
-            "peers": node.mesh().map(|m| names(m.peers())).unwrap_or_default(),
-            "placeable": names(node.placeable()),
-            "serves": node.owned(),
-        }),
-    ))
-}

@@ -63,7 +63,8 @@ pub struct Inner {
     pub edge: Arc<EdgeCache>,
     pub catalog: Catalog,
     pub hub: HubHandle,
-    pub ws_open: AtomicUsize,
+    /// Fan websockets open now (the node's count: it reports it).
+    pub ws_open: Arc<AtomicUsize>,
     pub http_open: AtomicUsize,
     /// Webhook signatures seen within the replay window, and when.
     pub(super) webhook_seen: std::sync::Mutex<super::webhook::SeenDeliveries>,
@@ -101,6 +102,7 @@ impl Gateway {
         crate::telemetry::install();
         let edge = Arc::new(EdgeCache::default());
         let hub = hub::spawn(node.clone(), Arc::clone(&edge));
+        let fans = node.fans_open();
         let gateway = Gateway(Arc::new(Inner {
             catalog: Catalog::new(node.clone()),
             node,
@@ -110,7 +112,7 @@ impl Gateway {
             limits: Limits::new(config.limits),
             edge,
             hub,
-            ws_open: AtomicUsize::new(0),
+            ws_open: fans,
             http_open: AtomicUsize::new(0),
             fan_sockets: std::sync::Mutex::default(),
             webhook_seen: std::sync::Mutex::default(),
