@@ -112,7 +112,9 @@ struct Answer {
 impl Client {
     pub fn new(endpoints: Vec<Endpoint>, token: String) -> Result<Client> {
         if endpoints.is_empty() {
-            return Err(CtlError::usage("no endpoint given (--endpoint or ONSALE_ENDPOINT)"));
+            return Err(CtlError::usage(
+                "no endpoint given (--endpoint or ONSALE_ENDPOINT)",
+            ));
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -340,11 +342,21 @@ mod tests {
             "/x",
         );
         assert_eq!((e.kind, e.code.as_str()), (Kind::NotFound, "unknown_event"));
-        let e = server_error(&answer(409, r#"{"code":"event_exists","message":"m"}"#), "/x");
+        let e = server_error(
+            &answer(409, r#"{"code":"event_exists","message":"m"}"#),
+            "/x",
+        );
         assert_eq!(e.kind, Kind::Conflict);
-        let e = server_error(&answer(401, r#"{"code":"unauthorized","message":"m"}"#), "/x");
+        let e = server_error(
+            &answer(401, r#"{"code":"unauthorized","message":"m"}"#),
+            "/x",
+        );
         assert_eq!(e.kind, Kind::Error);
-        assert!(e.message.contains("operator token was refused"), "{}", e.message);
+        assert!(
+            e.message.contains("operator token was refused"),
+            "{}",
+            e.message
+        );
         let e = server_error(&answer(500, "not json"), "/x");
         assert_eq!(e.code, "500");
     }

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::api::{self, ClusterView, EventEntry, EventList, NodeEntry, NodeList};
+use crate::api::{
+    self, ClusterView, EventEntry, EventList, NodeEntry, NodeList, NodeRole, NodeState,
+};
 use crate::cli::ClusterCommand;
 use crate::client::Client;
 use crate::error::{CtlError, Result};
@@ -55,10 +57,10 @@ fn status(client: &Client) -> Result<Status> {
     })
 }
 
-fn count_by<'a>(items: impl Iterator<Item = &'a str>) -> BTreeMap<String, u64> {
+fn count_by(items: impl Iterator<Item = String>) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for item in items {
-        *counts.entry(item.to_owned()).or_insert(0) += 1;
+        *counts.entry(item).or_insert(0) += 1;
     }
     counts
 }
@@ -74,14 +76,17 @@ fn spelled(counts: &BTreeMap<String, u64>) -> String {
 impl Status {
     /// Nodes that own events (role "node"), and the gateways.
     fn owners(&self) -> impl Iterator<Item = &NodeEntry> {
-        self.nodes.nodes.iter().filter(|n| n.role != "gateway")
+        self.nodes
+            .nodes
+            .iter()
+            .filter(|n| n.role != NodeRole::Gateway)
     }
 
     /// Why the cluster is not healthy; empty when it is.
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for node in &self.nodes.nodes {
-            if node.state == "gone" {
+            if node.state == NodeState::Gone {
                 problems.push(format!("node {} is gone", node.node));
             } else if !node.reachable {
                 problems.push(format!(
@@ -90,16 +95,16 @@ impl Status {
                 ));
             }
         }
-        if self.owners().all(|n| n.state == "gone") {
+        if self.owners().all(|n| n.state == NodeState::Gone) {
             problems.push("no node that owns events is up".to_owned());
         }
-        match &self.view.store {
-            Some(store) if !store.ok => problems.push(format!(
+        let store = &self.view.store;
+        if !store.ok {
+            problems.push(format!(
                 "store {} is failing: {}",
                 store.backend,
                 store.error.as_deref().unwrap_or("no detail")
-            )),
-            _ => {}
+            ));
         }
         problems
     }
@@ -109,7 +114,7 @@ impl Status {
             .events
             .iter()
             .filter(|e| e.owner.is_some())
-            .filter_map(|e| e.lease_expires)
+            .filter_map(|e| e.lease_expires.map(|t| t.0))
             .collect();
         let missing = self.events.iter().filter(|e| e.owner.is_none()).count() as u64;
         (
@@ -122,13 +127,12 @@ impl Status {
 
     fn view(&self, out: Out) -> View {
         let owners: Vec<&NodeEntry> = self.owners().collect();
-        let up = owners.iter().filter(|n| n.state != "gone").count();
-        let by_state = count_by(self.nodes.nodes.iter().map(|n| n.state.as_str()));
-        let by_sale = count_by(
-            self.events
-                .iter()
-                .map(|e| e.sale.as_deref().unwrap_or("not_served")),
-        );
+        let up = owners.iter().filter(|n| n.state != NodeState::Gone).count();
+        let by_state = count_by(self.nodes.nodes.iter().map(|n| api::name(&n.state)));
+        let by_sale = count_by(self.events.iter().map(|e| {
+            e.sale
+                .map_or("not_served".to_owned(), |s| s.as_str().to_owned())
+        }));
         let (live, missing, first, last) = self.leases();
         let gateways = self.nodes.nodes.len() - owners.len();
         let problems = self.problems();
@@ -141,21 +145,17 @@ impl Status {
             "events": {"total": self.events.len(), "by_sale": by_sale},
             "leases": {"live": live, "without_owner": missing,
                        "first_expires": first, "last_expires": last},
-            "store": self.view.store.as_ref().map(|s| json!({
-                "backend": s.backend, "ok": s.ok, "latency_ms": s.latency_ms, "error": s.error})),
+            "store": self.view.store,
         });
-        let store = match &self.view.store {
-            Some(s) if s.ok => format!(
-                "{} ok ({} ms)",
-                s.backend,
-                s.latency_ms.map_or("-".to_owned(), |l| format!("{l:.1}"))
-            ),
-            Some(s) => format!(
+        let s = &self.view.store;
+        let store = if s.ok {
+            format!("{} ok (a read took {:.1} ms)", s.backend, s.latency_ms)
+        } else {
+            format!(
                 "{} FAILING: {}",
                 s.backend,
                 s.error.as_deref().unwrap_or("no detail")
-            ),
-            None => "unknown (the server does not report it)".to_owned(),
+            )
         };
         let lease_line = match (first, last) {
             (Some(first), Some(last)) => format!(
@@ -202,11 +202,16 @@ fn health(client: &Client, out: Out) -> Result<()> {
     let status = status(client)?;
     let problems = status.problems();
     if out.json() {
-        out.document(&json!({"healthy": problems.is_empty(), "problems": problems,
-                             "answered_by": status.nodes.answered_by}));
+        out.document(
+            &json!({"healthy": problems.is_empty(), "problems": problems,
+                             "answered_by": status.nodes.answered_by}),
+        );
     } else if problems.is_empty() {
         let up = status.owners().count();
-        println!("healthy: {up}/{up} nodes up, answered by {}", status.nodes.answered_by);
+        println!(
+            "healthy: {up}/{up} nodes up, answered by {}",
+            status.nodes.answered_by
+        );
     } else {
         println!("unhealthy: {}", problems.join("; "));
     }
@@ -240,8 +245,10 @@ pub fn placement(client: &Client, out: Out, diff: bool) -> Result<()> {
     if out.json() {
         let rows: Vec<Value> = shown
             .iter()
-            .map(|e| json!({"event": e.event, "name": e.name, "owner": e.owner,
-                            "desired": e.desired, "placement": placed(e)}))
+            .map(|e| {
+                json!({"event": e.event.0, "name": e.name, "owner": e.owner,
+                            "desired": e.desired, "placement": placed(e)})
+            })
             .collect();
         out.document(&json!({"events": rows}));
         return Ok(());
@@ -249,7 +256,7 @@ pub fn placement(client: &Client, out: Out, diff: bool) -> Result<()> {
     let mut table = Table::new(&["EVENT", "NAME", "OWNER", "DESIRED", "PLACEMENT"]);
     for e in shown {
         table.row(vec![
-            e.event.to_string(),
+            e.event.0.to_string(),
             e.name.clone(),
             cell(e.owner.as_ref()),
             cell(e.desired.as_ref()),
@@ -263,20 +270,24 @@ pub fn placement(client: &Client, out: Out, diff: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(name: &str, role: &str, state: &str, reachable: bool) -> NodeEntry {
-        NodeEntry {
-            node: name.into(),
-            role: role.into(),
-            state: state.into(),
-            reachable,
-            ..NodeEntry::default()
-        }
-    }
+    use crate::api::testing::{event, node};
+    use onsale_schema::ops::StoreHealth;
 
     fn status(nodes: Vec<NodeEntry>) -> Status {
         Status {
-            view: ClusterView::default(),
+            view: ClusterView {
+                node: "n0".into(),
+                owns_events: true,
+                peers: Vec::new(),
+                placeable: Vec::new(),
+                serves: Vec::new(),
+                store: StoreHealth {
+                    backend: "sqlite".into(),
+                    ok: true,
+                    latency_ms: 0.2,
+                    error: None,
+                },
+            },
             nodes: NodeList {
                 answered_by: "n0".into(),
                 nodes,
@@ -287,29 +298,30 @@ mod tests {
     }
 
     #[test]
-    fn a_gone_or_unreachable_node_is_unhealthy() {
+    fn a_gone_or_unreachable_node_or_a_failing_store_is_unhealthy() {
         let healthy = status(vec![
-            node("g0", "gateway", "up", true),
-            node("n0", "node", "up", true),
-            node("n1", "node", "cordoned", true),
+            node("g0", NodeRole::Gateway, NodeState::Up, true),
+            node("n0", NodeRole::Node, NodeState::Up, true),
+            node("n1", NodeRole::Node, NodeState::Cordoned, true),
         ]);
         assert!(healthy.problems().is_empty());
         let gone = status(vec![
-            node("n0", "node", "up", true),
-            node("n1", "node", "gone", false),
+            node("n0", NodeRole::Node, NodeState::Up, true),
+            node("n1", NodeRole::Node, NodeState::Gone, false),
         ]);
         assert_eq!(gone.problems(), vec!["node n1 is gone".to_owned()]);
-        let cut = status(vec![node("n0", "node", "up", false)]);
+        let cut = status(vec![node("n0", NodeRole::Node, NodeState::Up, false)]);
         assert_eq!(cut.problems().len(), 1);
+        let mut failing = status(vec![node("n0", NodeRole::Node, NodeState::Up, true)]);
+        failing.view.store.ok = false;
+        assert_eq!(failing.problems().len(), 1);
     }
 
     #[test]
     fn placement_compares_owner_and_desired() {
-        let mut e = EventEntry {
-            owner: Some("n1".into()),
-            desired: Some("n1".into()),
-            ..EventEntry::default()
-        };
+        let mut e = event(1);
+        e.owner = Some("n1".into());
+        e.desired = Some("n1".into());
         assert_eq!(placed(&e), "ok");
         e.desired = Some("n2".into());
         assert_eq!(placed(&e), "misplaced");

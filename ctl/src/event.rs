@@ -7,7 +7,7 @@ use onsale_schema::EventConfig;
 use onsale_schema::venue::Venue;
 use serde_json::{Value, json};
 
-use crate::api::{self, Audit, EventDetail, EventEntry, Overview};
+use crate::api::{self, Audit, EventDetail, EventEntry, Overview, SaleState};
 use crate::cli::{CreateArgs, EventCommand};
 use crate::client::Client;
 use crate::cluster;
@@ -38,7 +38,8 @@ pub fn run(client: &Client, out: Out, command: &EventCommand) -> Result<()> {
             out,
             *event,
             to,
-            wait.then(|| timefmt::parse_duration(deadline)).transpose()?,
+            wait.then(|| timefmt::parse_duration(deadline))
+                .transpose()?,
         ),
         EventCommand::Audit { event } => audit(client, out, *event),
     }
@@ -109,9 +110,9 @@ fn table(events: &[EventEntry], wide: bool) -> Table {
     let mut table = Table::new(&headers);
     for e in events {
         let mut row = vec![
-            e.event.to_string(),
+            e.event.0.to_string(),
             e.name.clone(),
-            cell(e.sale.as_ref()),
+            cell(e.sale.map(SaleState::as_str)),
             cell(e.owner.as_ref()),
             cell(e.epoch),
             cell(e.desired.as_ref()),
@@ -122,9 +123,9 @@ fn table(events: &[EventEntry], wide: bool) -> Table {
         if wide {
             row.extend([
                 e.city.clone(),
-                time_cell(e.starts_at),
-                time_cell(e.lease_expires),
-                cell(e.admitted_through),
+                time_cell(Some(e.starts_at.0)),
+                time_cell(e.lease_expires.map(|t| t.0)),
+                cell(e.admitted_through.map(|p| p.0)),
             ]);
         }
         table.row(row);
@@ -145,10 +146,10 @@ fn describe(client: &Client, out: Out, event: u64) -> Result<()> {
 
 fn detail_rows(d: &EventDetail, now_ms: u64) -> Vec<(&'static str, String)> {
     let mut rows = vec![
-        ("event", d.event.to_string()),
+        ("event", d.event.0.to_string()),
         ("name", d.name.clone()),
         ("city", d.city.clone()),
-        ("starts", time_cell(d.starts_at)),
+        ("starts", time_cell(Some(d.starts_at.0))),
     ];
     match &d.lease {
         Some(lease) => rows.extend([
@@ -158,8 +159,8 @@ fn detail_rows(d: &EventDetail, now_ms: u64) -> Vec<(&'static str, String)> {
                 "lease expires",
                 format!(
                     "{} ({})",
-                    timefmt::local(lease.expires),
-                    timefmt::relative(lease.expires, now_ms)
+                    timefmt::local(lease.expires.0),
+                    timefmt::relative(lease.expires.0, now_ms)
                 ),
             ),
         ]),
@@ -169,7 +170,7 @@ fn detail_rows(d: &EventDetail, now_ms: u64) -> Vec<(&'static str, String)> {
     rows.push(("ranking", d.ranking.join(", ")));
     match &d.overview {
         Some(o) => rows.extend([
-            ("sale", o.sale.clone()),
+            ("sale", o.sale.as_str().to_owned()),
             ("capacity", o.capacity.to_string()),
             ("sold", o.sold.to_string()),
             ("held", o.held.to_string()),
@@ -178,7 +179,7 @@ fn detail_rows(d: &EventDetail, now_ms: u64) -> Vec<(&'static str, String)> {
                 o.capacity.saturating_sub(o.sold + o.held).to_string(),
             ),
             ("waiting", o.waiting.to_string()),
-            ("admitted through", o.admitted_through.to_string()),
+            ("admitted through", o.admitted_through.0.to_string()),
             ("full", if o.full { "yes" } else { "no" }.to_owned()),
         ]),
         None => rows.push(("sale", "- (not served now)".to_owned())),
@@ -199,7 +200,10 @@ struct Checked {
 /// Errors name the file and the field (the schema's own parsers say which).
 fn check(args: &CreateArgs, event: Option<u64>, now_ms: u64) -> Result<Checked> {
     let venue_bytes = std::fs::read(&args.file).map_err(|e| {
-        CtlError::usage(format!("reading the venue file {}: {e}", args.file.display()))
+        CtlError::usage(format!(
+            "reading the venue file {}: {e}",
+            args.file.display()
+        ))
     })?;
     let venue = Venue::from_json(&venue_bytes).map_err(|e| {
         CtlError::new(
@@ -311,10 +315,10 @@ fn create(client: &Client, out: Out, args: &CreateArgs) -> Result<()> {
     } else {
         println!(
             "event {} ready: {:?}, {} seats, sale {}",
-            overview.event,
+            overview.event.0,
             checked.body["name"].as_str().unwrap_or(""),
             overview.capacity,
-            overview.sale
+            overview.sale.as_str()
         );
     }
     Ok(())
@@ -322,7 +326,7 @@ fn create(client: &Client, out: Out, args: &CreateArgs) -> Result<()> {
 
 fn next_free_id(client: &Client) -> Result<u64> {
     let events = cluster::events(client, "")?.events;
-    Ok(events.iter().map(|e| e.event).max().map_or(1, |m| m + 1))
+    Ok(events.iter().map(|e| e.event.0).max().map_or(1, |m| m + 1))
 }
 
 // ----- the sale ----------------------------------------------------------------
@@ -381,7 +385,7 @@ fn sale(client: &Client, out: Out, event: u64, sale: Sale) -> Result<()> {
         // Resume is "open" only for a paused (or running) sale: a
         // scheduled one is opened, not resumed.
         let now = stats(client, event)?;
-        if now.sale == "scheduled" {
+        if now.sale == SaleState::Scheduled {
             return Err(CtlError::conflict(format!(
                 "cannot resume event {event}: its sale has not opened yet (use `onsalectl event open {event}`)"
             )));
@@ -414,10 +418,7 @@ fn move_event(
     wait: Option<Duration>,
 ) -> Result<()> {
     let started = Instant::now();
-    let raw = client.post(
-        &format!("/api/ops/events/{event}/move"),
-        &json!({"to": to}),
-    )?;
+    let raw = client.post(&format!("/api/ops/events/{event}/move"), &json!({"to": to}))?;
     let moved = &raw["moved"];
     if let Some(deadline) = wait {
         await_served(client, event, to, deadline, started)?;
@@ -463,14 +464,14 @@ fn await_served(
 
 /// Problems the CLI finds itself in an audit: a seat in two orders.
 fn seat_problems(audit: &Audit) -> Vec<String> {
-    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut seen: BTreeMap<u32, u64> = BTreeMap::new();
     let mut problems = Vec::new();
     for order in &audit.orders {
         for seat in &order.seats {
-            if let Some(first) = seen.insert(*seat, order.order) {
+            if let Some(first) = seen.insert(seat.0, order.order.0) {
                 problems.push(format!(
-                    "seat {seat} is in orders {first} and {}",
-                    order.order
+                    "seat {} is in orders {first} and {}",
+                    seat.0, order.order.0
                 ));
             }
         }
@@ -485,10 +486,12 @@ fn audit(client: &Client, out: Out, event: u64) -> Result<()> {
     problems.extend(seat_problems(&audit));
     let tickets: usize = audit.orders.iter().map(|o| o.seats.len()).sum();
     if out.json() {
-        out.document(&json!({"event": event, "ok": problems.is_empty(), "problems": problems,
+        out.document(
+            &json!({"event": event, "ok": problems.is_empty(), "problems": problems,
             "orders": audit.orders.len(), "tickets": tickets,
-            "journal_seq": audit.journal_seq, "next_position": audit.next_position,
-            "audit": raw["audit"]}));
+            "journal_seq": audit.journal_seq, "next_position": audit.next_position.0,
+            "audit": raw["audit"]}),
+        );
     } else {
         print!(
             "{}",
@@ -505,7 +508,7 @@ fn audit(client: &Client, out: Out, event: u64) -> Result<()> {
                 ("orders", audit.orders.len().to_string()),
                 ("tickets sold", tickets.to_string()),
                 ("journal seq", audit.journal_seq.to_string()),
-                ("next position", audit.next_position.to_string()),
+                ("next position", audit.next_position.0.to_string()),
             ])
         );
     }
@@ -545,19 +548,13 @@ mod tests {
 
     #[test]
     fn audits_find_a_seat_sold_twice() {
-        let audit = Audit {
-            orders: vec![
-                api::Order {
-                    order: 1,
-                    seats: vec![3, 4],
-                },
-                api::Order {
-                    order: 2,
-                    seats: vec![4],
-                },
-            ],
-            ..Audit::default()
-        };
+        let order = |order: u64, seats: &[u32]| json!({"order": order, "fan": 7, "position": 1, "payment": order, "seats": seats, "at": 5});
+        let audit: Audit = api::decode(
+            json!({"problem": null, "journal_seq": 9, "next_position": 3,
+                   "orders": [order(1, &[3, 4]), order(2, &[4])]}),
+            "audit",
+        )
+        .unwrap();
         assert_eq!(seat_problems(&audit), vec!["seat 4 is in orders 1 and 2"]);
     }
 
@@ -592,8 +589,12 @@ mod tests {
         assert_eq!(ok.body["starts_at"], 1_798_833_600_000u64);
         assert_eq!(ok.body["name"], ok.venue.name.as_str());
 
-        let e = check(&args(&dir, r#"{"name":"x","city":"y","sections":[]}"#, None), None, 0)
-            .unwrap_err();
+        let e = check(
+            &args(&dir, r#"{"name":"x","city":"y","sections":[]}"#, None),
+            None,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.kind, Kind::Usage);
         assert!(e.message.contains("price_levels"), "{}", e.message);
 
@@ -606,30 +607,22 @@ mod tests {
 
     #[test]
     fn describe_shows_lease_ranking_and_numbers() {
-        let d = EventDetail {
-            event: 1,
-            name: "Demo".into(),
-            lease: Some(api::Lease {
-                node: "n1".into(),
-                epoch: 4,
-                expires: 3_000,
-            }),
-            desired: Some("n2".into()),
-            ranking: vec!["n2".into(), "n1".into()],
-            overview: Some(Overview {
-                sale: "on_sale".into(),
-                capacity: 10,
-                sold: 3,
-                held: 2,
-                ..Overview::default()
-            }),
-            ..EventDetail::default()
-        };
+        let d: EventDetail = api::decode(
+            json!({"event": 1, "name": "Demo", "city": "c", "starts_at": 0,
+                   "lease": {"node": "n1", "epoch": 4, "expires": 3000},
+                   "desired": "n2", "ranking": ["n2", "n1"],
+                   "overview": {"event": 1, "sale": "on_sale", "capacity": 10, "sold": 3,
+                                "held": 2, "waiting": 0, "full": false, "admitted_through": 0,
+                                "sections": []}}),
+            "event",
+        )
+        .unwrap();
         let rows: BTreeMap<_, _> = detail_rows(&d, 1_000).into_iter().collect();
         assert_eq!(rows["owner"], "n1");
         assert_eq!(rows["epoch"], "4");
         assert!(rows["lease expires"].ends_with("(in 2.0s)"));
         assert_eq!(rows["ranking"], "n2, n1");
         assert_eq!(rows["available"], "5");
+        assert_eq!(rows["sale"], "on_sale");
     }
 }

@@ -118,7 +118,8 @@ mod tests {
 
     #[test]
     fn bad_sale_states_are_usage_errors() {
-        let err = Cli::try_parse_from(["onsalectl", "event", "list", "--state", "open"]).unwrap_err();
+        let err =
+            Cli::try_parse_from(["onsalectl", "event", "list", "--state", "open"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 }

@@ -30,7 +30,13 @@ pub fn run(client: &Client, out: Out, command: &NodeCommand) -> Result<()> {
             node,
             deadline,
             detach,
-        } => drain(client, out, node, timefmt::parse_duration(deadline)?, *detach),
+        } => drain(
+            client,
+            out,
+            node,
+            timefmt::parse_duration(deadline)?,
+            *detach,
+        ),
     }
 }
 
@@ -89,8 +95,8 @@ fn table(nodes: &[NodeEntry], wide: bool) -> Table {
         let mut row = vec![
             n.node.clone(),
             cell(n.addr.as_ref()),
-            n.role.clone(),
-            n.state.clone(),
+            api::name(&n.role),
+            api::name(&n.state),
             cell(n.events),
             cell(n.fans),
             heartbeat(n),
@@ -100,7 +106,7 @@ fn table(nodes: &[NodeEntry], wide: bool) -> Table {
                 yes_no(n.reachable),
                 yes_no(n.cordoned),
                 yes_no(n.draining),
-                time_cell(n.heartbeat_expires),
+                time_cell(n.heartbeat_expires.map(|t| t.0)),
             ]);
         }
         table.row(row);
@@ -121,7 +127,10 @@ fn show_one(out: Out, n: &NodeEntry, raw: &Value) {
         if s.is_empty() {
             "none".to_owned()
         } else {
-            s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            s.iter()
+                .map(|e| e.0.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     });
     print!(
@@ -129,8 +138,8 @@ fn show_one(out: Out, n: &NodeEntry, raw: &Value) {
         pairs(&[
             ("name", n.node.clone()),
             ("address", cell(n.addr.as_ref())),
-            ("role", n.role.clone()),
-            ("state", n.state.clone()),
+            ("role", api::name(&n.role)),
+            ("state", api::name(&n.state)),
             ("cordoned", yes_no(n.cordoned)),
             ("draining", yes_no(n.draining)),
             ("placeable", cell(n.placeable.map(yes_no))),
@@ -139,7 +148,10 @@ fn show_one(out: Out, n: &NodeEntry, raw: &Value) {
             ("serves", cell(serves)),
             ("fans", cell(n.fans)),
             ("heartbeat age", heartbeat(n)),
-            ("heartbeat expires", time_cell(n.heartbeat_expires)),
+            (
+                "heartbeat expires",
+                time_cell(n.heartbeat_expires.map(|t| t.0))
+            ),
         ])
     );
 }
@@ -151,7 +163,11 @@ fn flag(client: &Client, out: Out, node: &str, action: &str) -> Result<()> {
     if out.json() {
         out.document(&raw);
     } else {
-        println!("node {} {action}ed: state {}", entry.node, entry.state);
+        println!(
+            "node {} {action}ed: state {}",
+            entry.node,
+            api::name(&entry.state)
+        );
     }
     Ok(())
 }
@@ -208,9 +224,9 @@ fn drain(client: &Client, out: Out, node: &str, deadline: Duration, detach: bool
     )?;
     let mut progress = Progress {
         node: entry.node.clone(),
-        state: entry.state.clone(),
-        total: entry.events.unwrap_or(0),
-        left: entry.events.unwrap_or(0),
+        state: api::name(&entry.state),
+        total: u64::from(entry.events.unwrap_or(0)),
+        left: u64::from(entry.events.unwrap_or(0)),
     };
     let bar = !out.json() && std::io::stderr().is_terminal();
     report(out, bar, &progress, started.elapsed());
@@ -239,9 +255,9 @@ fn drain(client: &Client, out: Out, node: &str, deadline: Duration, detach: bool
         std::thread::sleep(DRAIN_POLL.min(deadline.saturating_sub(started.elapsed())));
         let (now, _) = get(client, node)?;
         let next = Progress {
-            state: now.state,
-            left: now.events.unwrap_or(progress.left),
-            total: progress.total.max(now.events.unwrap_or(0)),
+            state: api::name(&now.state),
+            left: now.events.map_or(progress.left, u64::from),
+            total: progress.total.max(u64::from(now.events.unwrap_or(0))),
             ..progress.clone()
         };
         if next != progress {
@@ -268,7 +284,12 @@ fn report(out: Out, bar: bool, progress: &Progress, elapsed: Duration) {
         out.line(&progress.json(elapsed));
     } else if bar {
         let mut stderr = std::io::stderr().lock();
-        let _ = write!(stderr, "\r\x1b[2Kdraining {} {}", progress.node, progress.bar(30));
+        let _ = write!(
+            stderr,
+            "\r\x1b[2Kdraining {} {}",
+            progress.node,
+            progress.bar(30)
+        );
         let _ = stderr.flush();
     }
 }
@@ -301,24 +322,22 @@ mod tests {
         let j = p.json(Duration::from_millis(1500));
         assert_eq!(j["events_left"], 1);
         assert_eq!(j["elapsed_ms"], 1500);
-        let empty = Progress { total: 0, left: 0, ..p };
+        let empty = Progress {
+            total: 0,
+            left: 0,
+            ..p
+        };
         assert!(empty.done());
         assert_eq!(empty.bar(4), "[####] 0/0 events moved");
     }
 
     #[test]
     fn the_node_table_has_the_issue_columns() {
-        let n = NodeEntry {
-            node: "n1".into(),
-            addr: Some("127.0.0.11:7100".into()),
-            role: "node".into(),
-            state: "up".into(),
-            events: Some(3),
-            fans: Some(120),
-            heartbeat_age_ms: Some(230),
-            reachable: true,
-            ..NodeEntry::default()
-        };
+        let mut n = crate::api::testing::node("n1", api::NodeRole::Node, api::NodeState::Up, true);
+        n.addr = Some("127.0.0.11:7100".into());
+        n.events = Some(3);
+        n.fans = Some(120);
+        n.heartbeat_age_ms = Some(230);
         let text = table(&[n], false).render(true);
         assert_eq!(
             text,

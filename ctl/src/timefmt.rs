@@ -39,7 +39,10 @@ pub fn local(ms: u64) -> String {
 
 fn local_in(ms: u64, zone: &TimeZone) -> String {
     match timestamp(ms) {
-        Some(t) => t.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        Some(t) => t
+            .to_zoned(zone.clone())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
         None => ms.to_string(),
     }
 }
@@ -92,7 +95,9 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -141,7 +146,10 @@ mod tests {
     fn local_times_follow_the_zone() {
         let zone = TimeZone::fixed(jiff::tz::offset(2));
         assert_eq!(local_in(1_796_000_000_000, &zone), "2026-11-30 02:53:20");
-        assert_eq!(local_in(1_796_000_000_000, &TimeZone::UTC), "2026-11-30 00:53:20");
+        assert_eq!(
+            local_in(1_796_000_000_000, &TimeZone::UTC),
+            "2026-11-30 00:53:20"
+        );
     }
 
     #[test]
@@ -168,7 +176,10 @@ mod tests {
 
     #[test]
     fn times_parse() {
-        assert_eq!(parse_time("2026-11-30T00:53:20Z", 0).unwrap(), 1_796_000_000_000);
+        assert_eq!(
+            parse_time("2026-11-30T00:53:20Z", 0).unwrap(),
+            1_796_000_000_000
+        );
         assert_eq!(
             parse_time("2026-11-30T01:53:20+01:00", 0).unwrap(),
             1_796_000_000_000
