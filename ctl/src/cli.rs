@@ -100,8 +100,13 @@ pub enum ClusterCommand {
         #[command(flatten)]
         watch: Watch,
     },
-    /// Exit 0 when every node is up and reachable and the store answers.
-    Health,
+    /// Exit 0 when every node is up and reachable, every endpoint answers
+    /// and the store is ok; 1 otherwise, naming each problem.
+    Health {
+        /// Also unhealthy when fewer nodes (that own events) than this are up.
+        #[arg(long, value_name = "N")]
+        expect_nodes: Option<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

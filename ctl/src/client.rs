@@ -143,6 +143,27 @@ impl Client {
         &self.endpoints[self.current.get()]
     }
 
+    /// `GET /healthz` on every endpoint: for each that does not answer
+    /// `ok`, why not.
+    pub fn unhealthy_endpoints(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for endpoint in &self.endpoints {
+            let attempt =
+                self.runtime
+                    .block_on(send(endpoint, &self.token, Method::GET, "/healthz", None));
+            match attempt {
+                Ok(answer) if answer.status.is_success() => {}
+                Ok(answer) => {
+                    problems.push(format!("endpoint {endpoint} answers {}", answer.status))
+                }
+                Err(Unreachable::Connect(why) | Unreachable::Dropped(why)) => {
+                    problems.push(format!("endpoint {endpoint} does not answer: {why}"));
+                }
+            }
+        }
+        problems
+    }
+
     fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Value> {
         let started = Instant::now();
         loop {

@@ -19,7 +19,7 @@ pub fn run(client: &Client, out: Out, command: &ClusterCommand) -> Result<()> {
         ClusterCommand::Status { watch } => {
             watch::run(out, watch, || status(client).map(|s| s.view(out)))
         }
-        ClusterCommand::Health => health(client, out),
+        ClusterCommand::Health { expect_nodes } => health(client, out, *expect_nodes),
     }
 }
 
@@ -198,32 +198,45 @@ impl Status {
     }
 }
 
-fn health(client: &Client, out: Out) -> Result<()> {
+/// Healthy: every node the answering process knows of is up and
+/// reachable, the store answers, every endpoint given answers `/healthz`,
+/// and at least `expect_nodes` nodes are up. The endpoint check is what
+/// notices a node that died and whose heartbeat has expired: the server
+/// lists only live, flagged or connected nodes.
+fn health(client: &Client, out: Out, expect_nodes: Option<usize>) -> Result<()> {
     let status = status(client)?;
-    let problems = status.problems();
+    let mut problems = status.problems();
+    problems.extend(client.unhealthy_endpoints());
+    let up = status
+        .owners()
+        .filter(|n| n.state != NodeState::Gone)
+        .count();
+    if let Some(expected) = expect_nodes
+        && up < expected
+    {
+        problems.push(format!("{up} nodes up, {expected} expected"));
+    }
     if out.json() {
         out.document(
             &json!({"healthy": problems.is_empty(), "problems": problems,
-                             "answered_by": status.nodes.answered_by}),
+                             "nodes_up": up, "answered_by": status.nodes.answered_by}),
         );
     } else if problems.is_empty() {
-        let up = status.owners().count();
         println!(
-            "healthy: {up}/{up} nodes up, answered by {}",
+            "healthy: {up} nodes up, every endpoint answers, answered by {}",
             status.nodes.answered_by
         );
     } else {
         println!("unhealthy: {}", problems.join("; "));
     }
     if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(CtlError::new(
-            crate::error::Kind::Error,
-            "unhealthy",
-            format!("the cluster is unhealthy ({} problems)", problems.len()),
-        ))
+        return Ok(());
     }
+    Err(CtlError::new(
+        crate::error::Kind::Error,
+        "unhealthy",
+        format!("the cluster is unhealthy: {}", problems.join("; ")),
+    ))
 }
 
 /// One row of `placement`.

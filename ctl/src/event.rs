@@ -309,9 +309,9 @@ fn create(client: &Client, out: Out, args: &CreateArgs) -> Result<()> {
             ),
             _ => e,
         })?;
-    let overview: Overview = api::decode(raw.clone(), "POST /api/ops/events")?;
+    let overview: Overview = api::decode(raw["overview"].clone(), "POST /api/ops/events")?;
     if out.json() {
-        out.document(&raw);
+        out.document(&raw["overview"]);
     } else {
         println!(
             "event {} ready: {:?}, {} seats, sale {}",
@@ -374,10 +374,8 @@ fn sale_outcome(sale: Sale, event: u64, state: &str) -> Result<()> {
 }
 
 fn stats(client: &Client, event: u64) -> Result<Overview> {
-    api::decode(
-        client.get(&format!("/api/ops/events/{event}/stats"))?,
-        "GET .../stats",
-    )
+    let raw = client.get(&format!("/api/ops/events/{event}/stats"))?;
+    api::decode(raw["overview"].clone(), "GET .../stats")
 }
 
 fn sale(client: &Client, out: Out, event: u64, sale: Sale) -> Result<()> {
@@ -392,11 +390,17 @@ fn sale(client: &Client, out: Out, event: u64, sale: Sale) -> Result<()> {
         }
     }
     let (command, _) = sale.command();
-    let raw = client.post(
+    let answer = client.post(
         &format!("/api/ops/events/{event}/sale"),
         &json!({"command": command}),
-    )?;
-    let state = raw["state"].as_str().unwrap_or("unknown").to_owned();
+    );
+    let state = match answer {
+        Ok(raw) => raw["state"].as_str().unwrap_or("unknown").to_owned(),
+        // A command that does not apply to the sale's state is refused
+        // (400); the state it is in says whether it was already done.
+        Err(e) if e.code == "bad_request" => stats(client, event)?.sale.as_str().to_owned(),
+        Err(e) => return Err(e),
+    };
     let outcome = sale_outcome(sale, event, &state);
     if outcome.is_ok() {
         if out.json() {
