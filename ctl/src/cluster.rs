@@ -146,6 +146,8 @@ impl Status {
             "leases": {"live": live, "without_owner": missing,
                        "first_expires": first, "last_expires": last},
             "store": self.view.store,
+            "placeable": self.view.placeable,
+            "peers": self.view.peers,
         });
         let s = &self.view.store;
         let store = if s.ok {

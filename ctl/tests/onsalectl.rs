@@ -83,7 +83,24 @@ impl Cluster {
                 .unwrap_or_else(|e| panic!("node n{i} starts: {e:#}"))
             })
             .collect();
-        Cluster { dir, nodes, http }
+        let cluster = Cluster { dir, nodes, http };
+        cluster.await_placeable();
+        cluster
+    }
+
+    /// Wait until every node would place events on every node.
+    fn await_placeable(&self) {
+        for http in &self.http {
+            eventually("every node sees every node as placeable", || {
+                let run = onsalectl(
+                    &format!("http://{http}"),
+                    Some(&self.dir.join("token")),
+                    &["cluster", "status", "-o", "json"],
+                );
+                run.code == 0
+                    && run.json()["placeable"].as_array().map(Vec::len) == Some(self.http.len())
+            });
+        }
     }
 
     fn endpoints(&self) -> String {
@@ -724,6 +741,7 @@ fn one_node_killed(cluster: &mut Cluster) {
     cluster.ctl(&["cluster", "health", "-o", "json"]).exits(1);
 
     cluster.nodes[0].restart().expect("n0 starts again");
+    cluster.await_placeable();
     eventually("health passes once n0 is back", || {
         cluster.ctl(&["cluster", "health"]).code == 0
     });
