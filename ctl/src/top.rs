@@ -374,7 +374,7 @@ fn nodes_table(top: &Top) -> Table<'static> {
     Table::new(
         rows,
         [
-            Constraint::Min(8),
+            Constraint::Length(16),
             Constraint::Length(8),
             Constraint::Length(9),
             Constraint::Length(7),

@@ -748,3 +748,197 @@ fn one_node_killed(cluster: &mut Cluster) {
     let nodes = cluster.ctl(&["node", "list", "-o", "json"]).ok().json();
     assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(3), "{nodes}");
 }
+
+// ----- top, in a terminal ----------------------------------------------------------
+
+/// A tmux server of this test's own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        let available = Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            available,
+            "tmux is needed for the `top` test (scripts/test.sh installs it)"
+        );
+        Tmux {
+            socket: format!("onsalectl-test-{}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("tmux runs");
+        assert!(output.status.success(), "tmux {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "top"])
+    }
+
+    /// Wait until the screen satisfies `check`; the screen.
+    fn until(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not within {WAIT:?}: {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "has-session", "-t", "top"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The number after `poll ` in top's title line.
+fn polls(screen: &str) -> u64 {
+    screen
+        .split("poll ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The events table's row for `event` (its cells).
+fn event_row(screen: &str, event: u64) -> Option<Vec<String>> {
+    screen.lines().find_map(|line| {
+        let cells: Vec<String> = line
+            .trim_matches(|c| c == '│' || c == ' ')
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        (cells.first() == Some(&event.to_string()) && cells.len() > 8).then_some(cells)
+    })
+}
+
+#[test]
+fn top_draws_updates_redraws_on_resize_and_quits_on_q() {
+    let cluster = Cluster::start("ctl-top", 2);
+    let venue = cluster.file("venue.json", &venue_json(1, 2, 10));
+    cluster
+        .ctl(&[
+            "event",
+            "create",
+            "-f",
+            &venue,
+            "--id",
+            "5",
+            "--name",
+            "Top night",
+            "--starts-at",
+            "+30d",
+        ])
+        .ok();
+    let tmux = Tmux::new();
+    let command = format!(
+        "{} --endpoint {} --token-file {} top --event 5",
+        bin(),
+        cluster.endpoints(),
+        cluster.dir.join("token").display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &command,
+    ]);
+
+    // It draws: the title, the event (scheduled, nobody waiting) and the nodes.
+    let screen = tmux.until("top draws the event and both nodes", |s| {
+        s.contains("onsalectl top")
+            && event_row(s, 5).is_some()
+            && s.contains("│n0 ")
+            && s.contains("│n1 ")
+    });
+    let row = event_row(&screen, 5).expect("the event's row");
+    assert_eq!(&row[1..5], ["Top", "night", "scheduled", "0"], "{screen}");
+
+    // It updates: fans queue before the sale opens, then the sale opens.
+    let gateway = cluster.http[0].clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        for i in 0..4 {
+            let fan = Fan::login(&gateway, &format!("top-fan-{i}")).await;
+            call_retrying(&fan, 5, json!({"cmd": "join"})).await;
+        }
+    });
+    tmux.until("top shows four fans waiting", |s| {
+        event_row(s, 5).is_some_and(|r| r[3] == "scheduled" && r[4] == "4")
+    });
+    cluster.ctl(&["event", "open", "5"]).ok();
+    let before = polls(&tmux.screen());
+    let screen = tmux.until("top shows the sale open and keeps polling", |s| {
+        event_row(s, 5).is_some_and(|r| r[3] == "on_sale") && polls(s) > before
+    });
+    assert!(
+        screen.contains("admissions/s"),
+        "the sparklines are drawn: {screen}"
+    );
+
+    // A resize redraws at the new size.
+    tmux.run(&["resize-window", "-t", "top", "-x", "100", "-y", "30"]);
+    let screen = tmux.until("top redraws at 100 columns", |s| {
+        s.contains("onsalectl top")
+            && s.lines().all(|l| l.chars().count() <= 100)
+            && s.lines().any(|l| l.chars().count() > 90)
+    });
+    save_screen(&screen);
+
+    // q quits.
+    tmux.run(&["send-keys", "-t", "top", "q"]);
+    eventually("top quits on q", || !tmux.alive());
+}
+
+/// Keep one screen as an artefact: `<target dir>/onsalectl-top-screen.txt`.
+fn save_screen(screen: &str) {
+    // The test runs from <target>/<profile>/deps/.
+    let exe = std::env::current_exe().expect("the test executable");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .expect("the target directory");
+    let path = target.join("onsalectl-top-screen.txt");
+    std::fs::write(&path, screen).expect("save the screen");
+    println!("top's screen: {}", path.display());
+}
