@@ -201,15 +201,14 @@ impl Progress {
 
     /// `[#########-----------] 3/7 moved`.
     fn bar(&self, width: usize) -> String {
-        let filled = if self.total == 0 {
-            width
-        } else {
-            usize::try_from(self.moved() * width as u64 / self.total).unwrap_or(width)
-        };
+        let filled = (self.moved() * width as u64)
+            .checked_div(self.total)
+            .map_or(width, |f| usize::try_from(f).unwrap_or(width))
+            .min(width);
         format!(
             "[{}{}] {}/{} events moved",
             "#".repeat(filled),
-            "-".repeat(width - filled.min(width)),
+            "-".repeat(width - filled),
             self.moved(),
             self.total
         )

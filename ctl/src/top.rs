@@ -116,11 +116,8 @@ fn trend(history: &VecDeque<u64>, width: usize) -> String {
     shown
         .iter()
         .map(|&v| {
-            if max == 0 {
-                BARS[0]
-            } else {
-                BARS[usize::try_from(v * 7 / max).unwrap_or(7).min(7)]
-            }
+            let level = (v * 7).checked_div(max).unwrap_or(0);
+            BARS[usize::try_from(level).unwrap_or(7).min(7)]
         })
         .collect()
 }
