@@ -15,6 +15,8 @@ dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+# openssl: the mesh TLS test makes its CA and certificates with it.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing ${need[*]}"

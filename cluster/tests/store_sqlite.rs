@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
 
 conformance_tests!(
     nodes_heartbeat_live_and_expire,
+    node_flags_set_clear_and_list_sorted,
     acquire_free_event,
     acquire_refused_while_another_node_holds_a_live_lease,
     acquire_after_expiry_bumps_the_epoch,
@@ -58,6 +59,7 @@ conformance_tests!(
     stale_epoch_writes_are_fenced_and_write_nothing,
     epochs_not_clocks_decide_whether_a_write_lands,
     leases_are_per_event,
+    event_leases_lists_every_lease_sorted,
     journal_appends_load_in_order,
     reappending_the_same_records_is_a_no_op,
     reappending_different_bytes_is_a_conflict,

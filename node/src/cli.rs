@@ -144,6 +144,32 @@ pub(crate) struct Args {
     /// readable by group or others, e.g. mode 0600). Never logged.
     #[arg(long, env = "ONSALE_COOKIE_FILE", requires = "cluster_listen")]
     pub(crate) cookie_file: Option<PathBuf>,
+    /// Mutual TLS on the mesh: this node's certificate chain (PEM). With
+    /// `--cluster-tls-key` and `--cluster-tls-ca`; every process of the
+    /// cluster must use TLS (a plain peer cannot join a TLS one).
+    #[arg(
+        long,
+        env = "ONSALE_CLUSTER_TLS_CERT",
+        requires_all = ["cluster_listen", "cluster_tls_key", "cluster_tls_ca"]
+    )]
+    pub(crate) cluster_tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "ONSALE_CLUSTER_TLS_KEY", requires = "cluster_tls_cert")]
+    pub(crate) cluster_tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): peers' certificates must chain
+    /// to it, in both directions.
+    #[arg(long, env = "ONSALE_CLUSTER_TLS_CA", requires = "cluster_tls_cert")]
+    pub(crate) cluster_tls_ca: Option<PathBuf>,
+    /// The DNS name every node's certificate carries (a subject
+    /// alternative name): peers are dialled by address and checked
+    /// against this name.
+    #[arg(
+        long,
+        env = "ONSALE_CLUSTER_TLS_NAME",
+        default_value = "onsale-node",
+        requires = "cluster_tls_cert"
+    )]
+    pub(crate) cluster_tls_name: String,
     /// What this process does: `node` owns events, `gateway` serves fans
     /// and owns nothing (it writes nothing to the store and reaches every
     /// event over the mesh), `both` does both.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use onsale_actors::clock::wall_now;
 use onsale_actors::provider::{Provider, SimulatedProvider};
+use onsale_cluster::mesh::tls::{MeshTls, TlsFiles};
 use onsale_cluster::mesh::{Mesh, MeshConfig};
 use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::store::faulty::{Faults, FaultyStore};
@@ -38,6 +39,7 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
     if let Some(cookie_file) = &args.cookie_file {
         crate::secrets::cluster_cookie(cookie_file)?;
     }
+    mesh_tls(args)?;
     if let Some(cluster_file) = store_path.to_str().and_then(|s| s.strip_prefix("fdb:")) {
         return run_on_fdb(args, cluster_file, started);
     }
@@ -60,6 +62,27 @@ pub(crate) fn run_node(args: &Args) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store {} (see --init)", store_path.display()))?;
     tracing::info!(store = %store_path.display(), "{summary}");
     serve(args, sqlite, &store_path, started)
+}
+
+/// The mesh's TLS acceptor and connector, if `--cluster-tls-cert` is given
+/// (clap requires the key and the CA with it).
+fn mesh_tls(args: &Args) -> anyhow::Result<Option<MeshTls>> {
+    let (Some(cert), Some(key), Some(ca)) = (
+        &args.cluster_tls_cert,
+        &args.cluster_tls_key,
+        &args.cluster_tls_ca,
+    ) else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        ca: ca.clone(),
+        server_name: args.cluster_tls_name.clone(),
+    };
+    Ok(Some(
+        MeshTls::load(&files).context("the mesh's TLS files are refused")?,
+    ))
 }
 
 /// `--store fdb:CLUSTER_FILE`: the FoundationDB network runs around the
@@ -133,6 +156,7 @@ fn serve<S: Store>(
             seeds: args.seeds.clone(),
             cookie: crate::secrets::cluster_cookie(cookie_file)?,
             gateway: args.listen.is_some(),
+            tls: mesh_tls(args)?,
         }),
         (Some(_), None) => bail!("--cluster-listen needs --cookie-file"),
         _ => None,

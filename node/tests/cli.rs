@@ -144,6 +144,48 @@ fn mesh_flags_are_checked() {
     ]);
     assert!(text(&out.stderr).contains("never makes one"), "{out:?}");
     assert!(!store.exists(), "a gateway made a store");
+
+    // TLS: the key and the CA come with the certificate; files that are
+    // not PEM are refused by name, before any store is made.
+    let mesh = [
+        "--cluster-listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        &cookie_arg,
+    ];
+    let not_pem = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_pem, "hello").expect("file");
+    let not_pem = not_pem.display().to_string();
+    let mut args = mesh.to_vec();
+    args.extend(["--cluster-tls-cert", &not_pem, "--store", &store_arg]);
+    let out = onsale(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a certificate without key and CA: {out:?}"
+    );
+    let mut args = mesh.to_vec();
+    args.extend([
+        "--cluster-tls-cert",
+        &not_pem,
+        "--cluster-tls-key",
+        &not_pem,
+        "--cluster-tls-ca",
+        &not_pem,
+        "--store",
+        &store_arg,
+    ]);
+    let out = onsale(&args);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains("TLS files are refused") && err.contains("not-a-cert.pem"),
+        "{err}"
+    );
+    assert!(
+        !store.exists(),
+        "a store was made before the TLS files were checked"
+    );
 }
 
 #[test]

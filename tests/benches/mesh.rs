@@ -126,6 +126,7 @@ async fn gateway_node(store: &Path, owner: &str, cookie: &Path) -> anyhow::Resul
             seeds: vec![owner.to_owned()],
             cookie: std::fs::read_to_string(cookie)?,
             gateway: false,
+            tls: None,
         },
         node.clone(),
     )

@@ -52,7 +52,8 @@ use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::rpc::Client;
 use onsale_cluster::store::sqlite::SqliteStore;
 use onsale_cluster::store::{
-    Acquisition, EventLease, JournalBytes, NodeFlags, NodeId, NodeRecord, Store, StoreError, StoredEvent,
+    Acquisition, EventLease, JournalBytes, NodeFlags, NodeId, NodeRecord, Store, StoreError,
+    StoredEvent,
 };
 use onsale_schema::message::{
     Area, Command, HoldRequest, PaymentSettled, ProviderAnswer, Reply, SaleCommand,

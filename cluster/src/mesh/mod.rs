@@ -54,6 +54,7 @@ use crate::node::Node;
 use crate::store::NodeId;
 
 pub mod placement;
+pub mod tls;
 pub mod wire;
 
 use wire::{BatchWriter, Frame, Request};
@@ -100,6 +101,8 @@ pub struct MeshConfig {
     pub cookie: String,
     /// Whether this process serves fans (and so receives pushes).
     pub gateway: bool,
+    /// Mutual TLS on every session, if given (see [`tls`]).
+    pub tls: Option<tls::MeshTls>,
 }
 
 impl std::fmt::Debug for MeshConfig {
@@ -109,6 +112,7 @@ impl std::fmt::Debug for MeshConfig {
             .field("seeds", &self.seeds)
             .field("cookie", &"<secret>")
             .field("gateway", &self.gateway)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -169,6 +173,7 @@ struct Inner {
     pending: Mutex<FxHashMap<u64, Pending>>,
     next_id: AtomicU64,
     started: Instant,
+    tls: Option<tls::MeshTls>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -240,7 +245,10 @@ impl Mesh {
             config.cookie.clone(),
             me.0.clone(),
             config.listen.ip().to_string(),
-            None,
+            config
+                .tls
+                .as_ref()
+                .map(|tls| ractor_cluster::IncomingEncryptionMode::Tls(tls.acceptor.clone())),
             Some(ractor_cluster::node::NodeConnectionMode::Transitive),
         )
         .with_listen_addr(config.listen.ip())
@@ -257,6 +265,7 @@ impl Mesh {
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
+            tls: config.tls.clone(),
         });
         let mesh = Mesh { inner };
         let (actor, _) = Actor::spawn(
@@ -583,11 +592,23 @@ async fn dial_missing(
         }
         dialing.insert(addr.clone(), now);
         let server = mesh.inner.server.clone();
+        let tls = mesh.inner.tls.clone();
         tokio::spawn(async move {
-            let dial = tokio::time::timeout(
-                Duration::from_millis(PROBE_TIMEOUT_MS * 3),
-                ractor_cluster::client_connect(&server, addr.as_str()),
-            );
+            let connect = async {
+                match tls {
+                    Some(tls) => {
+                        ractor_cluster::client_connect_enc(
+                            &server,
+                            addr.as_str(),
+                            tls.connector,
+                            tls.server_name,
+                        )
+                        .await
+                    }
+                    None => ractor_cluster::client_connect(&server, addr.as_str()).await,
+                }
+            };
+            let dial = tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS * 3), connect);
             match dial.await {
                 Ok(Ok(())) => tracing::debug!(%addr, "mesh dial connected"),
                 Ok(Err(e)) => tracing::debug!(%addr, error = %e, "mesh dial failed"),

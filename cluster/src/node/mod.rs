@@ -166,11 +166,8 @@ impl Node {
         let store = StoreRef(Arc::clone(&config.store));
         let view: Arc<RwLock<View>> = Arc::default();
         let mesh = MeshSlot::default();
-        let (me, owns_events, lease_ttl_ms) = (
-            config.node.clone(),
-            config.owns_events,
-            config.lease_ttl_ms,
-        );
+        let (me, owns_events, lease_ttl_ms) =
+            (config.node.clone(), config.owns_events, config.lease_ttl_ms);
         let args = RouterArgs {
             config,
             events: Arc::clone(&events),
@@ -1282,7 +1279,9 @@ impl RouterState {
             }
             match self.move_event(myself, event, to.clone()).await {
                 Ok(lease) => tracing::info!(%event, to = %lease.node, draining, "event relocated"),
-                Err(reply) => tracing::warn!(%event, %to, ?reply, "relocation failed; retrying next tick"),
+                Err(reply) => {
+                    tracing::warn!(%event, %to, ?reply, "relocation failed; retrying next tick")
+                }
             }
         }
         if finished {
@@ -1292,7 +1291,12 @@ impl RouterState {
 
     /// Whether an event served here is still scheduled (not yet on sale).
     async fn scheduled(&self, event: EventId) -> bool {
-        let handle = self.events.read().expect("not poisoned").get(&event).cloned();
+        let handle = self
+            .events
+            .read()
+            .expect("not poisoned")
+            .get(&event)
+            .cloned();
         let Some(handle) = handle else {
             return false;
         };

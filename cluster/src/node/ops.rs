@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use onsale_actors::clock::wall_now;
+use onsale_schema::EventId;
 use onsale_schema::message::{Command, NodeStatus, Reply};
 use onsale_schema::ops::StoreHealth;
-use onsale_schema::EventId;
 
 use super::{Node, RouterMsg};
 use crate::mesh::placement;
@@ -71,7 +71,10 @@ impl Node {
     /// Every process this one can ask (itself, and each mesh peer) with
     /// its own account, or `None` where it did not answer in time.
     pub async fn statuses(&self) -> Vec<(NodeId, Option<NodeStatus>)> {
-        let peers = self.mesh().map(crate::mesh::Mesh::peers).unwrap_or_default();
+        let peers = self
+            .mesh()
+            .map(crate::mesh::Mesh::peers)
+            .unwrap_or_default();
         let limit = Duration::from_millis(STATUS_TIMEOUT_MS);
         let asked = peers.into_iter().map(|peer| async move {
             let call = async {

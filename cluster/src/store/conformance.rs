@@ -12,8 +12,8 @@
 use onsale_schema::{EventId, Millis};
 
 use super::{
-    Acquisition, EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeFlags, NodeId, NodeRecord, Store,
-    StoreError, StoredEvent,
+    Acquisition, EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeFlags, NodeId, NodeRecord,
+    Store, StoreError, StoredEvent,
 };
 
 /// Makes a fresh, empty store.
@@ -242,7 +242,11 @@ pub fn nodes_heartbeat_live_and_expire(make: MakeStore<'_>) {
 /// not listed), for nodes live or not.
 pub fn node_flags_set_clear_and_list_sorted(make: MakeStore<'_>) {
     let store = make();
-    assert_eq!(store.node_flags().unwrap(), vec![], "a fresh store flags no node");
+    assert_eq!(
+        store.node_flags().unwrap(),
+        vec![],
+        "a fresh store flags no node"
+    );
     let cordoned = NodeFlags {
         cordoned: true,
         draining: false,
@@ -253,14 +257,18 @@ pub fn node_flags_set_clear_and_list_sorted(make: MakeStore<'_>) {
     };
     store.set_node_flags(&node("node-b"), draining).unwrap();
     store.set_node_flags(&node("node-a"), cordoned).unwrap();
-    store.set_node_flags(&node("node-c"), NodeFlags::default()).unwrap();
+    store
+        .set_node_flags(&node("node-c"), NodeFlags::default())
+        .unwrap();
     assert_eq!(
         store.node_flags().unwrap(),
         vec![(node("node-a"), cordoned), (node("node-b"), draining)],
         "flagged nodes sorted by name; clear flags store nothing"
     );
     store.set_node_flags(&node("node-b"), cordoned).unwrap();
-    store.set_node_flags(&node("node-a"), NodeFlags::default()).unwrap();
+    store
+        .set_node_flags(&node("node-a"), NodeFlags::default())
+        .unwrap();
     assert_eq!(
         store.node_flags().unwrap(),
         vec![(node("node-b"), cordoned)],
@@ -637,7 +645,11 @@ pub fn leases_are_per_event(make: MakeStore<'_>) {
 /// The bulk lease read sees what the per-event read sees, for every event.
 pub fn event_leases_lists_every_lease_sorted(make: MakeStore<'_>) {
     let store = make();
-    assert_eq!(store.event_leases().unwrap(), vec![], "no leases in a fresh store");
+    assert_eq!(
+        store.event_leases().unwrap(),
+        vec![],
+        "no leases in a fresh store"
+    );
     let high = EventId(u64::MAX >> 11);
     for event in [EventId(7), high, EventId(1)] {
         store

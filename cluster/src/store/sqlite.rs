@@ -50,8 +50,7 @@ use super::frame::{self, FrameError, Sealed};
 use super::marks::{Mark, Marks};
 use super::{
     Acquisition, Damage, EventLease, JournalBytes, Lost, NodeFlags, NodeId, NodeRecord, SpecBytes,
-    Store,
-    StoreError, StoredEvent, acquire_rule, check_batch,
+    Store, StoreError, StoredEvent, acquire_rule, check_batch,
 };
 
 /// The schema this build writes. Bump it with a migration in

@@ -124,7 +124,10 @@ pub(super) async fn node(
     State(gw): State<Gateway>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(json_response(StatusCode::OK, &node_entry(&gw, &name).await?))
+    Ok(json_response(
+        StatusCode::OK,
+        &node_entry(&gw, &name).await?,
+    ))
 }
 
 /// What an operator asks of a node's flags.
@@ -160,7 +163,12 @@ async fn change_flags(gw: &Gateway, name: &str, change: FlagChange) -> Result<Re
             draining: true,
         },
     };
-    tracing::warn!(node = name, ?change, ?flags, "operator changed a node's flags");
+    tracing::warn!(
+        node = name,
+        ?change,
+        ?flags,
+        "operator changed a node's flags"
+    );
     gw.node
         .set_node_flags(NodeId(name.to_owned()), flags)
         .await
@@ -266,11 +274,10 @@ pub(super) async fn event(
     Path(event): Path<String>,
 ) -> Result<Response, ApiError> {
     let event = parse_event(&event)?;
-    let info: Arc<crate::catalog::EventInfo> = gw
-        .catalog
-        .get(event)
-        .await
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownEvent, format!("no event {}", event.0)))?;
+    let info: Arc<crate::catalog::EventInfo> =
+        gw.catalog.get(event).await.ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownEvent, format!("no event {}", event.0))
+        })?;
     let lease = gw.node.event_lease(event).await.map_err(store_error)?;
     let live = lease.as_ref().is_some_and(|l| l.expires > wall_now());
     // Asked only of a live owner: describing an event activates nothing.

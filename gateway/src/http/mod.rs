@@ -79,7 +79,10 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/api/ops/nodes", get(cluster_ops::nodes))
         .route("/api/ops/nodes/{node}", get(cluster_ops::node))
         .route("/api/ops/nodes/{node}/cordon", post(cluster_ops::cordon))
-        .route("/api/ops/nodes/{node}/uncordon", post(cluster_ops::uncordon))
+        .route(
+            "/api/ops/nodes/{node}/uncordon",
+            post(cluster_ops::uncordon),
+        )
         .route("/api/ops/nodes/{node}/drain", post(cluster_ops::drain))
         .route_layer(middleware::from_fn_with_state(
             gateway.clone(),
