@@ -939,6 +939,51 @@ fn top_draws_updates_redraws_on_resize_and_quits_on_q() {
     // q quits.
     tmux.run(&["send-keys", "-t", "top", "q"]);
     eventually("top quits on q", || !tmux.alive());
+
+    // On a terminal, --watch redraws a table and drain draws a progress bar.
+    let ctl = |args: &str| {
+        format!(
+            "{} --endpoint {} --token-file {} {args}; sleep 60",
+            bin(),
+            cluster.endpoints(),
+            cluster.dir.join("token").display()
+        )
+    };
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &ctl("node list -w --interval 300ms"),
+    ]);
+    tmux.until("the watched table is drawn", |s| {
+        s.contains("Ctrl-C to stop") && s.contains("NAME") && s.contains("n1")
+    });
+    tmux.run(&["kill-session", "-t", "top"]);
+    let owner = owner(&cluster, 5);
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &ctl(&format!("node drain {owner}")),
+    ]);
+    let screen = tmux.until("the drain finishes on the terminal", |s| {
+        s.contains(&format!("node {owner} drained"))
+    });
+    assert!(
+        screen.contains("] 1/1 events moved"),
+        "the progress bar: {screen}"
+    );
+    assert_ne!(self::owner(&cluster, 5), owner);
 }
 
 /// Keep one screen as an artefact: `<target dir>/onsalectl-top-screen.txt`.
