@@ -964,7 +964,7 @@ fn top_draws_updates_redraws_on_resize_and_quits_on_q() {
         s.contains("Ctrl-C to stop") && s.contains("NAME") && s.contains("n1")
     });
     tmux.run(&["kill-session", "-t", "top"]);
-    let owner = owner(&cluster, 5);
+    let drained = owner(&cluster, 5);
     tmux.run(&[
         "new-session",
         "-d",
@@ -974,16 +974,16 @@ fn top_draws_updates_redraws_on_resize_and_quits_on_q() {
         "120",
         "-y",
         "40",
-        &ctl(&format!("node drain {owner}")),
+        &ctl(&format!("node drain {drained}")),
     ]);
     let screen = tmux.until("the drain finishes on the terminal", |s| {
-        s.contains(&format!("node {owner} drained"))
+        s.contains(&format!("node {drained} drained"))
     });
     assert!(
         screen.contains("] 1/1 events moved"),
         "the progress bar: {screen}"
     );
-    assert_ne!(self::owner(&cluster, 5), owner);
+    assert_ne!(owner(&cluster, 5), drained);
 }
 
 /// Keep one screen as an artefact: `<target dir>/onsalectl-top-screen.txt`.
