@@ -54,6 +54,7 @@ conformance_tests!(
     acquire_after_expiry_bumps_the_epoch,
     reacquire_by_the_same_node_bumps_the_epoch_and_fences_the_old_lease,
     renew_extends_a_current_lease_and_refuses_a_stale_one,
+    renewing_many_leases_at_once_fences_only_the_stale_ones,
     release_lets_another_node_acquire_at_once,
     takeover_of_an_exact_lease_fences_its_holder,
     stale_epoch_writes_are_fenced_and_write_nothing,

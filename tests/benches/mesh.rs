@@ -17,15 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use onsale_actors::provider::{Provider, SimulatedProvider};
-use onsale_cluster::mesh::{Mesh, MeshConfig};
-use onsale_cluster::node::{Node, NodeConfig};
+use onsale_cluster::node::Node;
+use onsale_cluster::store::Store;
 use onsale_cluster::store::sqlite::SqliteStore;
-use onsale_cluster::store::{NodeId, Store};
 use onsale_schema::message::{Command, Reply, SaleCommand};
-use onsale_schema::token::TokenKey;
 use onsale_schema::{EventConfig, EventId, FanId};
-use onsale_tests::{NodeProcess, free_port, scratch_dir, spec, venue_json};
+use onsale_tests::{NodeProcess, bench, free_port, scratch_dir, spec, venue_json};
 
 const COOKIE: &str = "mesh bench cookie, shared by the cluster";
 const CALLERS: usize = 512;
@@ -37,11 +34,7 @@ fn main() -> anyhow::Result<()> {
     let dir = scratch_dir("mesh-bench");
     let store_path = dir.join("bench.db");
     let cookie = dir.join("cookie");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(&cookie, COOKIE)?;
-        std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o600))?;
-    }
+    bench::write_cookie(&cookie, COOKIE)?;
     let node_addr = format!("127.0.0.11:{}", free_port());
     let args: Vec<String> = [
         "--cluster-listen",
@@ -58,14 +51,15 @@ fn main() -> anyhow::Result<()> {
     .collect();
     let node = NodeProcess::start_with(&store_path, &node_addr, &args, "onsale mesh owner on")?;
     if pin {
-        pin_to(node.pid().expect("running"), 0);
-        pin_to(std::process::id(), 1);
+        bench::pin_to(node.pid().expect("running"), "0");
+        bench::pin_to(std::process::id(), "1");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let remote = gateway_node(&store_path, &node_addr, &cookie).await?;
+        let remote =
+            bench::mesh_gateway(&store_path, "127.0.0.21", std::slice::from_ref(&node_addr), &cookie).await?;
         let local = local_node(&dir.join("local.db")).await?;
         for (node, event) in [(&remote, EventId(1)), (&local, EventId(2))] {
             let created = node
@@ -93,58 +87,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pin_to(pid: u32, cpu: u32) {
-    let _ = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status();
-}
-
-fn config(name: &str, store: Arc<dyn Store>, owns_events: bool) -> NodeConfig {
-    NodeConfig {
-        node: NodeId(name.into()),
-        addr: "127.0.0.1:1".into(),
-        owns_events,
-        store,
-        key: TokenKey::derive(b"mesh bench token key"),
-        provider: Provider::Simulated(SimulatedProvider::default()),
-        lease_ttl_ms: 3_000,
-        snapshot_every_records: 1_000,
-        payment_query_after_ms: 10_000,
-    }
-}
-
-/// A gateway-role node in this process, on the mesh with the owner.
-async fn gateway_node(store: &Path, owner: &str, cookie: &Path) -> anyhow::Result<Node> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(store)?);
-    let node = Node::start(config("bench-gateway", store, false))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mesh = Mesh::start(
-        MeshConfig {
-            listen: format!("127.0.0.21:{}", free_port()).parse()?,
-            seeds: vec![owner.to_owned()],
-            cookie: std::fs::read_to_string(cookie)?,
-            gateway: false,
-            tls: None,
-        },
-        node.clone(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    node.attach_mesh(mesh.clone());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while mesh.peers().is_empty() || node.placeable().is_empty() {
-        anyhow::ensure!(Instant::now() < deadline, "no mesh session with the owner");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(node)
-}
-
 /// A node owning its events in this process (no mesh).
 async fn local_node(store: &Path) -> anyhow::Result<Node> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(store)?);
-    Node::start(config("bench-local", store, true))
+    Node::start(bench::node_config("bench-local", store, true))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -213,15 +159,9 @@ async fn open_loop(node: &Node, event: EventId) -> Latency {
         }
     }
     micros.sort_unstable();
-    let at = |q: f64| {
-        micros
-            .get(((micros.len() as f64 * q) as usize).min(micros.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
     Latency {
-        p50_us: at(0.50),
-        p99_us: at(0.99),
+        p50_us: bench::quantile(&micros, 0.50),
+        p99_us: bench::quantile(&micros, 0.99),
         max_us: micros.last().copied().unwrap_or(0),
         failed,
     }

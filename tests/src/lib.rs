@@ -1,6 +1,7 @@
 //! Support for the cross-crate tests in `tests/tests/`: real node
 //! processes on a real store, driven over the node RPC on loopback.
 
+pub mod bench;
 pub mod client;
 
 use std::io::{BufRead, BufReader};

@@ -17,7 +17,9 @@
 //! another node to own (unknown events included), and none waits longer
 //! than the limit.
 //!
-//! **Leases.** Every owned event's lease is renewed each `ttl / 3`. A
+//! **Leases.** Every owned event's lease is renewed each `ttl / 3`, in
+//! batches of [`RENEW_BATCH`] per store transaction (per node, not per
+//! event). A
 //! renewal that is fenced (another node took the event) or that keeps
 //! failing past the lease's expiry stops the event actor: a node never
 //! serves an event it cannot prove it owns. Writes are fenced by epoch in
@@ -65,6 +67,10 @@ pub use restore::{RestoreError, restore};
 /// How long a node on a mesh may have no session with anyone, while other
 /// nodes live, before it gives its events up (see `RouterState::isolated`).
 pub const ISOLATION_GRACE_MS: u64 = 500;
+
+/// Leases renewed in one store transaction (a node renews every event it
+/// serves each ttl/3, in batches of this many).
+pub const RENEW_BATCH: usize = 1_000;
 
 /// How long a move waits for the event to settle, and then to stop.
 pub const MOVE_FREEZE_MS: u64 = 5_000;
@@ -974,26 +980,37 @@ impl RouterState {
         }
         let ttl = self.config.lease_ttl_ms;
         let leases: Vec<EventLease> = self.leases.values().cloned().collect();
-        for lease in leases {
-            let event = lease.event;
-            let current = lease.clone();
-            let result = self
-                .blocking(move |s| s.renew_event(&current, ttl, wall_now()))
+        for batch in leases.chunks(RENEW_BATCH) {
+            let batch = batch.to_vec();
+            let asked = batch.clone();
+            let renewed = self
+                .blocking(move |s| s.renew_events(&asked, ttl, wall_now()))
                 .await;
-            match result {
-                Ok(renewed) => {
-                    self.leases.insert(event, renewed);
+            match renewed {
+                Ok(results) => {
+                    for (lease, result) in batch.iter().zip(results) {
+                        match result {
+                            Ok(renewed) => {
+                                self.leases.insert(lease.event, renewed);
+                            }
+                            Err(_) => self.give_up(lease.event, "fenced by a newer owner"),
+                        }
+                    }
                 }
-                Err(StoreError::Fenced { .. }) => self.give_up(event, "fenced by a newer owner"),
-                // Stop serving a renewal period before the lease could
-                // expire: by then another node may be taking it.
-                Err(e) if wall_now().0 + ttl / 3 >= lease.expires.0 => {
-                    self.give_up(
-                        event,
-                        &format!("lease about to expire while the store fails: {e}"),
-                    );
+                Err(e) => {
+                    for lease in &batch {
+                        // Stop serving a renewal period before the lease
+                        // could expire: by then another node may be
+                        // taking it.
+                        if wall_now().0 + ttl / 3 >= lease.expires.0 {
+                            self.give_up(
+                                lease.event,
+                                &format!("lease about to expire while the store fails: {e}"),
+                            );
+                        }
+                    }
+                    tracing::warn!(error = %e, events = batch.len(), "lease renewal failed; retrying");
                 }
-                Err(e) => tracing::warn!(%event, error = %e, "lease renewal failed; retrying"),
             }
         }
     }

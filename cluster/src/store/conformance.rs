@@ -41,6 +41,7 @@ checks!(
     acquire_after_expiry_bumps_the_epoch,
     reacquire_by_the_same_node_bumps_the_epoch_and_fences_the_old_lease,
     renew_extends_a_current_lease_and_refuses_a_stale_one,
+    renewing_many_leases_at_once_fences_only_the_stale_ones,
     release_lets_another_node_acquire_at_once,
     takeover_of_an_exact_lease_fences_its_holder,
     stale_epoch_writes_are_fenced_and_write_nothing,
@@ -385,6 +386,53 @@ pub fn reacquire_by_the_same_node_bumps_the_epoch_and_fences_the_old_lease(make:
     );
     append(&*store, &second, &records(1, 1, "new"));
     assert_eq!(load(&*store, event).journal, records(1, 1, "new"));
+}
+
+/// A node's leases renewed in one call: the current ones extended, a
+/// stale one answered `Fenced` beside them (and left as it is).
+pub fn renewing_many_leases_at_once_fences_only_the_stale_ones(make: MakeStore<'_>) {
+    let store = make();
+    assert_eq!(
+        store.renew_events(&[], TTL_MS, Millis(0)).unwrap(),
+        vec![],
+        "nothing to renew"
+    );
+    let a = acquire(&*store, EventId(21), "node-a", 0);
+    let stale = acquire(&*store, EventId(22), "node-a", 0);
+    let c = acquire(&*store, EventId(23), "node-a", 0);
+    let taken = store
+        .acquire_event_over(
+            EventId(22),
+            &node("node-b"),
+            TTL_MS,
+            Millis(10),
+            Some(&stale),
+        )
+        .unwrap()
+        .acquired()
+        .expect("a takeover");
+    let renewed = store
+        .renew_events(&[a.clone(), stale.clone(), c.clone()], TTL_MS, Millis(500))
+        .unwrap();
+    assert_eq!(renewed.len(), 3);
+    for (lease, result) in [&a, &c].into_iter().zip([&renewed[0], &renewed[2]]) {
+        let expected = EventLease {
+            expires: Millis(500 + TTL_MS),
+            ..lease.clone()
+        };
+        assert_eq!(result.as_ref().ok(), Some(&expected), "renewed in place");
+        assert_eq!(store.event_lease(lease.event).unwrap(), Some(expected));
+    }
+    assert_fenced(
+        renewed[1].clone(),
+        &stale,
+        "renew_events of a taken-over lease",
+    );
+    assert_eq!(
+        store.event_lease(EventId(22)).unwrap(),
+        Some(taken),
+        "the new owner's lease is untouched"
+    );
 }
 
 /// Renewing extends a current lease; a lease whose epoch moved on is

@@ -120,6 +120,15 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.renew_event(lease, ttl_ms, now)
     }
 
+    fn renew_events(
+        &self,
+        leases: &[EventLease],
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<Result<EventLease, StoreError>>, StoreError> {
+        self.write(|s| s.renew_events(leases, ttl_ms, now))
+    }
+
     fn release_event(&self, lease: &EventLease) -> Result<(), StoreError> {
         self.inner.release_event(lease)
     }

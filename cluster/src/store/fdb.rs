@@ -584,6 +584,42 @@ impl Store for FdbStore {
         Ok(renewed)
     }
 
+    fn renew_events(
+        &self,
+        leases: &[EventLease],
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<Result<EventLease, StoreError>>, StoreError> {
+        let keys: Vec<EventKeys> = leases.iter().map(|l| self.keys(l.event)).collect();
+        let expires = now.saturating_add_ms(ttl_ms);
+        self.run(|trx, _| {
+            let keys = &keys;
+            async move {
+                // Every lease read at once (one round trip, not one each).
+                let current =
+                    futures::future::try_join_all(keys.iter().map(|k| lease_of(&trx, k))).await?;
+                let mut renewed = Vec::with_capacity(leases.len());
+                for ((lease, keys), current) in leases.iter().zip(keys).zip(current) {
+                    match current {
+                        Some(c) if c.epoch == lease.epoch && c.node == lease.node => {
+                            let lease = EventLease {
+                                expires,
+                                ..lease.clone()
+                            };
+                            set_lease(&trx, keys, &lease);
+                            renewed.push(Ok(lease));
+                        }
+                        _ => renewed.push(Err(StoreError::Fenced {
+                            event: lease.event,
+                            epoch: lease.epoch,
+                        })),
+                    }
+                }
+                Ok(renewed)
+            }
+        })
+    }
+
     fn release_event(&self, lease: &EventLease) -> Result<(), StoreError> {
         let keys = self.keys(lease.event);
         let released = EventLease {

@@ -339,6 +339,27 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<EventLease, StoreError>;
 
+    /// Renew many leases at once (a node renews all of its events in one
+    /// transaction per tick, not one each): each as [`Store::renew_event`]
+    /// would, its own `Fenced` answer beside the others. An error of the
+    /// store itself fails the whole batch (nothing renewed).
+    fn renew_events(
+        &self,
+        leases: &[EventLease],
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<Result<EventLease, StoreError>>, StoreError> {
+        let mut renewed = Vec::with_capacity(leases.len());
+        for lease in leases {
+            match self.renew_event(lease, ttl_ms, now) {
+                Err(e @ StoreError::Fenced { .. }) => renewed.push(Err(e)),
+                Err(e) => return Err(e),
+                Ok(lease) => renewed.push(Ok(lease)),
+            }
+        }
+        Ok(renewed)
+    }
+
     /// Give an event up (expire the lease now, keep the epoch).
     fn release_event(&self, lease: &EventLease) -> Result<(), StoreError>;
 

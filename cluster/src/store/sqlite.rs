@@ -831,6 +831,33 @@ impl Store for SqliteStore {
         })
     }
 
+    fn renew_events(
+        &self,
+        leases: &[EventLease],
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<Result<EventLease, StoreError>>, StoreError> {
+        let expires = now.saturating_add_ms(ttl_ms);
+        self.write(|tx| {
+            let mut renewed = Vec::with_capacity(leases.len());
+            for lease in leases {
+                match check_fence(tx, lease) {
+                    Err(e @ StoreError::Fenced { .. }) => renewed.push(Err(e)),
+                    Err(e) => return Err(e),
+                    Ok(()) => {
+                        let lease = EventLease {
+                            expires,
+                            ..lease.clone()
+                        };
+                        put_lease(tx, &lease)?;
+                        renewed.push(Ok(lease));
+                    }
+                }
+            }
+            Ok(renewed)
+        })
+    }
+
     fn release_event(&self, lease: &EventLease) -> Result<(), StoreError> {
         self.fenced(lease, |tx| {
             put_lease(
