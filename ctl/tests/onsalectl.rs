@@ -759,6 +759,20 @@ fn one_node_killed(cluster: &mut Cluster) {
     });
     let nodes = cluster.ctl(&["node", "list", "-o", "json"]).ok().json();
     assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(3), "{nodes}");
+
+    // Without --id, create takes the next free id.
+    let venue = cluster.dir.join("venue.json").display().to_string();
+    let run = cluster
+        .ctl(&["event", "create", "-f", &venue, "--starts-at", "+7d"])
+        .ok();
+    assert!(run.stdout.starts_with("event 4 ready"), "{run:?}");
+    // Errors are JSON on stderr with -o json, with the exit code.
+    let run = cluster
+        .ctl(&["event", "describe", "77", "-o", "json"])
+        .exits(3);
+    let error: Value = serde_json::from_str(run.stderr.trim()).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "unknown_event", "{run:?}");
+    assert_eq!(error["error"]["exit_code"], 3, "{run:?}");
 }
 
 // ----- top, in a terminal ----------------------------------------------------------
