@@ -15,11 +15,13 @@
 //! as a command): a sale counts when the event answers `sold`, which it
 //! does only once the sale is in its journal on the store.
 //! - `uniform`: buyers spread evenly over the ten events;
-//! - `hot`: half the buyers on event 1, the rest over the other nine.
+//! - `hot`: half the buyers on one event, the rest over the other nine
+//!   (ten fresh events, so the hot one starts with every seat).
 //!
 //! Printed per setup and load: durable sales/s, and the p99 of the cold
-//! events' commands (every event but 1), split into those whose owner
-//! also owns event 1 and those whose owner does not. All processes share
+//! events' commands (every event but the hot one), split into those whose
+//! owner also owns the hot one and those whose owner does not (on one
+//! node, all of them share it). All processes share
 //! this machine's cores unless `ONSALE_BENCH_PIN=1` (node processes on
 //! CPU 0, this process on CPU 1).
 
@@ -107,25 +109,31 @@ fn setup(count: usize, pin: bool) -> anyhow::Result<(f64, f64)> {
             tickets_per_fan_max: 2,
             ..EventConfig::default()
         };
-        for e in 1..=EVENTS {
-            let created = gateway.create_event(spec(e, venue_json(20, 40, 25), config.clone())).await;
+        // Events 1..=10 for the uniform load, 11..=20 (fresh seats) for
+        // the hot one; 50,000 seats each, so the hot event never sells out.
+        for e in 1..=2 * EVENTS {
+            let created = gateway.create_event(spec(e, venue_json(25, 40, 50), config.clone())).await;
             anyhow::ensure!(matches!(created, Reply::Overview { .. }), "create {e}: {created:?}");
             let opened = gateway.call(EventId(e), Command::Sale { command: SaleCommand::Open }).await;
             anyhow::ensure!(matches!(opened, Reply::Sale { .. }), "open {e}: {opened:?}");
         }
-        let owners: Vec<Option<usize>> = (1..=EVENTS).map(|e| lease_holder(&store, e)).collect();
-        let shares_hot: Vec<bool> = owners.iter().map(|o| *o == owners[0]).collect();
+        let owners: Vec<Option<usize>> = (1..=2 * EVENTS).map(|e| lease_holder(&store, e)).collect();
         let placed: Vec<String> = owners
             .iter()
             .map(|o| o.map_or("?".into(), |o| format!("n{o}")))
             .collect();
-        println!("{count} node(s): events 1..={EVENTS} owned by {}", placed.join(" "));
-        let uniform = load(&gateway, &shares_hot, false, 0).await;
-        let hot = load(&gateway, &shares_hot, true, 1).await;
+        println!("{count} node(s): events 1..={} owned by {}", 2 * EVENTS, placed.join(" "));
+        let (first, second) = owners.split_at(EVENTS as usize);
+        let shares = |owners: &[Option<usize>]| -> Vec<bool> {
+            owners.iter().map(|o| *o == owners[0]).collect()
+        };
+        let uniform = load(&gateway, 1, &shares(first), false).await;
+        let hot = load(&gateway, 1 + EVENTS, &shares(second), true).await;
         for (name, result) in [("uniform", &uniform), ("hot", &hot)] {
+            let us = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| format!("{v} us"));
             println!(
-                "{count} node(s), {name:>7}: {:>7.0} durable sales/s ({} sold, {} refused) | cold events' p99: {:>6} us beside the hot one, {:>6} us elsewhere",
-                result.sales_per_s, result.sold, result.refused, result.p99_beside_us, result.p99_elsewhere_us
+                "{count} node(s), {name:>7}: {:>7.0} durable sales/s ({} sold, {} refused) | cold events' p99: {:>9} beside the hot one, {:>9} elsewhere",
+                result.sales_per_s, result.sold, result.refused, us(result.p99_beside_us), us(result.p99_elsewhere_us)
             );
         }
         anyhow::Ok((uniform.sales_per_s, hot.sales_per_s))
@@ -138,10 +146,11 @@ struct LoadResult {
     sales_per_s: f64,
     sold: u64,
     refused: u64,
-    /// p99 (µs) of commands to cold events that share event 1's owner.
-    p99_beside_us: u64,
+    /// p99 (µs) of commands to cold events that share the hot event's
+    /// owner (`None`: no such event).
+    p99_beside_us: Option<u64>,
     /// p99 (µs) of commands to cold events on other nodes.
-    p99_elsewhere_us: u64,
+    p99_elsewhere_us: Option<u64>,
 }
 
 /// What one buyer saw.
@@ -153,7 +162,9 @@ struct Seen {
     elsewhere: Vec<u64>,
 }
 
-async fn load(gateway: &Node, shares_hot: &[bool], hot: bool, round: u64) -> LoadResult {
+/// Buyers on events `first..first + EVENTS` (the first is the hot one
+/// when `hot`); `shares_hot[i]`: event `first + i` has the hot one's owner.
+async fn load(gateway: &Node, first: u64, shares_hot: &[bool], hot: bool) -> LoadResult {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let until = Instant::now() + PHASE;
     let started = Instant::now();
@@ -165,16 +176,16 @@ async fn load(gateway: &Node, shares_hot: &[bool], hot: bool, round: u64) -> Loa
             let mut n = 0_u64;
             while Instant::now() < until {
                 // Half the buyers on event 1 when hot; else round robin.
-                let event = if hot && b % 2 == 0 {
-                    1
+                let i = if hot && b % 2 == 0 {
+                    0
                 } else {
-                    1 + (b + n) % EVENTS
+                    (b + n) % EVENTS
                 };
-                let fan = FanId(1 + round * 100_000_000 + b * 1_000_000 + n);
+                let fan = FanId(1 + first * 100_000_000 + b * 1_000_000 + n);
                 n += 1;
-                let times = sale(&gateway, EventId(event), fan, &mut mine).await;
-                if event != 1 {
-                    let bucket = if shares_hot[(event - 1) as usize] {
+                let times = sale(&gateway, EventId(first + i), fan, &mut mine).await;
+                if i != 0 {
+                    let bucket = if shares_hot[i as usize] {
                         &mut mine.beside
                     } else {
                         &mut mine.elsewhere
@@ -200,8 +211,9 @@ async fn load(gateway: &Node, shares_hot: &[bool], hot: bool, round: u64) -> Loa
         sales_per_s: seen.sold as f64 / elapsed,
         sold: seen.sold,
         refused: seen.refused,
-        p99_beside_us: bench::quantile(&seen.beside, 0.99),
-        p99_elsewhere_us: bench::quantile(&seen.elsewhere, 0.99),
+        p99_beside_us: (!seen.beside.is_empty()).then(|| bench::quantile(&seen.beside, 0.99)),
+        p99_elsewhere_us: (!seen.elsewhere.is_empty())
+            .then(|| bench::quantile(&seen.elsewhere, 0.99)),
     }
 }
 
