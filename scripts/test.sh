@@ -5,14 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages: a C compiler (blake3's assembly, SQLite is bundled),
-# libclang (bindgen, for compiling the FoundationDB backend), and headless
+# libclang (bindgen, for compiling the FoundationDB backend), headless
 # Chromium with its WebDriver (the fan page's browser tests,
-# tests/tests/browser.rs). Checked, not assumed; installed when missing.
+# tests/tests/browser.rs), and tmux (onsalectl top, driven in a terminal by
+# ctl/tests/onsalectl.rs). Checked, not assumed; installed when missing.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 # openssl: the mesh TLS test makes its CA and certificates with it.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
