@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
 conformance_tests!(
     nodes_heartbeat_live_and_expire,
     node_flags_set_clear_and_list_sorted,
+    expired_nodes_are_listed_until_forgotten,
     acquire_free_event,
     acquire_refused_while_another_node_holds_a_live_lease,
     acquire_after_expiry_bumps_the_epoch,

@@ -413,6 +413,34 @@ async fn any_gateway_serves_any_event_and_a_killed_owner_fails_over() {
     .await;
     assert_eq!(audit.status, 200, "{audit:?}");
 
+    // Operators see the killed node gone once its heartbeat lapses, and
+    // may forget it; a live node cannot be forgotten.
+    let deadline = Instant::now() + WAIT;
+    let path = format!("/api/ops/nodes/n{owner}");
+    loop {
+        let entry = ops(cluster.gateway(0), "GET", &path, &Value::Null).await;
+        assert_eq!(entry.status, 200, "{entry:?}");
+        if entry.json()["state"] == "gone" {
+            assert_eq!(entry.json()["reachable"], false, "{entry:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never listed gone: {entry:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live = (owner + 1) % 3;
+    let refused = ops(
+        cluster.gateway(0),
+        "DELETE",
+        &format!("/api/ops/nodes/n{live}"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let forgotten = ops(cluster.gateway(0), "DELETE", &path, &Value::Null).await;
+    assert_eq!(forgotten.status, 200, "{forgotten:?}");
+    let gone = ops(cluster.gateway(0), "GET", &path, &Value::Null).await;
+    assert_eq!(gone.status, 404, "{gone:?}");
+
     // The benchmark: more kills, each of the current owner, restarting
     // the killed node each time (it rejoins the mesh).
     let kills: usize = std::env::var("ONSALE_FAILOVER_KILLS")

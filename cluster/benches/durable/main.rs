@@ -227,6 +227,12 @@ impl Store for Counted {
     fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError> {
         self.inner.live_nodes(now)
     }
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.inner.nodes()
+    }
+    fn forget_node(&self, n: &NodeId) -> Result<(), StoreError> {
+        self.inner.forget_node(n)
+    }
     fn set_node_flags(&self, n: &NodeId, f: NodeFlags) -> Result<(), StoreError> {
         self.inner.set_node_flags(n, f)
     }

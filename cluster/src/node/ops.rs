@@ -99,6 +99,16 @@ impl Node {
         self.read_store(|s| s.live_nodes(wall_now())).await
     }
 
+    /// Every registered node, its heartbeat expired or not.
+    pub async fn registered_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.read_store(|s| s.nodes()).await
+    }
+
+    /// Forget a node's registration and flags.
+    pub async fn forget_node(&self, node: NodeId) -> Result<(), StoreError> {
+        self.read_store(move |s| s.forget_node(&node)).await
+    }
+
     /// Operators' flags on nodes.
     pub async fn node_flags(&self) -> Result<Vec<(NodeId, NodeFlags)>, StoreError> {
         self.read_store(|s| s.node_flags()).await

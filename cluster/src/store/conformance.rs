@@ -36,6 +36,7 @@ macro_rules! checks {
 checks!(
     nodes_heartbeat_live_and_expire,
     node_flags_set_clear_and_list_sorted,
+    expired_nodes_are_listed_until_forgotten,
     acquire_free_event,
     acquire_refused_while_another_node_holds_a_live_lease,
     acquire_after_expiry_bumps_the_epoch,
@@ -237,6 +238,48 @@ pub fn nodes_heartbeat_live_and_expire(make: MakeStore<'_>) {
         vec![node("node-b")],
         "a heartbeat revives an expired node"
     );
+}
+
+/// Every registered node is listed, expired or not, until forgotten (with
+/// its flags).
+pub fn expired_nodes_are_listed_until_forgotten(make: MakeStore<'_>) {
+    let store = make();
+    store
+        .heartbeat_node(&node("node-b"), "10.0.0.2:7000", TTL_MS, Millis(0))
+        .unwrap();
+    store
+        .heartbeat_node(&node("node-a"), "10.0.0.1:7000", TTL_MS, Millis(5_000))
+        .unwrap();
+    let flags = NodeFlags {
+        cordoned: true,
+        draining: false,
+    };
+    store.set_node_flags(&node("node-b"), flags).unwrap();
+    let names =
+        |records: Vec<NodeRecord>| -> Vec<NodeId> { records.into_iter().map(|r| r.node).collect() };
+    assert_eq!(
+        names(store.live_nodes(Millis(5_000)).unwrap()),
+        vec![node("node-a")]
+    );
+    let all = store.nodes().unwrap();
+    assert_eq!(
+        names(all.clone()),
+        vec![node("node-a"), node("node-b")],
+        "the dead too"
+    );
+    assert_eq!(all[1].expires, Millis(TTL_MS), "with its last expiry");
+    store.forget_node(&node("node-b")).unwrap();
+    assert_eq!(
+        names(store.nodes().unwrap()),
+        vec![node("node-a")],
+        "forgotten"
+    );
+    assert_eq!(
+        store.node_flags().unwrap(),
+        vec![],
+        "its flags forgotten with it"
+    );
+    store.forget_node(&node("node-z")).unwrap();
 }
 
 /// Operators' flags on nodes: set, replaced, cleared (a cleared node is

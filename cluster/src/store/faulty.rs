@@ -91,6 +91,14 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.live_nodes(now)
     }
 
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.inner.nodes()
+    }
+
+    fn forget_node(&self, node: &NodeId) -> Result<(), StoreError> {
+        self.write(|s| s.forget_node(node))
+    }
+
     fn set_node_flags(&self, node: &NodeId, flags: super::NodeFlags) -> Result<(), StoreError> {
         self.write(|s| s.set_node_flags(node, flags))
     }

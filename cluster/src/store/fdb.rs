@@ -477,28 +477,42 @@ impl Store for FdbStore {
         })
     }
 
-    fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError> {
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         let nodes = self.root.subspace(&("node",));
-        let mut live = self.run(|trx, _| {
+        let mut all = self.run(|trx, _| {
             let nodes = &nodes;
             async move {
-                let mut live = Vec::new();
+                let mut all = Vec::new();
                 for (key, value) in read_range(&trx, nodes.range()).await? {
                     let name: Cow<'_, str> = nodes.unpack(&key).map_err(|e| bad_tuple(&key, e))?;
                     let (addr, expires): (Cow<'_, str>, u64) = decode(&value)?;
-                    if Millis(expires) > now {
-                        live.push(NodeRecord {
-                            node: NodeId(name.into_owned()),
-                            addr: addr.into_owned(),
-                            expires: Millis(expires),
-                        });
-                    }
+                    all.push(NodeRecord {
+                        node: NodeId(name.into_owned()),
+                        addr: addr.into_owned(),
+                        expires: Millis(expires),
+                    });
                 }
-                Ok(live)
+                Ok(all)
             }
         })?;
-        live.sort_by(|a, b| a.node.cmp(&b.node));
-        Ok(live)
+        all.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(all)
+    }
+
+    fn forget_node(&self, node: &NodeId) -> Result<(), StoreError> {
+        let keys = [
+            self.root.pack(&("node", node.0.as_str())),
+            self.root.pack(&("node_flags", node.0.as_str())),
+        ];
+        self.run(|trx, _| {
+            let keys = &keys;
+            async move {
+                for key in keys {
+                    trx.clear(key);
+                }
+                Ok(())
+            }
+        })
     }
 
     fn set_node_flags(&self, node: &NodeId, flags: NodeFlags) -> Result<(), StoreError> {

@@ -280,7 +280,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Nodes whose lease has not expired at `now`, sorted by node.
-    fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError>;
+    fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError> {
+        let mut nodes = self.nodes()?;
+        nodes.retain(|record| record.expires > now);
+        Ok(nodes)
+    }
+
+    /// Every node that ever registered and was not forgotten, its lease
+    /// expired or not, sorted by node (operators list the dead as gone).
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Forget a node's registration and flags (a decommissioned node).
+    /// Its events' leases are untouched: they expire or are taken over.
+    fn forget_node(&self, node: &NodeId) -> Result<(), StoreError>;
 
     /// Set a node's flags (clear flags remove its entry). The node need
     /// not be live: an operator may cordon a node before it starts.

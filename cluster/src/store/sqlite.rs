@@ -732,7 +732,19 @@ impl Store for SqliteStore {
         })
     }
 
-    fn live_nodes(&self, now: Millis) -> Result<Vec<NodeRecord>, StoreError> {
+    fn forget_node(&self, node: &NodeId) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for table in ["nodes", "node_flags"] {
+                tx.prepare_cached(&format!("DELETE FROM {table} WHERE node = ?1"))
+                    .map_err(sql)?
+                    .execute([&node.0])
+                    .map_err(sql)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         self.read(|tx| {
             let mut stmt = tx
                 .prepare_cached("SELECT node, addr, expires_ms FROM nodes ORDER BY node")
@@ -746,14 +758,7 @@ impl Store for SqliteStore {
                     })
                 })
                 .map_err(sql)?;
-            let mut live = Vec::new();
-            for row in rows {
-                let record = row.map_err(sql)?;
-                if record.expires > now {
-                    live.push(record);
-                }
-            }
-            Ok(live)
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
         })
     }
 

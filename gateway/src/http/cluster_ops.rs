@@ -30,12 +30,12 @@ fn store_error(e: StoreError) -> ApiError {
 /// Every node the store or the mesh knows of, by name.
 async fn node_entries(gw: &Gateway) -> Result<Vec<NodeEntry>, ApiError> {
     let node = &gw.node;
-    let (live, flags, statuses) =
-        futures::join!(node.live_nodes(), node.node_flags(), node.statuses());
-    let live = live.map_err(store_error)?;
+    let (registered, flags, statuses) =
+        futures::join!(node.registered_nodes(), node.node_flags(), node.statuses());
+    let registered = registered.map_err(store_error)?;
     let flags: FxHashMap<NodeId, NodeFlags> = flags.map_err(store_error)?.into_iter().collect();
     let statuses: FxHashMap<NodeId, Option<NodeStatus>> = statuses.into_iter().collect();
-    let mut names: Vec<NodeId> = live
+    let mut names: Vec<NodeId> = registered
         .iter()
         .map(|r| r.node.clone())
         .chain(flags.keys().cloned())
@@ -48,7 +48,8 @@ async fn node_entries(gw: &Gateway) -> Result<Vec<NodeEntry>, ApiError> {
     let entries = names
         .into_iter()
         .map(|name| {
-            let record = live.iter().find(|r| r.node == name);
+            let record = registered.iter().find(|r| r.node == name);
+            let live = record.is_some_and(|r| r.expires > now);
             let status = statuses.get(&name).and_then(Option::as_ref);
             let flags = flags.get(&name).copied().unwrap_or_default();
             let role = if record.is_some() || status.is_none_or(|s| s.owns_events) {
@@ -58,7 +59,7 @@ async fn node_entries(gw: &Gateway) -> Result<Vec<NodeEntry>, ApiError> {
             };
             let serving = status.map(|s| s.events.len() as u32);
             let state = match role {
-                NodeRole::Node if record.is_none() => NodeState::Gone,
+                NodeRole::Node if !live => NodeState::Gone,
                 NodeRole::Gateway if !statuses.contains_key(&name) => NodeState::Gone,
                 _ if flags.draining && serving == Some(0) => NodeState::Drained,
                 _ if flags.draining => NodeState::Draining,
@@ -117,6 +118,33 @@ async fn node_entry(gw: &Gateway, name: &str) -> Result<NodeEntry, ApiError> {
         entry.serves = Some(Vec::new());
     }
     Ok(entry)
+}
+
+/// `DELETE /api/ops/nodes/{node}`: forget a node that is gone (a
+/// decommissioned one): its registration and flags.
+pub(super) async fn forget(
+    State(gw): State<Gateway>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let entry = node_entry(&gw, &name).await?;
+    if entry.state != NodeState::Gone {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{name} is {:?}, not gone: stop it before forgetting it",
+                entry.state
+            ),
+        ));
+    }
+    gw.node
+        .forget_node(NodeId(name.clone()))
+        .await
+        .map_err(store_error)?;
+    tracing::warn!(node = name, "operator forgot a node");
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"forgotten": name}),
+    ))
 }
 
 /// `GET /api/ops/nodes/{node}`.

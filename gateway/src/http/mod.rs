@@ -81,7 +81,10 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/api/ops/events/{event}/move", post(operator::move_event))
         .route("/api/ops/cluster", get(cluster_ops::cluster))
         .route("/api/ops/nodes", get(cluster_ops::nodes))
-        .route("/api/ops/nodes/{node}", get(cluster_ops::node))
+        .route(
+            "/api/ops/nodes/{node}",
+            get(cluster_ops::node).delete(cluster_ops::forget),
+        )
         .route("/api/ops/nodes/{node}/cordon", post(cluster_ops::cordon))
         .route(
             "/api/ops/nodes/{node}/uncordon",
