@@ -437,7 +437,7 @@ impl EventState {
             Command::Sale { command } => match core.sale_command(command, now) {
                 Ok(state) => Reply::Sale { state },
                 Err(state) => Reply::error(
-                    ErrorCode::BadRequest,
+                    ErrorCode::WrongSaleState,
                     format!("the sale is {} and cannot take that", state.as_str()),
                 ),
             },

@@ -603,7 +603,7 @@ fn live_sale_moves_and_drains(cluster: &Cluster) {
     assert_eq!(owner(cluster, 1), to);
     let run = cluster
         .ctl(&["event", "move", "1", "--to", "nowhere"])
-        .exits(1);
+        .exits(3);
     assert!(run.stderr.contains("nowhere"), "{run:?}");
 
     // Drain the new owner: NDJSON progress, ending drained with nothing left.

@@ -110,6 +110,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::EventExists
+        | ErrorCode::WrongSaleState
         | ErrorCode::WaitingRoomFull
         | ErrorCode::SoldOut
         | ErrorCode::SaleClosed

@@ -57,6 +57,7 @@ codes! {
     WaitingRoomFull => "waiting_room_full", "Waiting room full, please try again later.";
     SoldOut => "sold_out", "Every ticket is sold.";
     SaleClosed => "sale_closed", "The sale is closed.";
+    WrongSaleState => "wrong_sale_state", "The sale's state does not allow this operator command.";
     SaleNotOpen => "sale_not_open", "The sale has not opened yet or is paused.";
     NotInLine => "not_in_line", "This fan has not joined the waiting room.";
     NotAdmitted => "not_admitted", "This fan is still waiting or its turn has passed.";

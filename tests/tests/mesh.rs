@@ -662,7 +662,8 @@ async fn an_event_moves_online_with_nothing_lost() {
         &json!({"to": "nowhere"}),
     )
     .await;
-    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_eq!(refused.status, 404, "{refused:?}");
+    assert_eq!(refused.json()["code"], "unknown_node", "{refused:?}");
     let view = ops(&gateway, "GET", "/api/ops/cluster", &Value::Null).await;
     assert_eq!(view.status, 200, "{view:?}");
     assert_eq!(

@@ -98,6 +98,15 @@ pub(super) async fn move_event(
 ) -> Result<Response, ApiError> {
     let event = parse_event(&event)?;
     let request: MoveRequest = parse_body(body)?;
+    let registered = gw.node.registered_nodes().await.map_err(|e| {
+        ApiError::new(ErrorCode::Busy, format!("the store could not be read: {e}")).retry_after(1)
+    })?;
+    if !registered.iter().any(|r| r.node.0 == request.to) {
+        return Err(ApiError::new(
+            ErrorCode::UnknownNode,
+            format!("no node named {:?} ever joined the cluster", request.to),
+        ));
+    }
     match gw.node.move_event(event, NodeId(request.to)).await {
         Ok(owner) => Ok(json_response(
             StatusCode::OK,

@@ -137,6 +137,11 @@ pub struct FanRecord {
     pub hold_us: Option<u64>,
     pub pay_us: Option<u64>,
     pub admission: Option<Admission>,
+    /// Wall clock (Unix µs) of the first `position` push showing fans
+    /// admitted (`admitted_through` > 0): the waiting fan's first update
+    /// after the sale opened.
+    #[serde(default)]
+    pub first_update_unix_us: Option<u64>,
     pub hold_attempts: u32,
     pub pay_attempts: u32,
     pub held_seats: Vec<u32>,
@@ -254,6 +259,8 @@ struct PushView {
     position: Option<u64>,
     #[serde(default)]
     decided_at: Option<u64>,
+    #[serde(default)]
+    admitted_through: Option<u64>,
     #[serde(default)]
     status: Option<FanStatus>,
     #[serde(default)]
@@ -730,6 +737,13 @@ impl Fan<'_> {
                     }
                     self.admitted(push.decided_at, true);
                     return Ok(None);
+                }
+                "position" => {
+                    if push.admitted_through.is_some_and(|a| a > 0)
+                        && self.rec.first_update_unix_us.is_none()
+                    {
+                        self.rec.first_update_unix_us = Some(unix_now_us());
+                    }
                 }
                 "sold_out" => return Ok(Some(Outcome::SoldOut)),
                 "sale" => {

@@ -151,6 +151,13 @@ pub struct Admissions {
     pub delivery_negative: u64,
     /// Receive wall clock − the sale-open request (if the driver opened it).
     pub after_open: Latency,
+    /// Fans still waiting after the opening: the sale-open request → their
+    /// first `position` push showing fans admitted. `not_updated`: fans
+    /// that were neither admitted nor told before the run ended.
+    #[serde(default)]
+    pub position_update: Latency,
+    #[serde(default)]
+    pub not_updated: u64,
     /// Admissions per second between the first and the last (pushes).
     pub per_s: f64,
 }
@@ -430,6 +437,17 @@ fn admissions(run: &RunInfo, records: &[FanRecord]) -> Admissions {
     }
     a.delivery = Latency::of_us(&mut delivery);
     a.after_open = Latency::of_us(&mut after_open);
+    if let Some(opened) = run.sale_opened_unix_ms {
+        let mut updates = Vec::new();
+        for r in records {
+            match (r.first_update_unix_us, r.admission) {
+                (Some(at), _) => updates.push(at.saturating_sub(opened * 1000)),
+                (None, None) if r.position.is_some() => a.not_updated += 1,
+                (None, _) => {}
+            }
+        }
+        a.position_update = Latency::of_us(&mut updates);
+    }
     if a.via_push > 1 && last > first {
         a.per_s = ((a.via_push - 1) as f64 / ((last - first) as f64 / 1e6)).round();
     }
@@ -803,6 +821,10 @@ pub fn summary(report: &LoadReport) -> String {
     );
     line(&mut s, "decided → received", &a.delivery);
     line(&mut s, "open → received", &a.after_open);
+    line(&mut s, "open → position", &a.position_update);
+    if a.not_updated > 0 {
+        let _ = writeln!(s, "  {} waiting fans heard no position update", a.not_updated);
+    }
     let c = &r.checks;
     if let Some(b) = &r.behaviour {
         let parties: Vec<String> = b
@@ -931,6 +953,33 @@ mod tests {
         // Fan 1 (position 2) was told 30 ms after fan 2 (position 3): within tolerance.
         assert_eq!(report.checks.delivery_lag_worst_ms, 30.0);
         assert_eq!(report.admissions.delivery.max_ms, 60.0);
+    }
+
+    #[test]
+    fn waiting_fans_position_updates_are_timed_from_the_opening() {
+        let waiting = |index: u64, update_ms: Option<u64>| FanRecord {
+            index,
+            position: Some(10 + index),
+            outcome: Outcome::Admitted,
+            stage: Stage::Waiting,
+            first_update_unix_us: update_ms.map(|ms| ms * 1000),
+            ..FanRecord::default()
+        };
+        let run = RunInfo {
+            sale_opened_unix_ms: Some(1_000),
+            ..run()
+        };
+        let records = [
+            fan(0, 1, 1_010, 1_000),
+            waiting(1, Some(1_500)),
+            waiting(2, Some(2_900)),
+            waiting(3, None),
+        ];
+        let report = analyse(run, &records, None);
+        let updates = &report.admissions.position_update;
+        assert_eq!(updates.count, 2);
+        assert_eq!(updates.max_ms, 1_900.0);
+        assert_eq!(report.admissions.not_updated, 1, "fan 3 heard nothing");
     }
 
     #[test]
