@@ -399,9 +399,7 @@ fn sale(client: &Client, out: Out, event: u64, sale: Sale) -> Result<()> {
         // A command that does not apply to the sale's state is refused
         // (409 `wrong_sale_state`); the state it is in says whether it was
         // already done.
-        Err(e) if e.code == "wrong_sale_state" => {
-            stats(client, event)?.sale.as_str().to_owned()
-        }
+        Err(e) if e.code == "wrong_sale_state" => stats(client, event)?.sale.as_str().to_owned(),
         Err(e) => return Err(e),
     };
     let outcome = sale_outcome(sale, event, &state);

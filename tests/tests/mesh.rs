@@ -54,7 +54,13 @@ impl Cluster {
     fn start(name: &str, nodes: usize, gateways: usize) -> Cluster {
         let dir = scratch_dir(name);
         let cookie = dir.join("cookie");
-        write_cookie(&cookie, COOKIE);
+        // A cookie of its own: clusters of tests running side by side on
+        // the same loopback hosts must never join each other (a port one
+        // test's killed node left may be taken by another test's node).
+        write_cookie(
+            &cookie,
+            &format!("{COOKIE} / {name} / {}", std::process::id()),
+        );
         let mut cluster = Cluster {
             store: dir.join("cluster.db"),
             dir,

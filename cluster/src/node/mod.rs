@@ -301,10 +301,16 @@ impl Node {
             }
         }
         // Nobody is known to own it: the placement decides.
+        let placeable_here = self.owns_events && self.placeable().contains(&self.me);
         match self.desired_owner(mesh, event) {
             Some(node) if node == self.me => Target::Here,
-            // A forwarded call is served where it lands: views may differ.
-            Some(_) if hops > 0 && self.owns_events => Target::Here,
+            // A forwarded call is served where it lands (views may
+            // differ), unless this node is cordoned: a node that has not
+            // seen the cordon yet must not make it take a new event, so
+            // the call goes on to the node this view names, within the
+            // hop limit (past it: busy, and the caller retries).
+            Some(_) if hops > 0 && placeable_here => Target::Here,
+            Some(_) if hops >= HOPS_MAX => Target::Nobody,
             Some(node) => Target::Peer(node),
             None if self.owns_events => Target::Here,
             None => Target::Nobody,

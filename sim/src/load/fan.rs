@@ -400,7 +400,7 @@ enum Woke {
 
 /// What the websocket gave a fan.
 enum Heard {
-    Push(PushView),
+    Push(Box<PushView>),
     /// The websocket dropped (closed, reset, cut off): why.
     Broke(String),
 }
@@ -671,7 +671,7 @@ impl Fan<'_> {
             };
             let push = match woke {
                 Woke::Push(heard) => match (*heard)? {
-                    Heard::Push(push) => push,
+                    Heard::Push(push) => *push,
                     Heard::Broke(why) => {
                         self.reconnect(why).await?;
                         continue;
@@ -738,12 +738,11 @@ impl Fan<'_> {
                     self.admitted(push.decided_at, true);
                     return Ok(None);
                 }
-                "position" => {
+                "position"
                     if push.admitted_through.is_some_and(|a| a > 0)
-                        && self.rec.first_update_unix_us.is_none()
-                    {
-                        self.rec.first_update_unix_us = Some(unix_now_us());
-                    }
+                        && self.rec.first_update_unix_us.is_none() =>
+                {
+                    self.rec.first_update_unix_us = Some(unix_now_us());
                 }
                 "sold_out" => return Ok(Some(Outcome::SoldOut)),
                 "sale" => {
@@ -982,7 +981,7 @@ impl Fan<'_> {
                 continue;
             };
             let push = match push? {
-                Heard::Push(push) => push,
+                Heard::Push(push) => *push,
                 Heard::Broke(why) => {
                     self.reconnect(why).await?;
                     continue;
@@ -1255,7 +1254,7 @@ impl Fan<'_> {
                 bail!("more than {PUSHES_MAX} pushes");
             }
             match serde_json::from_str::<PushView>(&text) {
-                Ok(push) => return Ok(Heard::Push(push)),
+                Ok(push) => return Ok(Heard::Push(Box::new(push))),
                 Err(e) => self.note(format!("unreadable push ({e}): {}", excerpt(&text))),
             }
         }

@@ -823,7 +823,11 @@ pub fn summary(report: &LoadReport) -> String {
     line(&mut s, "open → received", &a.after_open);
     line(&mut s, "open → position", &a.position_update);
     if a.not_updated > 0 {
-        let _ = writeln!(s, "  {} waiting fans heard no position update", a.not_updated);
+        let _ = writeln!(
+            s,
+            "  {} waiting fans heard no position update",
+            a.not_updated
+        );
     }
     let c = &r.checks;
     if let Some(b) = &r.behaviour {
