@@ -94,9 +94,23 @@ pub struct EventHandle {
     /// enforces the mailbox bound.
     actor: ActorRef<EventMsg>,
     queued: Arc<AtomicUsize>,
+    numbers: Numbers,
 }
 
+/// The event's numbers (its overview without section summaries) as it
+/// last computed them, after each input: for operators' listings, read
+/// without a message to the actor. They may include what is not durable
+/// yet (a sale whose journal record is being written).
+type Numbers = Arc<std::sync::Mutex<Option<onsale_schema::message::EventOverview>>>;
+
 impl EventHandle {
+    /// The event's numbers as of its last input (see [`Numbers`]); `None`
+    /// before its first.
+    #[must_use]
+    pub fn numbers(&self) -> Option<onsale_schema::message::EventOverview> {
+        self.numbers.lock().expect("not poisoned").clone()
+    }
+
     /// Send a command and wait for its (durable) reply. `busy` at once if
     /// the mailbox is full; an error if the event stopped meanwhile.
     pub async fn call(&self, command: Command) -> Reply {
@@ -214,6 +228,8 @@ pub struct EventState {
     /// Frozen for a move: commands are answered `busy`; the callers here
     /// hear once everything is durable.
     frozen: Option<Vec<RpcReplyPort<()>>>,
+    /// Shared with the handle, refreshed after each input.
+    numbers: Numbers,
 }
 
 impl std::fmt::Debug for EventState {
@@ -235,9 +251,11 @@ impl EventActor {
     ) -> Result<EventHandle, ActorProcessingErr> {
         let event = args.core.event();
         let queued = Arc::new(AtomicUsize::new(0));
+        let numbers: Numbers = Arc::new(std::sync::Mutex::new(Some(args.core.numbers())));
         let start = StartArgs {
             args,
             queued: Arc::clone(&queued),
+            numbers: Arc::clone(&numbers),
         };
         let (actor, _) = match supervisor {
             Some(sup) => Actor::spawn_linked(None, EventActor, start, sup).await?,
@@ -247,6 +265,7 @@ impl EventActor {
             event,
             actor,
             queued,
+            numbers,
         })
     }
 }
@@ -255,6 +274,7 @@ impl EventActor {
 pub struct StartArgs {
     args: EventArgs,
     queued: Arc<AtomicUsize>,
+    numbers: Numbers,
 }
 
 impl Actor for EventActor {
@@ -267,7 +287,11 @@ impl Actor for EventActor {
         myself: ActorRef<Self::Msg>,
         start: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let StartArgs { args, queued } = start;
+        let StartArgs {
+            args,
+            queued,
+            numbers,
+        } = start;
         let event = args.core.event();
         let me = myself.clone();
         let writer = Writer::spawn(format!("journal-{}", event.0), args.log, move |done| {
@@ -302,6 +326,7 @@ impl Actor for EventActor {
             last_snapshot: std::time::Instant::now(),
             snapshot_in_flight: false,
             frozen: None,
+            numbers,
         };
         state.start_checkouts();
         myself.send_interval(TICK, || EventMsg::Tick);
@@ -462,6 +487,7 @@ impl EventState {
     /// Route the core's effects: journal to the writer, the rest through
     /// the gate.
     fn after_input(&mut self) -> Result<(), ActorProcessingErr> {
+        *self.numbers.lock().expect("not poisoned") = Some(self.core.numbers());
         let effects: Vec<crate::Effect> = self.core.drain_effects().collect();
         let mut batch = Vec::new();
         for effect in effects {

@@ -463,8 +463,11 @@ pub struct NodeStatus {
     pub owns_events: bool,
     /// Fan websockets open on it now.
     pub fans: u64,
+    /// Events it serves now.
+    pub serving: u32,
     /// The overview of each event it serves, by event, without section
-    /// summaries (a node may serve thousands of events).
+    /// summaries (a node may serve thousands of events); empty unless
+    /// asked for.
     pub events: Vec<EventOverview>,
 }
 

@@ -393,6 +393,18 @@ impl EventCore {
     #[must_use]
     pub fn overview(&self) -> EventOverview {
         EventOverview {
+            sections: (0..self.venue().sections.len())
+                .map(|s| self.seats.section_summary(SectionIdx(s as u16)))
+                .collect(),
+            ..self.numbers()
+        }
+    }
+
+    /// The overview without its section summaries (cheap: no seat is
+    /// looked at).
+    #[must_use]
+    pub fn numbers(&self) -> EventOverview {
+        EventOverview {
             event: self.event,
             sale: self.sale,
             capacity: self.seats.capacity(),
@@ -401,9 +413,7 @@ impl EventCore {
             waiting: self.waiting(),
             full: self.is_full() && self.sale != SaleState::SoldOut,
             admitted_through: self.admitted_through,
-            sections: (0..self.venue().sections.len())
-                .map(|s| self.seats.section_summary(SectionIdx(s as u16)))
-                .collect(),
+            sections: Vec::new(),
         }
     }
 

@@ -74,8 +74,10 @@ pub enum Request {
         over: EventOwner,
     },
     /// The receiver's own account, for operators: answered with
-    /// `Reply::NodeStatus`.
-    Status,
+    /// `Reply::NodeStatus`, with its events' overviews if `events`.
+    Status {
+        events: bool,
+    },
 }
 
 /// Why a batch or a frame was refused.

@@ -372,8 +372,8 @@ impl Node {
     /// A call another node forwarded here.
     pub(crate) async fn serve(&self, request: Request, hops: u8) -> Reply {
         match request {
-            Request::Status => Reply::NodeStatus {
-                status: self.status().await,
+            Request::Status { events } => Reply::NodeStatus {
+                status: self.status(events),
             },
             Request::Command { event, command } => self.route(event, command, hops).await,
             Request::Create { spec } => self.create_here(*spec).await,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use onsale_actors::clock::wall_now;
 use onsale_schema::EventId;
-use onsale_schema::message::{Command, NodeStatus, Reply};
+use onsale_schema::message::{NodeStatus, Reply};
 use onsale_schema::ops::StoreHealth;
 
 use super::{Node, RouterMsg};
@@ -37,40 +37,37 @@ impl Node {
         self.lease_ttl_ms
     }
 
-    /// This node's own account: its role, fans and every event it serves
-    /// (overviews without section summaries).
-    pub async fn status(&self) -> NodeStatus {
-        let handles: Vec<_> = {
-            let events = self.events.read().expect("not poisoned");
-            events.values().cloned().collect()
+    /// This node's own account: its role, fans, how many events it serves
+    /// and, if `with_events`, their numbers (overviews without section
+    /// summaries, as each event last computed them: read from the
+    /// handles, no message to any actor, so thousands cost a millisecond).
+    #[must_use]
+    pub fn status(&self, with_events: bool) -> NodeStatus {
+        let events = self.events.read().expect("not poisoned");
+        let serving = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        let mut overviews: Vec<_> = if with_events {
+            events
+                .values()
+                .filter_map(|handle| handle.numbers())
+                .collect()
+        } else {
+            Vec::new()
         };
-        let limit = Duration::from_millis(STATUS_TIMEOUT_MS);
-        let asked = handles.iter().map(|handle| async move {
-            tokio::time::timeout(limit, handle.call(Command::Overview)).await
-        });
-        let mut events: Vec<_> = futures::future::join_all(asked)
-            .await
-            .into_iter()
-            .filter_map(|answer| match answer {
-                Ok(Reply::Overview { mut overview }) => {
-                    overview.sections = Vec::new();
-                    Some(overview)
-                }
-                _ => None,
-            })
-            .collect();
-        events.sort_unstable_by_key(|overview| overview.event);
+        drop(events);
+        overviews.sort_unstable_by_key(|overview| overview.event);
         NodeStatus {
             node: self.me.0.clone(),
             owns_events: self.owns_events,
             fans: self.fans.load(Ordering::Relaxed) as u64,
-            events,
+            serving,
+            events: overviews,
         }
     }
 
     /// Every process this one can ask (itself, and each mesh peer) with
-    /// its own account, or `None` where it did not answer in time.
-    pub async fn statuses(&self) -> Vec<(NodeId, Option<NodeStatus>)> {
+    /// its own account (with its events' numbers if `with_events`), or
+    /// `None` where it did not answer in time.
+    pub async fn statuses(&self, with_events: bool) -> Vec<(NodeId, Option<NodeStatus>)> {
         let peers = self
             .mesh()
             .map(crate::mesh::Mesh::peers)
@@ -79,7 +76,16 @@ impl Node {
         let asked = peers.into_iter().map(|peer| async move {
             let call = async {
                 let mesh = self.mesh()?;
-                match mesh.call(&peer, Request::Status, 0).await {
+                match mesh
+                    .call(
+                        &peer,
+                        Request::Status {
+                            events: with_events,
+                        },
+                        0,
+                    )
+                    .await
+                {
                     Ok(Reply::NodeStatus { status }) => Some(status),
                     _ => None,
                 }
@@ -87,9 +93,8 @@ impl Node {
             let status = tokio::time::timeout(limit, call).await.ok().flatten();
             (peer, status)
         });
-        let (mine, mut theirs) =
-            futures::future::join(self.status(), futures::future::join_all(asked)).await;
-        theirs.push((self.me.clone(), Some(mine)));
+        let mut theirs = futures::future::join_all(asked).await;
+        theirs.push((self.me.clone(), Some(self.status(with_events))));
         theirs.sort_by(|a, b| a.0.cmp(&b.0));
         theirs
     }

@@ -28,10 +28,14 @@ fn store_error(e: StoreError) -> ApiError {
 }
 
 /// Every node the store or the mesh knows of, by name.
-async fn node_entries(gw: &Gateway) -> Result<Vec<NodeEntry>, ApiError> {
+/// (`with_events`: each node also lists the events it serves.)
+async fn node_entries(gw: &Gateway, with_events: bool) -> Result<Vec<NodeEntry>, ApiError> {
     let node = &gw.node;
-    let (registered, flags, statuses) =
-        futures::join!(node.registered_nodes(), node.node_flags(), node.statuses());
+    let (registered, flags, statuses) = futures::join!(
+        node.registered_nodes(),
+        node.node_flags(),
+        node.statuses(with_events)
+    );
     let registered = registered.map_err(store_error)?;
     let flags: FxHashMap<NodeId, NodeFlags> = flags.map_err(store_error)?.into_iter().collect();
     let statuses: FxHashMap<NodeId, Option<NodeStatus>> = statuses.into_iter().collect();
@@ -57,7 +61,7 @@ async fn node_entries(gw: &Gateway) -> Result<Vec<NodeEntry>, ApiError> {
             } else {
                 NodeRole::Gateway
             };
-            let serving = status.map(|s| s.events.len() as u32);
+            let serving = status.map(|s| s.serving);
             let state = match role {
                 NodeRole::Node if !live => NodeState::Gone,
                 NodeRole::Gateway if !statuses.contains_key(&name) => NodeState::Gone,
@@ -78,7 +82,9 @@ async fn node_entries(gw: &Gateway) -> Result<Vec<NodeEntry>, ApiError> {
                 heartbeat_age_ms: record
                     .map(|r| now.0.saturating_sub(r.expires.0.saturating_sub(ttl))),
                 reachable: status.is_some(),
-                serves: status.map(|s| s.events.iter().map(|o| o.event).collect()),
+                serves: status
+                    .filter(|_| with_events)
+                    .map(|s| s.events.iter().map(|o| o.event).collect()),
                 placeable: None,
                 node: name.0,
             }
@@ -89,10 +95,7 @@ async fn node_entries(gw: &Gateway) -> Result<Vec<NodeEntry>, ApiError> {
 
 /// `GET /api/ops/nodes`.
 pub(super) async fn nodes(State(gw): State<Gateway>) -> Result<Response, ApiError> {
-    let mut nodes = node_entries(&gw).await?;
-    for entry in &mut nodes {
-        entry.serves = None;
-    }
+    let nodes = node_entries(&gw, false).await?;
     Ok(json_response(
         StatusCode::OK,
         &NodeList {
@@ -103,7 +106,7 @@ pub(super) async fn nodes(State(gw): State<Gateway>) -> Result<Response, ApiErro
 }
 
 async fn node_entry(gw: &Gateway, name: &str) -> Result<NodeEntry, ApiError> {
-    let mut entry = node_entries(gw)
+    let mut entry = node_entries(gw, true)
         .await?
         .into_iter()
         .find(|entry| entry.node == name)
@@ -246,7 +249,7 @@ pub(super) async fn events(
     })?;
     let node = &gw.node;
     let (infos, leases, statuses) =
-        futures::join!(gw.catalog.all(), node.event_leases(), node.statuses());
+        futures::join!(gw.catalog.all(), node.event_leases(), node.statuses(true));
     let now = wall_now();
     let leases: FxHashMap<EventId, _> = leases
         .map_err(store_error)?
