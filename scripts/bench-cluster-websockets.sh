@@ -13,6 +13,11 @@
 # every fan waiting the RSS is read again, the sale is opened, and the
 # driver reports decided → received for the admitted fans.
 #
+# With OPEN_BY_DRIVER=1 the load driver opens the sale itself once every
+# fan waits (`--open-after-joined`), so it also reports each waiting fan's
+# first position update after the opening (`open → position`); the RSS
+# and CPU readings around the opening are then approximate.
+#
 #   scripts/bench-cluster-websockets.sh [fans] [gateways] [workers]
 #   (default 100000 fans, 6 gateways, 12 workers: two per gateway, so
 #   that no gateway gets more fans than its ~19,500 open files allow)
@@ -88,6 +93,7 @@ echo "$GATEWAYS gateways' RSS with the stadium event, no fans: $((BEFORE_KB / 10
 FAN_TARGETS="$(IFS=,; echo "${TARGETS[*]}")"
 target/release/onsale-sim load --target "$BASE" --fan-targets "$FAN_TARGETS" --event 10 \
     --fans "$FANS" --workers "$WORKERS" --mode wait --ops-token "$TOKEN" --duration-s 900 \
+    ${OPEN_BY_DRIVER:+--open-after-joined} \
     --linger-s 20 --out "$SCRATCH/report.json" >"$SCRATCH/load.out" 2>&1 &
 LOAD_PID=$!
 STARTED=$(date +%s)
@@ -103,8 +109,10 @@ AFTER_KB="$(gateways_kb)"
 echo "$GATEWAYS gateways' RSS with $FANS fans waiting: $((AFTER_KB / 1024)) MiB; node: $(( $(rss_kb "$NODE_PID") / 1024)) MiB"
 echo "gateway memory per fan (RSS growth / fans): $(( (AFTER_KB - BEFORE_KB) * 1024 / FANS )) bytes"
 CPU_BEFORE="$(for p in "${GW_PIDS[@]}" "$NODE_PID"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd+ | bc)"
-curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -d '{"command":"open"}' \
-    "$BASE/api/ops/events/10/sale"
+if [[ -z "${OPEN_BY_DRIVER:-}" ]]; then
+    curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -d '{"command":"open"}' \
+        "$BASE/api/ops/events/10/sale"
+fi
 sleep 15
 CPU_AFTER="$(for p in "${GW_PIDS[@]}" "$NODE_PID"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd+ | bc)"
 echo "server CPU in the 15 s after the opening (node + gateways): $(( (CPU_AFTER - CPU_BEFORE) * 10 )) ms"
