@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use onsale_tests::client::{Fan, FanSocket};
+use onsale_tests::client::Fan;
 use onsale_tests::{NodeProcess, OPERATOR_TOKEN, free_port, scratch_dir, venue_json};
 use serde_json::{Value, json};
 
@@ -658,7 +658,7 @@ async fn buy(gateway: &str, event: u64, name: &str) -> bool {
     let fan = Fan::login(gateway, name).await;
     let joined = call_retrying(&fan, event, json!({"cmd": "join"})).await;
     let token = joined["token"].as_str().expect("token").to_owned();
-    let mut socket = watch(&fan, event, &token).await;
+    let (mut socket, _) = fan.watch(event, &token).await;
     call_retrying(&fan, event, json!({"cmd": "enter"})).await;
     let held = call_retrying(
         &fan,
@@ -690,29 +690,6 @@ async fn call_retrying(fan: &Fan, event: u64, command: Value) -> Value {
         assert!(
             response.status == 503 && Instant::now() < deadline,
             "{command}: {response:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn watch(fan: &Fan, event: u64, token: &str) -> FanSocket {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut socket = fan.websocket().await.expect("websocket");
-        socket
-            .send(&json!({"op": "watch", "event": event, "token": token}))
-            .await
-            .expect("watch");
-        let answer = socket
-            .until(WAIT, |p| p["push"] == "watching" || p["push"] == "error")
-            .await
-            .expect("an answer to watch");
-        if answer["push"] == "watching" {
-            return socket;
-        }
-        assert!(
-            answer["code"] == "busy" && Instant::now() < deadline,
-            "{answer}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -251,6 +251,34 @@ impl Fan {
         }
     }
 
+    /// Watch `event` with the fan's queue token on a new websocket, as the
+    /// fan page does: a `busy` answer (the event is moving or failing
+    /// over) is retried for up to 20 s. The socket and the `watching`
+    /// answer.
+    pub async fn watch(&self, event: u64, token: &str) -> (FanSocket, Value) {
+        let wait = Duration::from_secs(20);
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut socket = self.websocket().await.expect("websocket");
+            socket
+                .send(&json!({"op": "watch", "event": event, "token": token}))
+                .await
+                .expect("watch");
+            let answer = socket
+                .until(wait, |p| p["push"] == "watching" || p["push"] == "error")
+                .await
+                .expect("an answer to watch");
+            if answer["push"] == "watching" {
+                return (socket, answer);
+            }
+            assert!(
+                answer["code"] == "busy" && Instant::now() < deadline,
+                "watch refused: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Open this fan's websocket.
     pub async fn websocket(&self) -> anyhow::Result<FanSocket> {
         FanSocket::connect(&self.addr, &format!("/ws?session={}", self.session)).await

@@ -217,29 +217,9 @@ async fn overview(gateway: &str, event: u64) -> Value {
     }
 }
 
-/// Watch `event` with the fan's token, as the fan page does: a `busy`
-/// answer (the event is moving) is retried after a moment.
+/// Watch `event` with the fan's token (a `busy` answer retried).
 async fn watch(fan: &Fan, event: u64, token: &str) -> (FanSocket, Value) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut socket = fan.websocket().await.expect("websocket");
-        socket
-            .send(&json!({"op": "watch", "event": event, "token": token}))
-            .await
-            .expect("watch");
-        let answer = socket
-            .until(WAIT, |p| p["push"] == "watching" || p["push"] == "error")
-            .await
-            .expect("an answer to watch");
-        if answer["push"] == "watching" {
-            return (socket, answer);
-        }
-        assert!(
-            answer["code"] == "busy" && Instant::now() < deadline,
-            "watch refused: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fan.watch(event, token).await
 }
 
 /// A fan joined and watching through one gateway.
