@@ -300,6 +300,7 @@ impl Actor for EventActor {
         let durable_seq = args.core.journal_seq();
         let mut core = args.core;
         core.set_payment_query_after_ms(args.payment_query_after_ms);
+        core.set_entropy(entropy());
         let me = myself.clone();
         let ring: Ring = Arc::new(move |hold| {
             // The event may be stopping; then so are its sessions, shortly.
@@ -391,6 +392,23 @@ impl Actor for EventActor {
         // Dropping the handles ends the sessions and their timers.
         state.checkouts.clear();
         Ok(())
+    }
+}
+
+/// Eight bytes of the OS's randomness (for the draw's seed), or, if it
+/// cannot be read, the standard library's per-process random hash keys.
+fn entropy() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    match read {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u128(crate::clock::wall_now().0.into());
+            hasher.finish()
+        }
     }
 }
 

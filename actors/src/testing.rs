@@ -117,6 +117,11 @@ pub struct Harness {
     pub pushes: Vec<Push>,
     pub admissions: Vec<(FanId, Position)>,
     pub restores: u32,
+    /// Fans told they are in the pre-queue.
+    pub pre_queued: std::collections::HashSet<FanId>,
+    /// Positions the draw told, by fan: fixed once told.
+    pub drawn: HashMap<FanId, Position>,
+    drawn_by_position: HashMap<Position, FanId>,
 }
 
 impl Harness {
@@ -146,6 +151,9 @@ impl Harness {
             pushes: Vec::new(),
             admissions: Vec::new(),
             restores: 0,
+            pre_queued: std::collections::HashSet::new(),
+            drawn: HashMap::new(),
+            drawn_by_position: HashMap::new(),
         };
         h.settle();
         // A shell stores the new event's first snapshot before serving it.
@@ -205,7 +213,7 @@ impl Harness {
     pub fn join(&mut self, fan: FanId) -> Result<Joined, JoinRefused> {
         let r = self.core.join(fan, self.now);
         if let Ok(joined) = &r {
-            if joined.fresh {
+            if joined.fresh && !matches!(joined.status, FanStatus::PreQueued { .. }) {
                 assert!(
                     joined.position > self.positions_issued_max,
                     "position {} handed out at or below {} issued before",
@@ -232,6 +240,31 @@ impl Harness {
     }
 
     fn on_joined(&mut self, fan: FanId, joined: &Joined) {
+        if let FanStatus::PreQueued { .. } = joined.status {
+            assert_eq!(joined.position, Position(0), "a pre-queued fan has no position");
+            assert!(
+                !self.drawn.contains_key(&fan),
+                "{fan} was drawn and is pre-queued again"
+            );
+            self.pre_queued.insert(fan);
+            if !self.tokens.contains_key(&fan) {
+                let claims = QueueClaims {
+                    event: self.core.event(),
+                    fan,
+                    position: Position(0),
+                    issued_at: self.now,
+                };
+                self.tokens.insert(fan, token::sign(&self.key, &claims));
+            }
+            return;
+        }
+        if let Some(drawn) = self.drawn.get(&fan) {
+            assert_eq!(
+                *drawn, joined.position,
+                "{fan} was told drawn position {drawn}, now {}",
+                joined.position
+            );
+        }
         if joined.position > self.positions_issued_max {
             self.positions_issued_max = joined.position;
         }
@@ -461,7 +494,12 @@ impl Harness {
                 self.stored_ceiling = self.stored_ceiling.max(ceiling);
                 self.core.counter_durable(ceiling);
             }
-            Effect::Push(push) => self.pushes.push(push),
+            Effect::Push(push) => {
+                if let Push::Drawn { fans } = &push {
+                    self.on_drawn(fans);
+                }
+                self.pushes.push(push);
+            }
             Effect::RequestPayment { payment, .. } => self.payments_requested.push(payment),
             Effect::QueryPayment { payment, .. } => self.payment_queries.push(payment),
             Effect::Refund { payment } => {
@@ -474,6 +512,35 @@ impl Harness {
             Effect::EndCheckout { hold } => {
                 self.alarms.remove(&hold);
             }
+        }
+    }
+
+    /// The draw told pre-queued fans their positions: each fan once, each
+    /// position once, all above any position handed out before.
+    fn on_drawn(&mut self, fans: &[(FanId, Position)]) {
+        for (fan, position) in fans {
+            assert!(self.pre_queued.contains(fan), "{fan} drawn but never pre-queued");
+            assert!(
+                *position > self.positions_issued_max,
+                "{fan} drawn at {position}, at or below {} handed out before",
+                self.positions_issued_max
+            );
+            assert!(
+                self.drawn.insert(*fan, *position).is_none(),
+                "{fan} drawn twice"
+            );
+            if let Some(other) = self.drawn_by_position.insert(*position, *fan) {
+                panic!("{position} drawn for {other} and {fan}");
+            }
+            self.positions_issued_max = *position;
+            self.waiting.insert(*position, *fan);
+            let claims = QueueClaims {
+                event: self.core.event(),
+                fan: *fan,
+                position: *position,
+                issued_at: self.now,
+            };
+            self.tokens.insert(*fan, token::sign(&self.key, &claims));
         }
     }
 

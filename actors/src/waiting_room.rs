@@ -20,6 +20,9 @@ use rustc_hash::FxHashMap;
 /// Where a fan is, as far as the waiting room knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FanState {
+    /// In the pre-queue, without a position until the opening's draw
+    /// (its entry's position is 0).
+    PreQueued,
     Waiting,
     /// Admitted; its turn is tracked by the event core's shopper records.
     Admitted,
@@ -52,6 +55,7 @@ pub struct WaitingRoom {
     queue: VecDeque<(Position, FanId)>,
     resumed: BTreeMap<Position, FanId>,
     waiting: u64,
+    pre_queued: u64,
 }
 
 impl WaitingRoom {
@@ -68,6 +72,7 @@ impl WaitingRoom {
             queue: VecDeque::new(),
             resumed: BTreeMap::new(),
             waiting: 0,
+            pre_queued: 0,
         }
     }
 
@@ -85,6 +90,62 @@ impl WaitingRoom {
     #[must_use]
     pub fn waiting(&self) -> u64 {
         self.waiting
+    }
+
+    /// Fans in the pre-queue, waiting for the draw.
+    #[must_use]
+    pub fn pre_queued(&self) -> u64 {
+        self.pre_queued
+    }
+
+    /// Add a fan to the pre-queue (it has no position until the draw).
+    /// A fan already known is left as it is.
+    pub fn pre_queue(&mut self, fan: FanId) {
+        if self.fans.contains_key(&fan) {
+            return;
+        }
+        self.fans.insert(
+            fan,
+            FanEntry {
+                position: Position(0),
+                state: FanState::PreQueued,
+            },
+        );
+        self.pre_queued += 1;
+    }
+
+    /// The draw gave a pre-queued fan `position`, at or above the next
+    /// position (so the line stays ascending), which the counter now
+    /// skips: `waiting` puts it in line, else its turn is already over
+    /// (a restore past its admission). A fan no longer pre-queued keeps
+    /// what it has.
+    pub fn place_drawn(&mut self, fan: FanId, position: Position, waiting: bool) {
+        let Some(entry) = self.fans.get_mut(&fan) else {
+            return;
+        };
+        if entry.state != FanState::PreQueued {
+            return;
+        }
+        self.pre_queued -= 1;
+        self.next = self.next.max(position.0 + 1);
+        self.ceiling = self.ceiling.max(self.next);
+        if waiting {
+            *entry = FanEntry {
+                position,
+                state: FanState::Waiting,
+            };
+            self.waiting += 1;
+            if self.queue.back().is_none_or(|(p, _)| *p < position) {
+                self.queue.push_back((position, fan));
+            } else {
+                self.resumed.insert(position, fan);
+            }
+        } else {
+            *entry = FanEntry {
+                position,
+                state: FanState::Expired,
+            };
+        }
     }
 
     /// The next position that would be handed out.
@@ -175,9 +236,13 @@ impl WaitingRoom {
 
     /// Set a fan's state (inserting it if unknown, e.g. on restore).
     pub fn set(&mut self, fan: FanId, position: Position, state: FanState) {
+        assert!(state != FanState::PreQueued, "fans join the pre-queue by `pre_queue`");
         let old = self.fans.insert(fan, FanEntry { position, state });
         if old.is_some_and(|e| e.state == FanState::Waiting) {
             self.waiting -= 1;
+        }
+        if old.is_some_and(|e| e.state == FanState::PreQueued) {
+            self.pre_queued -= 1;
         }
         if state == FanState::Waiting {
             self.waiting += 1;
@@ -236,6 +301,14 @@ impl WaitingRoom {
             }
         }
         self.waiting = 0;
+        if self.pre_queued > 0 {
+            for entry in self.fans.values_mut() {
+                if entry.state == FanState::PreQueued {
+                    entry.state = FanState::Left;
+                }
+            }
+            self.pre_queued = 0;
+        }
         cleared
     }
 
@@ -250,6 +323,17 @@ impl WaitingRoom {
             return Err(format!(
                 "waiting count {} but {waiting} fans wait",
                 self.waiting
+            ));
+        }
+        let pre_queued = self
+            .fans
+            .values()
+            .filter(|e| e.state == FanState::PreQueued)
+            .count() as u64;
+        if pre_queued != self.pre_queued {
+            return Err(format!(
+                "pre-queue count {} but {pre_queued} fans are pre-queued",
+                self.pre_queued
             ));
         }
         if self.next > self.ceiling {

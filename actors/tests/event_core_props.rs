@@ -83,6 +83,7 @@ fn config() -> EventConfig {
         checkout_window_ms: 150,
         provider_timeout_ms: 600,
         counter_block: 4,
+        ..EventConfig::default()
     }
 }
 

@@ -227,7 +227,7 @@ fn poll(
         },
     };
     match status {
-        FanStatus::Waiting { .. } => later(5_000, Step::Poll),
+        FanStatus::PreQueued { .. } | FanStatus::Waiting { .. } => later(5_000, Step::Poll),
         FanStatus::Admitted { .. } => {
             // Some fans never show up; the rest pick seats after a while.
             if rng.below(20) == 0 {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Millis;
 use crate::limits;
 
 /// Where a sale is. `Scheduled` lets fans queue before the sale opens;
@@ -54,6 +55,14 @@ pub struct EventConfig {
     pub provider_timeout_ms: u64,
     /// Positions reserved in the store per counter block.
     pub counter_block: u64,
+    /// Fans who join before the sale opens wait in a pre-queue and are
+    /// given positions in random order when it opens (a draw), all ahead
+    /// of later arrivals, who queue in arrival order. Off: first come,
+    /// first served from the first join.
+    pub pre_queue_draw: bool,
+    /// When the sale opens by itself (wall clock), if ever. An operator
+    /// may open it earlier; pre-queued fans are shown this time.
+    pub opens_at: Option<Millis>,
 }
 
 impl Default for EventConfig {
@@ -67,6 +76,8 @@ impl Default for EventConfig {
             checkout_window_ms: 300_000,
             provider_timeout_ms: 1_800_000,
             counter_block: 1_000_000,
+            pre_queue_draw: false,
+            opens_at: None,
         }
     }
 }

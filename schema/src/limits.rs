@@ -110,6 +110,17 @@ pub const SHOPPERS_MAX: u32 = 100_000;
 /// `busy` instead of growing without bound.
 pub const EVENT_FANS_MAX: usize = 32_000_000;
 
+/// Fans in one event's pre-queue (joined before a drawn opening). Each is
+/// durable: one journal entry, and up to 10 bytes in every snapshot, so a
+/// full pre-queue adds ~10 MB to a snapshot (under `SNAPSHOT_BYTES_MAX`
+/// with a 250,000-seat venue's orders). Joins beyond it are `busy` until
+/// the opening.
+pub const PRE_QUEUE_MAX: usize = 1_000_000;
+
+/// Drawn positions in one push to gateways (each entry up to 15 bytes, so
+/// a push stays under half of `MESSAGE_BYTES_MAX`).
+pub const DRAWN_PER_PUSH_MAX: usize = 2_048;
+
 /// Voided payments remembered so that a provider confirmation arriving
 /// after the void is refunded rather than lost. Oldest are forgotten first.
 pub const VOIDED_PAYMENTS_MAX: usize = 65_536;

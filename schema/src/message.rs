@@ -89,6 +89,10 @@ message_enum! {
         Expired,
         /// Left the waiting room.
         Left,
+        /// In the pre-queue: a position is drawn for it when the sale
+        /// opens (at `opens_at` if the sale opens by itself). Last, so
+        /// that the binary form of the others is unchanged.
+        PreQueued { opens_at: Option<Millis> },
     }
 }
 
@@ -543,6 +547,14 @@ message_enum! {
             hold: HoldId,
             retry_until: Option<Millis>,
             reason: DeclineReason,
+        },
+        /// The opening's draw gave these pre-queued fans their positions
+        /// (at most [`limits::DRAWN_PER_PUSH_MAX`] per push, in position
+        /// order).
+        ///
+        /// [`limits::DRAWN_PER_PUSH_MAX`]: crate::limits::DRAWN_PER_PUSH_MAX
+        Drawn {
+            fans: Vec<(FanId, Position)>,
         },
     }
 }

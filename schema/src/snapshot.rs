@@ -13,6 +13,7 @@
 //! a 60,000-seat stadium sold out in parties of one takes about 0.72 MB,
 //! 12 bytes an order, 8 of them the fan id.
 
+mod legacy;
 mod order_columns;
 
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,13 @@ use crate::ids::{EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, S
 /// - 4: a refund is journalled ([`JournalEntry::Refunded`]), so a voided
 ///   payment is refunded at most once. Versions 2 and 3 are version 4
 ///   without it, so all three are read.
-pub const SCHEMA_VERSION: u32 = 4;
+/// - 5: the pre-queue draw: the event config gains `pre_queue_draw` and
+///   `opens_at`, the journal [`JournalEntry::PreQueued`] and
+///   [`JournalEntry::Drawn`], the snapshot its pre-queue and draw.
+///   Snapshots of versions 2 to 4 are read through `legacy` (an event
+///   without a pre-queue); their journal records are version 5 records
+///   that do not use the new entries.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The oldest version this build reads.
 pub const SCHEMA_VERSION_READ_MIN: u32 = 2;
@@ -97,6 +104,40 @@ pub enum JournalEntry {
     Refunded {
         payment: PaymentId,
     },
+    /// A fan joined the pre-queue before the opening (events with
+    /// `pre_queue_draw`): it is in the draw, and stays in it.
+    PreQueued {
+        fan: FanId,
+    },
+    /// The opening's draw: every pre-queued fan got a position in
+    /// `base .. base + count`, in the order [`draw_order`] gives for
+    /// `seed`. Replaying it gives each fan the position it was told.
+    Drawn {
+        seed: u64,
+        base: Position,
+        count: u64,
+    },
+}
+
+/// The draw: the pre-queued `fans` in the order they get positions,
+/// seeded by `seed`. Each fan's place depends only on `seed` and its id
+/// (a keyed mix, ties broken by id), not on when it joined or the order
+/// of `fans`, so replaying a draw gives the same positions.
+#[must_use]
+pub fn draw_order(seed: u64, fans: &[FanId]) -> Vec<FanId> {
+    let mut keyed: Vec<(u64, FanId)> = fans.iter().map(|f| (draw_key(seed, *f), *f)).collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, f)| f).collect()
+}
+
+/// SplitMix64's finaliser over the seed and the fan: a bijection of the
+/// fan id for each seed, so the order is a uniform shuffle for a random
+/// seed.
+fn draw_key(seed: u64, fan: FanId) -> u64 {
+    let mut z = seed ^ fan.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Why a hold's seats went back on sale.
@@ -212,6 +253,21 @@ pub struct EventSnapshot {
     pub orders: Vec<OrderRecord>,
     /// Voided payments, oldest first, so a late confirmation is refunded.
     pub voided: Vec<PaymentId>,
+    /// Fans in the pre-queue (or drawn from it), sorted by fan; at most
+    /// [`limits::PRE_QUEUE_MAX`].
+    ///
+    /// [`limits::PRE_QUEUE_MAX`]: crate::limits::PRE_QUEUE_MAX
+    pub pre_queue: Vec<FanId>,
+    /// The opening's draw, once made.
+    pub draw: Option<DrawRecord>,
+}
+
+/// A draw made: the pre-queue got positions from `base` in
+/// [`draw_order`]`(seed, ..)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrawRecord {
+    pub seed: u64,
+    pub base: Position,
 }
 
 /// Why stored bytes could not become a snapshot or journal record.
@@ -251,6 +307,9 @@ impl EventSnapshot {
     pub fn decode(bytes: &[u8]) -> Result<EventSnapshot, RecordError> {
         if let Some(version) = leading_version(bytes) {
             check_version(version)?;
+            if version < 5 {
+                return Ok(legacy::decode_v4(bytes)?);
+            }
         }
         let snapshot: EventSnapshot = codec::decode_record(bytes)?;
         check_version(snapshot.schema_version)?;

@@ -15,7 +15,7 @@ use onsale_schema::message::{
     ProviderAnswer, Push, Reply, SaleCommand, SectionSeats, SectionSummary,
 };
 use onsale_schema::snapshot::{
-    CheckoutRecord, EventSnapshot, HoldRecord, JournalEntry, JournalRecord, OrderRecord,
+    CheckoutRecord, DrawRecord, EventSnapshot, HoldRecord, JournalEntry, JournalRecord, OrderRecord,
     RecordError, ReleaseReason, SCHEMA_VERSION, SCHEMA_VERSION_READ_MIN, ShopperRecord,
 };
 use onsale_schema::{
@@ -301,6 +301,9 @@ fn journal_entry() -> impl Strategy<Value = JournalEntry> {
             at
         }),
         payment().prop_map(|payment| JournalEntry::Refunded { payment }),
+        fan().prop_map(|fan| JournalEntry::PreQueued { fan }),
+        (any::<u64>(), position(), any::<u64>())
+            .prop_map(|(seed, base, count)| JournalEntry::Drawn { seed, base, count }),
     ]
 }
 
@@ -368,6 +371,11 @@ fn sample_snapshot() -> EventSnapshot {
             at: Millis(1_699_999_000_000),
         }],
         voided: vec![PaymentId(5)],
+        pre_queue: vec![FanId(3), FanId(8), FanId(12)],
+        draw: Some(DrawRecord {
+            seed: 0xfeed_beef,
+            base: Position(1),
+        }),
     }
 }
 
@@ -661,6 +669,32 @@ fn snapshots_and_journal_records_round_trip() {
     );
     let record = sample_journal_record();
     assert_eq!(JournalRecord::decode(&record.encode().unwrap()), Ok(record));
+}
+
+/// A version 4 snapshot is a version 5 one without the config's
+/// `pre_queue_draw` and `opens_at` and without the trailing pre-queue and
+/// draw: it reads as an event without a pre-queue.
+#[test]
+fn a_version_4_snapshot_reads_as_an_event_without_a_pre_queue() {
+    let mut snapshot = sample_snapshot();
+    snapshot.config = EventConfig::default();
+    snapshot.pre_queue = Vec::new();
+    snapshot.draw = None;
+    let v5 = snapshot.encode().unwrap();
+    let head = codec::encode_record(&(
+        SCHEMA_VERSION,
+        snapshot.event,
+        snapshot.venue_digest,
+        &snapshot.config,
+    ))
+    .unwrap();
+    let mut v4 = v5;
+    // Trailing: an empty pre-queue and no draw; in the config: false, None.
+    v4.truncate(v4.len() - 2);
+    v4.drain(head.len() - 2..head.len());
+    v4[0] = 4;
+    snapshot.schema_version = 4;
+    assert_eq!(EventSnapshot::decode(&v4), Ok(snapshot));
 }
 
 #[test]

@@ -39,6 +39,7 @@ fn config() -> EventConfig {
         checkout_window_ms: CHECKOUT_MS,
         provider_timeout_ms: PROVIDER_TIMEOUT_MS,
         counter_block: 8,
+        ..EventConfig::default()
     }
 }
 

@@ -23,8 +23,8 @@ use onsale_schema::message::{
     SaleCommand, SectionSeats,
 };
 use onsale_schema::snapshot::{
-    JournalEntry, JournalRecord, OrderRecord, ReleaseReason, SCHEMA_VERSION,
-    SCHEMA_VERSION_READ_MIN,
+    DrawRecord, JournalEntry, JournalRecord, OrderRecord, ReleaseReason, SCHEMA_VERSION,
+    SCHEMA_VERSION_READ_MIN, draw_order,
 };
 use onsale_schema::token::VerifiedQueueToken;
 use onsale_schema::venue::Venue;
@@ -90,6 +90,8 @@ struct Hold {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Turn(FanId),
+    /// The sale's scheduled opening (`EventConfig::opens_at`).
+    Open,
 }
 
 /// Why a snapshot or journal could not be restored. Nothing is half-applied
@@ -152,6 +154,14 @@ pub struct EventCore {
     effects: Vec<Effect>,
     pushed_through: Position,
     pushed_full: bool,
+    /// Fans who joined the pre-queue, in the order they joined (durable:
+    /// each is journalled); kept after the draw, which a restore redoes.
+    pre_queue: Vec<FanId>,
+    /// The opening's draw, once made.
+    draw: Option<DrawRecord>,
+    /// Randomness from the shell for the next draw's seed (not durable:
+    /// the seed a draw used is journalled).
+    entropy: u64,
 }
 
 impl EventCore {
@@ -166,6 +176,7 @@ impl EventCore {
         let digest = venue.digest();
         let mut core = EventCore::empty(event, (venue, digest), config, now, Position(1));
         core.request_block();
+        core.arm_opening();
         Ok(core)
     }
 
@@ -204,7 +215,30 @@ impl EventCore {
             effects: Vec::new(),
             pushed_through: Position(0),
             pushed_full: false,
+            pre_queue: Vec::new(),
+            draw: None,
+            entropy: 0,
         }
+    }
+
+    /// Randomness for the seed of the opening's draw: the shell gives it
+    /// after every start or restore (a core is never random by itself).
+    /// Without it the draw is seeded by 0: fair to nobody in particular,
+    /// but predictable.
+    pub fn set_entropy(&mut self, entropy: u64) {
+        self.entropy = entropy;
+    }
+
+    /// Fans in the pre-queue (joined before a drawn opening), drawn or not.
+    #[must_use]
+    pub fn pre_queue_len(&self) -> usize {
+        self.pre_queue.len()
+    }
+
+    /// The opening's draw, once made.
+    #[must_use]
+    pub fn draw(&self) -> Option<DrawRecord> {
+        self.draw
     }
 
     // ----- reading -------------------------------------------------------
@@ -282,7 +316,7 @@ impl EventCore {
     /// Fans waiting, including those expected back after a restore.
     #[must_use]
     pub fn waiting(&self) -> u64 {
-        self.room.waiting() + self.unresumed
+        self.room.waiting() + self.room.pre_queued() + self.unresumed
     }
 
     /// Admitted fans whose turn is on and who hold nothing.
@@ -330,6 +364,9 @@ impl EventCore {
     pub fn status(&self, fan: FanId) -> Option<FanStatus> {
         let entry = self.room.fan(fan)?;
         Some(match entry.state {
+            FanState::PreQueued => FanStatus::PreQueued {
+                opens_at: self.config.opens_at,
+            },
             FanState::Waiting => FanStatus::Waiting {
                 position: entry.position,
                 ahead: self.ahead_estimate(entry.position),
@@ -453,6 +490,15 @@ impl EventCore {
         if self.is_full() {
             return Err(JoinRefused::Full);
         }
+        if self.pre_queue_open() {
+            if self.pre_queue.len() >= limits::PRE_QUEUE_MAX
+                || self.room.fans_known() >= limits::EVENT_FANS_MAX
+            {
+                return Err(JoinRefused::Busy);
+            }
+            self.record(JournalEntry::PreQueued { fan });
+            return Ok(self.joined(fan, Position(0), true));
+        }
         if self.room.fans_known() >= limits::EVENT_FANS_MAX {
             return Err(JoinRefused::Busy);
         }
@@ -488,8 +534,20 @@ impl EventCore {
 
     fn resume_inner(&mut self, token: &VerifiedQueueToken) -> Result<Joined, JoinRefused> {
         let claims = token.claims();
-        if claims.event != self.event || claims.position.0 == 0 {
+        if claims.event != self.event {
             return Err(JoinRefused::InvalidToken);
+        }
+        if claims.position.0 == 0 {
+            // A pre-queue token (only events with a draw sign them): the
+            // pre-queue and the draw are durable, so the fan is known
+            // wherever it stands (or never was).
+            if !self.config.pre_queue_draw {
+                return Err(JoinRefused::InvalidToken);
+            }
+            return match self.room.fan(claims.fan) {
+                Some(entry) => Ok(self.joined(claims.fan, entry.position, false)),
+                None => Err(JoinRefused::InvalidToken),
+            };
         }
         if claims.position >= self.room.next_position() {
             return Err(JoinRefused::InvalidToken);
@@ -673,7 +731,9 @@ impl EventCore {
         };
         match entry.state {
             FanState::Admitted => {}
-            FanState::Waiting | FanState::Left => return Err(HoldRejected::NotAdmitted),
+            FanState::PreQueued | FanState::Waiting | FanState::Left => {
+                return Err(HoldRejected::NotAdmitted);
+            }
             FanState::Expired => return Err(HoldRejected::AdmissionExpired),
             FanState::Purchased { .. } => return Err(HoldRejected::TicketLimit { max: 0 }),
         }
@@ -975,6 +1035,9 @@ impl EventCore {
             (SaleCommand::Close, _) => Ok(SaleState::Closed),
             _ => Err(self.sale),
         };
+        if next == Ok(SaleState::OnSale) && self.sale == SaleState::Scheduled {
+            self.draw_pre_queue();
+        }
         if let Ok(state) = next {
             self.record(JournalEntry::Sale { state });
             self.push_effect(Effect::Push(Push::Sale { state }));
@@ -985,6 +1048,78 @@ impl EventCore {
         self.admit();
         self.finish();
         next
+    }
+
+    /// Whether a fan joining now goes to the pre-queue.
+    fn pre_queue_open(&self) -> bool {
+        self.config.pre_queue_draw && self.sale == SaleState::Scheduled && self.draw.is_none()
+    }
+
+    /// The opening's draw: every pre-queued fan gets a position, in random
+    /// order, from the next position on. Journalled as one entry (seed,
+    /// base, count) before anyone is told; gateways hear the positions in
+    /// bounded pushes, best positions first, ahead of the admissions.
+    fn draw_pre_queue(&mut self) {
+        if !self.config.pre_queue_draw || self.draw.is_some() || self.pre_queue.is_empty() {
+            return;
+        }
+        // Mixed with the clock so that a shell that gave no entropy still
+        // does not draw the same order for every event.
+        let seed = self.entropy ^ self.clock.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let base = self.room.next_position();
+        let count = self.pre_queue.len() as u64;
+        let drawn = match self.apply_drawn(seed, base, count) {
+            Ok(drawn) => drawn,
+            Err(e) => panic!("drawing {count} pre-queued fans failed: {e}"),
+        };
+        self.journal(JournalEntry::Drawn { seed, base, count });
+        for chunk in drawn.chunks(limits::DRAWN_PER_PUSH_MAX) {
+            self.push_effect(Effect::Push(Push::Drawn {
+                fans: chunk.to_vec(),
+            }));
+        }
+        self.request_block();
+    }
+
+    /// Give the pre-queue its drawn positions (live and on replay).
+    fn apply_drawn(
+        &mut self,
+        seed: u64,
+        base: Position,
+        count: u64,
+    ) -> Result<Vec<(FanId, Position)>, RestoreError> {
+        if self.draw.is_some() {
+            return corrupt("a second draw");
+        }
+        if count != self.pre_queue.len() as u64 {
+            return corrupt(format!(
+                "a draw of {count} fans over a pre-queue of {}",
+                self.pre_queue.len()
+            ));
+        }
+        if base.0 == 0 || base <= self.admitted_through || base.0.checked_add(count).is_none() {
+            return corrupt(format!("a draw from impossible {base}"));
+        }
+        self.draw = Some(DrawRecord { seed, base });
+        let drawn: Vec<(FanId, Position)> = draw_order(seed, &self.pre_queue)
+            .into_iter()
+            .enumerate()
+            .map(|(i, fan)| (fan, Position(base.0 + i as u64)))
+            .collect();
+        for (fan, position) in &drawn {
+            let waiting = *position > self.admitted_through;
+            self.room.place_drawn(*fan, *position, waiting);
+        }
+        Ok(drawn)
+    }
+
+    /// Arm the scheduled opening, if the sale opens by itself.
+    fn arm_opening(&mut self) {
+        if self.sale == SaleState::Scheduled
+            && let Some(at) = self.config.opens_at
+        {
+            self.timers.push(Reverse((at, Timer::Open)));
+        }
     }
 
     fn on_closed(&mut self) {
@@ -1040,8 +1175,21 @@ impl EventCore {
             self.timers.pop();
             match timer {
                 Timer::Turn(fan) => self.turn_timer(fan),
+                Timer::Open => self.scheduled_opening(),
             }
         }
+    }
+
+    /// The scheduled opening came: open, unless an operator already did
+    /// (or closed the sale).
+    fn scheduled_opening(&mut self) {
+        if self.sale != SaleState::Scheduled {
+            return;
+        }
+        self.draw_pre_queue();
+        let state = SaleState::OnSale;
+        self.record(JournalEntry::Sale { state });
+        self.push_effect(Effect::Push(Push::Sale { state }));
     }
 
     fn turn_timer(&mut self, fan: FanId) {
@@ -1256,6 +1404,22 @@ impl EventCore {
                 self.bury(*payment);
             }
             JournalEntry::Sold { hold, order, at } => self.apply_sold(*hold, *order, *at)?,
+            JournalEntry::PreQueued { fan } => {
+                if !self.pre_queue_open() {
+                    return corrupt(format!("{fan} pre-queued outside a pre-queue"));
+                }
+                if self.room.fan(*fan).is_some() {
+                    return corrupt(format!("{fan} pre-queued twice"));
+                }
+                if self.pre_queue.len() >= limits::PRE_QUEUE_MAX {
+                    return corrupt("the pre-queue is over its limit");
+                }
+                self.room.pre_queue(*fan);
+                self.pre_queue.push(*fan);
+            }
+            JournalEntry::Drawn { seed, base, count } => {
+                self.apply_drawn(*seed, *base, *count)?;
+            }
             JournalEntry::Refunded { payment } => {
                 if !self.dead_set.remove(payment) {
                     return corrupt(format!("refund of {payment}, which was not voided"));

@@ -56,6 +56,12 @@ impl EventCore {
                 .collect(),
             orders: self.orders.clone(),
             voided: self.dead.iter().copied().collect(),
+            pre_queue: {
+                let mut fans = self.pre_queue.clone();
+                fans.sort_unstable();
+                fans
+            },
+            draw: self.draw,
         }
     }
 
@@ -90,8 +96,10 @@ impl EventCore {
         core.restore_orders(snapshot)?;
         core.restore_shoppers(snapshot, ceiling)?;
         core.restore_holds(&snapshot.holds)?;
-        // Set after the shoppers, whose admission is not a waiting fan's.
-        core.unresumed = snapshot.waiting;
+        core.restore_pre_queue(snapshot)?;
+        // Set after the shoppers, whose admission is not a waiting fan's,
+        // and the pre-queue, whose fans are back already.
+        core.unresumed = snapshot.waiting.saturating_sub(core.waiting());
         for payment in &snapshot.voided {
             core.bury(*payment);
         }
@@ -99,7 +107,52 @@ impl EventCore {
         core.journal_seq = snapshot.journal_seq;
         core.check_invariants().or_else(corrupt)?;
         core.request_block();
+        core.arm_opening();
         Ok(core)
+    }
+
+    /// The pre-queue, and the draw's positions if it was made: every drawn
+    /// fan not a buyer or shopper waits again at its position, or has had
+    /// its turn if the line moved past it.
+    fn restore_pre_queue(&mut self, snapshot: &EventSnapshot) -> Result<(), RestoreError> {
+        if snapshot.pre_queue.len() > limits::PRE_QUEUE_MAX {
+            return corrupt("the pre-queue is over its limit");
+        }
+        if !snapshot.pre_queue.is_sorted_by(|a, b| a < b) {
+            return corrupt("the pre-queue is not sorted by fan");
+        }
+        if !snapshot.pre_queue.is_empty() && !snapshot.config.pre_queue_draw {
+            return corrupt("a pre-queue for an event without a draw");
+        }
+        if snapshot.draw.is_none() && snapshot.sale != SaleState::Scheduled {
+            if !snapshot.pre_queue.is_empty() && snapshot.sale != SaleState::Closed {
+                return corrupt("an open sale with an undrawn pre-queue");
+            }
+        }
+        for fan in &snapshot.pre_queue {
+            if snapshot.draw.is_none() && self.room.fan(*fan).is_some() {
+                return corrupt(format!("{fan} is pre-queued and elsewhere"));
+            }
+            self.room.pre_queue(*fan);
+            self.pre_queue.push(*fan);
+        }
+        if let Some(draw) = snapshot.draw {
+            let count = self.pre_queue.len() as u64;
+            // Positions below the frontier count as had: apply_drawn
+            // refuses a base at or below it, as a live draw would.
+            let through = std::mem::replace(&mut self.admitted_through, Position(0));
+            let drawn = self.apply_drawn(draw.seed, draw.base, count);
+            self.admitted_through = through;
+            let drawn = drawn?;
+            for (fan, position) in drawn {
+                if position <= through && self.room.fan(fan).is_some_and(|e| e.state == FanState::Waiting) {
+                    self.room.set(fan, position, FanState::Expired);
+                }
+            }
+        } else if snapshot.sale == SaleState::Closed {
+            self.room.clear_waiting();
+        }
+        Ok(())
     }
 
     fn restore_orders(&mut self, snapshot: &EventSnapshot) -> Result<(), RestoreError> {

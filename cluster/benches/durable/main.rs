@@ -400,6 +400,7 @@ fn config(shoppers_max: u32, full_factor: u32) -> EventConfig {
         checkout_window_ms: WINDOW_MS,
         provider_timeout_ms: WINDOW_MS,
         counter_block: 1 << 24,
+        ..EventConfig::default()
     }
 }
 

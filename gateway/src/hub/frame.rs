@@ -25,6 +25,9 @@ pub enum Delivery {
     Viewers { section: SectionIdx, push: WsPush },
     /// The connections of `fan`.
     Fan { fan: FanId, push: WsPush },
+    /// Pre-queued fans got these positions: each connection of each fan
+    /// starts waiting there (and hears its position).
+    Drawn { fans: Vec<(FanId, Position)> },
 }
 
 /// The delivery of `push` from `event`.
@@ -96,6 +99,7 @@ pub fn delivery(event: EventId, push: Push) -> Delivery {
                 reason,
             },
         },
+        Push::Drawn { fans } => Delivery::Drawn { fans },
         Push::Purchased { fan, order, seats } => Delivery::Fan {
             fan,
             push: WsPush::Purchased {
@@ -138,7 +142,7 @@ mod tests {
     fn check(push: Push) -> (Delivery, Option<String>) {
         let delivery = delivery(EVENT, push);
         let json = match &delivery {
-            Delivery::AdmittedThrough { .. } => None,
+            Delivery::AdmittedThrough { .. } | Delivery::Drawn { .. } => None,
             Delivery::Room(push) | Delivery::Viewers { push, .. } | Delivery::Fan { push, .. } => {
                 Some(serde_json::to_string(push).expect("encodes"))
             }

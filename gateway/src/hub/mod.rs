@@ -35,7 +35,7 @@ use bytes::Bytes;
 use onsale_cluster::node::Node;
 use onsale_schema::api::WsPush;
 use onsale_schema::message::{Command, FanStatus, Push, Reply};
-use onsale_schema::{EventId, FanId, Millis, Position, SectionIdx};
+use onsale_schema::{EventId, FanId, Millis, Position, SaleState, SectionIdx};
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::{broadcast, mpsc};
 
@@ -141,6 +141,9 @@ struct Conn {
     event: EventId,
     /// Its position while it waits.
     waiting: Option<Position>,
+    /// In the pre-queue when last heard of: its position comes with the
+    /// draw's pushes.
+    pre_queued: bool,
     /// Admitted or holding when last heard of: pushes to this one fan
     /// (purchased, declined, hold expired) may come.
     in_turn: bool,
@@ -163,6 +166,8 @@ struct Room {
     by_fan: FxHashMap<FanId, Vec<ConnId>>,
     viewers: FxHashMap<SectionIdx, FxHashSet<ConnId>>,
     admitted_through: Position,
+    /// The sale opened (so a pre-queued fan's position was drawn).
+    opened: bool,
     /// Admission rate estimate (positions per second) and its last sample.
     rate: f64,
     sample: Option<(Instant, Position)>,
@@ -270,7 +275,8 @@ impl Hub {
         // those missed: every fan in its turn rereads its status from the
         // event (at most the events' shoppers; waiting fans are covered by
         // the frontier above).
-        for c in self.conns.values().filter(|c| c.in_turn) {
+        // So may a draw's positions: pre-queued fans reread theirs too.
+        for c in self.conns.values().filter(|c| c.in_turn || c.pre_queued) {
             c.outbox.request_recheck();
         }
     }
@@ -296,6 +302,11 @@ impl Hub {
                 });
                 room.conns.insert(conn);
                 room.by_fan.entry(fan).or_default().push(conn);
+                let pre_queued = matches!(status, Some(FanStatus::PreQueued { .. }));
+                if pre_queued && room.opened {
+                    // Drawn between the status read and now: ask the event.
+                    outbox.request_recheck();
+                }
                 if let Some(position) = waiting {
                     room.waiting.insert((position, conn));
                     if position <= room.admitted_through {
@@ -310,6 +321,7 @@ impl Hub {
                         fan,
                         event,
                         waiting,
+                        pre_queued,
                         in_turn: in_turn(status.as_ref()),
                         section: None,
                         outbox,
@@ -338,11 +350,16 @@ impl Hub {
                     Some(FanStatus::Waiting { position, .. }) => Some(position),
                     _ => None,
                 };
+                let pre_queued = matches!(status, Some(FanStatus::PreQueued { .. }));
                 for conn in room.by_fan.get(&fan).into_iter().flatten() {
                     let Some(c) = self.conns.get_mut(conn) else {
                         continue;
                     };
                     c.in_turn = in_turn(status.as_ref());
+                    c.pre_queued = pre_queued;
+                    if pre_queued && room.opened {
+                        c.outbox.request_recheck();
+                    }
                     if let Some(old) = c.waiting.take() {
                         room.waiting.remove(&(old, *conn));
                     }
@@ -393,6 +410,11 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(&event) else {
             return;
         };
+        if matches!(&push, Push::Drawn { .. })
+            || matches!(&push, Push::Sale { state } if *state != SaleState::Scheduled)
+        {
+            room.opened = true;
+        }
         // The hub's own books first: who is no longer waiting.
         if let Push::FanAdmitted { fan, .. } = &push {
             for conn in room.by_fan.get(fan).into_iter().flatten() {
@@ -432,6 +454,45 @@ impl Hub {
             }
             Delivery::Fan { fan, push } => {
                 Self::to_fan(&self.conns, &self.wakes, room, fan, &encode(&push));
+            }
+            Delivery::Drawn { fans } => {
+                Self::place_drawn(&mut self.conns, &self.wakes, room, event, &fans);
+            }
+        }
+    }
+
+    /// Pre-queued fans here got their positions: they wait there now, and
+    /// hear where that is (those already through hear it at once from
+    /// the admissions that follow the draw).
+    fn place_drawn(
+        conns: &mut FxHashMap<ConnId, Conn>,
+        wakes: &Wakes,
+        room: &mut Room,
+        event: EventId,
+        fans: &[(FanId, Position)],
+    ) {
+        for (fan, position) in fans {
+            for conn in room.by_fan.get(fan).into_iter().flatten() {
+                let Some(c) = conns.get_mut(conn) else {
+                    continue;
+                };
+                if !c.pre_queued {
+                    continue;
+                }
+                c.pre_queued = false;
+                c.waiting = Some(*position);
+                room.waiting.insert((*position, *conn));
+                let ahead = position.0.saturating_sub(room.admitted_through.0 + 1);
+                wakes.send(
+                    &c.outbox,
+                    encode(&WsPush::Position {
+                        event,
+                        position: *position,
+                        ahead,
+                        admitted_through: room.admitted_through,
+                        eta_ms: None,
+                    }),
+                );
             }
         }
     }

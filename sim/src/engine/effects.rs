@@ -226,6 +226,9 @@ impl Sim<'_> {
             }
             // The fan learns from the payment's own answer in this model.
             Push::PaymentDeclined { .. } => p.payment_declined += 1,
+            // Scenarios model the draw in the simulator's lobby, not with
+            // the core's pre-queue: no event they run draws.
+            Push::Drawn { .. } => {}
         }
     }
 
