@@ -576,6 +576,10 @@
           position: status.position, ahead: status.ahead,
         });
         return showWaiting();
+      case 'pre_queued':
+        // No place yet: places are drawn when the sale opens.
+        state.waiting = { position: null, ahead: null };
+        return showWaiting();
       case 'admitted':
         return showShop();
       case 'holding':
@@ -693,7 +697,7 @@
         const reply = await command({ cmd: 'join' });
         if (reply.reply === 'joined') {
           storage.setFor('tokens', state.event, reply.token);
-          if (reply.joined.fresh || storage.getFor('baseline', state.event) == null) {
+          if (reply.joined.position > 0 && (reply.joined.fresh || storage.getFor('baseline', state.event) == null)) {
             storage.setFor('baseline', state.event, Math.min(baseline, reply.joined.position - 1));
           }
           state.sticky = false;
@@ -739,7 +743,27 @@
     if (state.screen !== 'waiting') show('waiting');
   }
 
+  /** In the pre-queue: when places are drawn. */
+  function renderPreQueue() {
+    const status = state.status;
+    const preQueued = !!status && status.status === 'pre_queued';
+    $('pre-queue').hidden = !preQueued;
+    $('leave').hidden = preQueued; // a place in the draw is kept until the opening
+    if (!preQueued) return false;
+    const at = status.opens_at;
+    const when = at == null ? 'when the sale opens'
+      : 'at ' + new Date(at).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+    $('pre-queue').textContent = `You are in the pre-queue; positions are drawn ${when}. `
+      + 'Arriving earlier gives no edge: everyone here gets a random place ahead of later arrivals.';
+    $('position').textContent = '–';
+    $('ahead').textContent = '';
+    $('eta').textContent = at == null ? 'when the sale opens' : formatDate(at);
+    $('waiting-sale').textContent = SALE_TEXT[state.sale] || '';
+    return true;
+  }
+
   function renderWaiting() {
+    if (renderPreQueue()) return;
     const w = state.waiting || {};
     const through = w.admitted_through != null
       ? w.admitted_through
@@ -1423,6 +1447,13 @@
         if (state.paying) return refreshStatus({ background: true });
         return applyStatus(push.status || null);
       case 'position':
+        if (state.status && state.status.status === 'pre_queued') {
+          // The draw gave this fan its place.
+          state.status = { status: 'waiting', position: push.position, ahead: push.ahead };
+          if (storage.getFor('baseline', state.event) == null) {
+            storage.setFor('baseline', state.event, Math.min(push.admitted_through, push.position - 1));
+          }
+        }
         state.waiting = {
           position: push.position, ahead: push.ahead, admitted_through: push.admitted_through, eta_ms: push.eta_ms,
         };

@@ -1,0 +1,149 @@
+//! The pre-queue draw over a real gateway: fans who join before a drawn
+//! event opens are told they are pre-queued (and when the draw is), keep
+//! that across kill -9, get random positions when the sale opens by its
+//! scheduled time, all ahead of later arrivals, a watching fan hears its
+//! drawn position on its websocket, and every drawn position survives
+//! another kill -9.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use onsale_tests::client::{Fan, ops};
+use onsale_tests::{NodeProcess, now_ms, scratch_dir, venue_json};
+use serde_json::{Value, json};
+
+const EVENT: u64 = 61;
+const FANS: usize = 12;
+
+/// A fan's status, retried while the event is busy (restarting).
+async fn status(fan: &Fan) -> Value {
+    fan.call(EVENT, json!({"cmd": "status"})).await["status"].clone()
+}
+
+/// The position in a waiting or admitted status.
+fn position(status: &Value) -> Option<u64> {
+    match status["status"].as_str() {
+        Some("waiting" | "admitted") => status["position"].as_u64(),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_queued_fans_get_random_places_at_the_opening_and_keep_them() {
+    let store = scratch_dir("pre-queue").join("pre-queue.db");
+    let mut node = NodeProcess::start_http(&store, &[]).expect("node starts");
+    let addr = node.addr.clone();
+    // Opens by itself in 6 s: time for the joins and one restart.
+    let opens_at = now_ms() + 6_000;
+    let venue: Value = serde_json::from_str(&venue_json(1, 4, 10)).unwrap();
+    let created = ops(
+        &addr,
+        "POST",
+        "/api/ops/events",
+        &json!({"event": EVENT, "name": "Drawn", "city": "Testville",
+                "starts_at": 1_900_000_000_000u64, "venue": venue,
+                "config": {"pre_queue_draw": true, "opens_at": opens_at, "shoppers_max": 2}}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{created:?}");
+
+    // Before the opening: everyone is pre-queued, without a position.
+    let mut fans = Vec::new();
+    let mut tokens = HashMap::new();
+    for i in 0..FANS {
+        let fan = Fan::login(&addr, &format!("early-{i}")).await;
+        let reply = fan.call(EVENT, json!({"cmd": "join"})).await;
+        assert_eq!(reply["reply"], "joined", "{reply}");
+        let status = &reply["joined"]["status"];
+        assert_eq!(status["status"], "pre_queued", "{reply}");
+        assert_eq!(status["opens_at"], opens_at, "{reply}");
+        assert_eq!(reply["joined"]["position"], 0, "{reply}");
+        tokens.insert(fan.fan, reply["token"].as_str().unwrap().to_owned());
+        fans.push(fan);
+    }
+    // Joining again changes nothing.
+    let again = fans[0].call(EVENT, json!({"cmd": "join"})).await;
+    assert_eq!(again["joined"]["fresh"], false, "{again}");
+
+    // The pre-queue is durable: kill -9 before the opening loses no one.
+    node.kill9();
+    node.restart().expect("restarts");
+    for fan in &fans {
+        assert_eq!(status(fan).await["status"], "pre_queued");
+    }
+
+    // One fan watches with its pre-queue token.
+    let watcher = &fans[FANS - 1];
+    let (mut socket, watching) = watcher.watch(EVENT, &tokens[&watcher.fan]).await;
+    assert_eq!(watching["status"]["status"], "pre_queued", "{watching}");
+    assert!(
+        now_ms() < opens_at,
+        "the setup took past the opening; the test cannot watch the draw"
+    );
+
+    // The sale opens by itself; the watcher hears its drawn position.
+    let heard = socket
+        .until(Duration::from_secs(20), |p| p["push"] == "position" || p["push"] == "admitted")
+        .await
+        .expect("the watcher hears its drawn place");
+    let heard_position = heard["position"].as_u64().expect("a position");
+
+    // Every pre-queued fan got exactly one of a run of positions.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut drawn = HashMap::new();
+    while drawn.len() < FANS {
+        assert!(Instant::now() < deadline, "not all drawn: {drawn:?}");
+        for fan in &fans {
+            if drawn.contains_key(&fan.fan) {
+                continue;
+            }
+            if let Some(p) = position(&status(fan).await) {
+                drawn.insert(fan.fan, p);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(drawn[&watcher.fan], heard_position, "the push told the drawn place");
+    let positions: BTreeSet<u64> = drawn.values().copied().collect();
+    assert_eq!(positions.len(), FANS, "no position twice: {drawn:?}");
+    let first = *positions.first().unwrap();
+    assert_eq!(
+        positions,
+        (first..first + FANS as u64).collect::<BTreeSet<u64>>(),
+        "a contiguous run"
+    );
+    // Random, not arrival order (the chance of 12 fans drawn in the order
+    // they joined is 1 in 479 million).
+    let in_join_order: Vec<u64> = fans.iter().map(|f| drawn[&f.fan]).collect();
+    assert!(
+        !in_join_order.is_sorted(),
+        "drawn in join order: {in_join_order:?}"
+    );
+
+    // A later arrival queues behind every drawn fan.
+    let late = Fan::login(&addr, "late").await;
+    let reply = late.call(EVENT, json!({"cmd": "join"})).await;
+    let late_position = reply["joined"]["position"].as_u64().expect("a position");
+    assert!(late_position > *positions.last().unwrap(), "{reply}");
+
+    // kill -9 after the draw: every fan told a place still has it.
+    node.kill9();
+    node.restart().expect("restarts");
+    for fan in &fans {
+        let s = status(fan).await;
+        if let Some(p) = position(&s) {
+            assert_eq!(p, drawn[&fan.fan], "{} moved after a crash: {s}", fan.fan);
+        } else {
+            // Its turn came and went meanwhile (no show): never requeued.
+            assert!(
+                matches!(s["status"].as_str(), Some("expired" | "holding" | "purchased")),
+                "{s}"
+            );
+        }
+        // A rejoin after the crash keeps the drawn place too.
+        let rejoin = fan.call(EVENT, json!({"cmd": "join"})).await;
+        if rejoin["reply"] == "joined" && rejoin["joined"]["position"] != 0 {
+            assert_eq!(rejoin["joined"]["position"], drawn[&fan.fan], "{rejoin}");
+        }
+    }
+}
