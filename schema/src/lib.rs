@@ -16,6 +16,7 @@ pub mod ops;
 pub mod rpc;
 pub mod snapshot;
 pub mod spec;
+pub mod stamp;
 pub mod token;
 pub mod venue;
 

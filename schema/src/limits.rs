@@ -165,3 +165,24 @@ pub const ROUTER_CALL_TIMEOUT_MS: u64 = 10_000;
 /// first, and an event that still does not fit is answered through the
 /// router and the store, as if not remembered.
 pub const OWNERS_REMEMBERED_MAX: usize = 65_536;
+
+/// How long a proof-of-work challenge (`stamp`) may be answered after the
+/// gateway issued it, in ms; older answers are `stamp_stale`. It bounds
+/// how long a spent stamp must be remembered (see `SPENT_STAMPS_MAX`), and
+/// it must cover a phone's solve: at 20 bits (~1 M hashes) a phone takes
+/// a few seconds, and at 22 bits all but ~1 in 100,000 finish within it
+/// (the stamp module's cost section has the figures).
+pub const STAMP_TTL_MS: u64 = 120_000;
+
+/// How far ahead of a gateway's clock a challenge's issue time may be
+/// (another gateway of the cluster, its clock slightly ahead, issued it),
+/// in ms; further ahead is `stamp_future`.
+pub const STAMP_CLOCK_SKEW_MS: u64 = 5_000;
+
+/// Spent stamps one gateway remembers (replay protection). Each stays
+/// until its challenge is stale (`STAMP_TTL_MS` plus at most a sixteenth
+/// of it) and costs ~20-40 bytes (a hash set's load), so the bound is at
+/// most ~40 MB and sustains ~8,000 stamped joins/s per gateway. When full
+/// of live entries, spends are refused `stamp_busy` rather than a live one
+/// forgotten, which would let its stamp be replayed.
+pub const SPENT_STAMPS_MAX: usize = 1 << 20;

@@ -50,8 +50,9 @@ impl TokenKey {
     }
 
     /// A tag over `body` in one context: a tag made in one context never
-    /// verifies in another.
-    fn tag_in(&self, context: &[u8], body: &[u8]) -> [u8; TAG_BYTES] {
+    /// verifies in another. Other signed kinds (proof-of-work challenges
+    /// in [`crate::stamp`]) sign with this in contexts of their own.
+    pub(crate) fn tag_in(&self, context: &[u8], body: &[u8]) -> [u8; TAG_BYTES] {
         let mut hasher = blake3::Hasher::new_keyed(&self.0);
         hasher.update(context);
         hasher.update(body);
@@ -213,7 +214,7 @@ pub fn verify_session(
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     for byte in bytes {
         out.push(char::from(HEX[usize::from(byte >> 4)]));
         out.push(char::from(HEX[usize::from(byte & 0xf)]));
