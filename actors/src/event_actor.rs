@@ -428,6 +428,21 @@ impl EventState {
                 }
                 Err(refused) => Reply::JoinRefused { refused },
             },
+            Command::JoinWithCode { fan, code } => {
+                if let Err(e) = token::verify_presale(&self.key, &code, core.event(), fan) {
+                    return Reply::error(
+                        ErrorCode::InvalidPresaleCode,
+                        format!("presale code refused: {e}"),
+                    );
+                }
+                match core.join_with_code(fan, now) {
+                    Ok(joined) => {
+                        let token = self.sign(fan, joined.position, now);
+                        Reply::Joined { joined, token }
+                    }
+                    Err(refused) => Reply::JoinRefused { refused },
+                }
+            }
             Command::Resume { fan, token } => {
                 let verified = match token::verify(&self.key, &token, core.event(), fan, now) {
                     Ok(verified) => verified,

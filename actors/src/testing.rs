@@ -227,6 +227,16 @@ impl Harness {
         r
     }
 
+    /// The fan joins with its presale code (the shell checked the code).
+    pub fn join_with_code(&mut self, fan: FanId) -> Result<Joined, JoinRefused> {
+        let r = self.core.join_with_code(fan, self.now);
+        if let Ok(joined) = &r {
+            self.on_joined(fan, joined);
+        }
+        self.settle();
+        r
+    }
+
     /// The fan comes back with the token it kept (if it has one).
     pub fn resume(&mut self, fan: FanId) -> Option<Result<Joined, JoinRefused>> {
         let text = self.tokens.get(&fan)?;

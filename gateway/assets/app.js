@@ -44,6 +44,11 @@
     unknown_seat: 'The venue has no such seat.',
     unknown_price_level: 'The venue has no such price level.',
     invalid_token: 'Your place in line could not be restored.',
+    presale_code_required: 'The presale is on: joining takes the presale code you were sent.',
+    invalid_presale_code: 'That presale code is not yours or not for this event.',
+    presale_code_used: 'Your presale code already got you a place in line.',
+    code_required: 'The presale is on: joining takes the presale code you were sent.',
+    code_used: 'Your presale code already got you a place in line.',
     token_expired: 'Your place in line is too old to restore.',
     unauthorized: 'Please sign in again.',
     waiting_room_full: 'Waiting room full, please try again later.',
@@ -612,12 +617,29 @@
     $('confirmation-event').textContent = `${listing.name} · ${listing.venue}, ${listing.city} · ${formatDate(listing.starts_at)}`;
   }
 
+  /** Whether the event's presale lasts (joining takes a code). */
+  function inPresale() {
+    const listing = state.detail && state.detail.listing;
+    return !!listing && listing.presale_until != null && serverNow() < listing.presale_until;
+  }
+
   function showEventPage() {
     renderEventHead();
+    const listing = state.detail ? state.detail.listing : {};
+    const drawn = !!listing.pre_queue_draw && state.sale === 'scheduled';
     $('join').disabled = state.sale === 'closed' || state.sale === 'sold_out';
-    $('join').textContent = state.sale === 'scheduled'
-      ? 'Queue before the sale opens'
-      : 'Join the waiting room';
+    $('join').textContent = drawn ? 'Join the pre-queue'
+      : state.sale === 'scheduled' ? 'Queue before the sale opens'
+        : 'Join the waiting room';
+    const access = [];
+    if (drawn) {
+      access.push('Everyone who joins before the sale opens gets a random place in line when it opens'
+        + (listing.opens_at != null ? ` (${formatDate(listing.opens_at)})` : '') + ': no need to rush.');
+    }
+    if (inPresale()) access.push(`Presale until ${formatDate(listing.presale_until)}: joining takes your presale code.`);
+    $('event-access').textContent = access.join(' ');
+    $('event-access').hidden = access.length === 0;
+    $('presale').hidden = !inPresale();
     show('event');
   }
 
@@ -693,8 +715,9 @@
     $('full-retry').disabled = true;
     const baseline = state.detail && state.detail.overview ? state.detail.overview.admitted_through : 0;
     try {
+      const code = inPresale() ? $('presale-code').value.trim() : '';
       for (let attempt = 1; ; attempt++) {
-        const reply = await command({ cmd: 'join' });
+        const reply = await command(code ? { cmd: 'join_with_code', code } : { cmd: 'join' });
         if (reply.reply === 'joined') {
           storage.setFor('tokens', state.event, reply.token);
           if (reply.joined.position > 0 && (reply.joined.fresh || storage.getFor('baseline', state.event) == null)) {

@@ -21,16 +21,21 @@ pub const LOGIN_NAME_BYTES_MAX: usize = 64;
 /// How old a webhook signature may be before it counts as a replay.
 pub const WEBHOOK_TOLERANCE_MS: u64 = 5 * 60 * 1000;
 
-/// The demo login: the same name is always the same fan.
-pub fn login(key: &TokenKey, request: &SessionRequest, now: Millis) -> Result<Session, ApiError> {
-    let name = request.name.trim();
+/// The fan a login name is (what the demo login gives it).
+pub fn fan_of_name(key: &TokenKey, name: &str) -> Result<FanId, ApiError> {
+    let name = name.trim();
     if name.is_empty() || name.len() > LOGIN_NAME_BYTES_MAX {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
             format!("the name must be 1..={LOGIN_NAME_BYTES_MAX} bytes"),
         ));
     }
-    let fan = token::derive_fan_id(key, name);
+    Ok(token::derive_fan_id(key, name))
+}
+
+/// The demo login: the same name is always the same fan.
+pub fn login(key: &TokenKey, request: &SessionRequest, now: Millis) -> Result<Session, ApiError> {
+    let fan = fan_of_name(key, &request.name)?;
     let claims = SessionClaims {
         fan,
         expires_at: now.saturating_add_ms(limits::SESSION_TTL_MS),

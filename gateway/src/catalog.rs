@@ -26,6 +26,12 @@ pub struct EventInfo {
     pub city: String,
     pub starts_at: Millis,
     pub venue: Venue,
+    /// When the sale opens by itself, if scheduled.
+    pub opens_at: Option<Millis>,
+    /// Whether fans joining before the opening are drawn.
+    pub pre_queue_draw: bool,
+    /// Until when joining takes a presale code.
+    pub presale_until: Option<Millis>,
 }
 
 impl EventInfo {
@@ -40,6 +46,9 @@ impl EventInfo {
             sale,
             capacity: self.venue.seat_count(),
             full,
+            opens_at: self.opens_at,
+            pre_queue_draw: self.pre_queue_draw,
+            presale_until: self.presale_until,
         }
     }
 
@@ -236,6 +245,9 @@ impl Catalog {
                             city: spec.city,
                             starts_at: spec.starts_at,
                             venue,
+                            opens_at: spec.config.opens_at,
+                            pre_queue_draw: spec.config.pre_queue_draw,
+                            presale_until: spec.config.presale_until,
                         }),
                     );
                 }

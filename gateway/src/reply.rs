@@ -104,7 +104,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnknownSeat
         | ErrorCode::UnknownPriceLevel
         | ErrorCode::InvalidToken
+        | ErrorCode::InvalidPresaleCode
         | ErrorCode::TokenExpired => StatusCode::BAD_REQUEST,
+        ErrorCode::PresaleCodeRequired => StatusCode::FORBIDDEN,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnknownEvent | ErrorCode::UnknownNode => StatusCode::NOT_FOUND,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -127,7 +129,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::HoldExpired
         | ErrorCode::PaymentLate
         | ErrorCode::PaymentPending
-        | ErrorCode::PaymentUnknown => StatusCode::CONFLICT,
+        | ErrorCode::PaymentUnknown
+        | ErrorCode::PresaleCodeUsed => StatusCode::CONFLICT,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

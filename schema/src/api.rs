@@ -50,6 +50,15 @@ pub struct EventListing {
     pub sale: SaleState,
     pub capacity: u32,
     pub full: bool,
+    /// When the sale opens by itself, if it is scheduled to.
+    #[serde(default)]
+    pub opens_at: Option<Millis>,
+    /// Fans who join before the opening get random places when it opens.
+    #[serde(default)]
+    pub pre_queue_draw: bool,
+    /// Until when joining takes a presale code.
+    #[serde(default)]
+    pub presale_until: Option<Millis>,
 }
 
 /// `GET /api/events?q=&city=&from=&to=`.
@@ -131,6 +140,37 @@ pub struct CreateEvent {
     pub venue: VenueFile,
     #[serde(default)]
     pub config: EventConfig,
+}
+
+/// `POST /api/ops/events/{event}/presale-codes`: presale codes for
+/// registered fans, by fan id or by login name (at most
+/// [`crate::limits::PRESALE_CODES_PER_REQUEST_MAX`] in all; a longer list
+/// goes in several requests).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresaleCodesRequest {
+    #[serde(default)]
+    pub fans: Vec<FanId>,
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// One fan's presale code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresaleCode {
+    pub fan: FanId,
+    /// The login name it was asked for by, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub code: String,
+}
+
+/// The answer: a code per fan asked for, in the order asked (ids, then
+/// names). Codes are signatures: asking again gives the same codes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresaleCodes {
+    pub event: EventId,
+    pub codes: Vec<PresaleCode>,
 }
 
 /// `POST /api/ops/events/{event}/sale`.

@@ -63,6 +63,9 @@ pub struct EventConfig {
     /// When the sale opens by itself (wall clock), if ever. An operator
     /// may open it earlier; pre-queued fans are shown this time.
     pub opens_at: Option<Millis>,
+    /// Until this time (wall clock) only fans with a presale code may
+    /// join (a presale for registered fans); after it, anyone.
+    pub presale_until: Option<Millis>,
 }
 
 impl Default for EventConfig {
@@ -78,6 +81,7 @@ impl Default for EventConfig {
             counter_block: 1_000_000,
             pre_queue_draw: false,
             opens_at: None,
+            presale_until: None,
         }
     }
 }

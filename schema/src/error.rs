@@ -80,6 +80,9 @@ codes! {
     NotOwner => "not_owner", "Another node owns this event; the answer names it and its lease epoch. Retry shortly, or ask the owner.";
     MethodNotAllowed => "method_not_allowed", "This route does not take that method; the Allow header lists those it takes.";
     HeadersTooLarge => "headers_too_large", "The request line and headers are larger than the limit.";
+    PresaleCodeRequired => "presale_code_required", "The event is in its presale: joining takes the fan's presale code.";
+    InvalidPresaleCode => "invalid_presale_code", "The presale code is forged, corrupt or for another event or fan.";
+    PresaleCodeUsed => "presale_code_used", "This fan's presale code already made its place in line; come back with the queue token.";
 }
 
 impl fmt::Display for ErrorCode {

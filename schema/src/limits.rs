@@ -117,6 +117,10 @@ pub const EVENT_FANS_MAX: usize = 32_000_000;
 /// the opening.
 pub const PRE_QUEUE_MAX: usize = 1_000_000;
 
+/// Presale codes asked for in one operator request (a list of fan ids or
+/// login names fits the operator routes' body limit, `MESSAGE_BYTES_MAX`).
+pub const PRESALE_CODES_PER_REQUEST_MAX: usize = 1_000;
+
 /// Drawn positions in one push to gateways (each entry up to 15 bytes, so
 /// a push stays under half of `MESSAGE_BYTES_MAX`).
 pub const DRAWN_PER_PUSH_MAX: usize = 2_048;

@@ -118,6 +118,11 @@ pub enum JoinRefused {
     Busy,
     /// A resume token whose position this event never handed out.
     InvalidToken,
+    /// The event is in its presale and the fan came without a code.
+    CodeRequired,
+    /// The fan's presale code already made its place (the fan comes back
+    /// with its queue token instead).
+    CodeUsed,
 }
 
 impl JoinRefused {
@@ -130,6 +135,8 @@ impl JoinRefused {
             JoinRefused::TicketLimit => ErrorCode::TicketLimit,
             JoinRefused::Busy => ErrorCode::Busy,
             JoinRefused::InvalidToken => ErrorCode::InvalidToken,
+            JoinRefused::CodeRequired => ErrorCode::PresaleCodeRequired,
+            JoinRefused::CodeUsed => ErrorCode::PresaleCodeUsed,
         }
     }
 }
@@ -429,6 +436,12 @@ message_enum! {
         /// An operator's audit: the event checks every invariant and lists
         /// its orders.
         Audit,
+        /// A fan joins with its presale code (needed while the event's
+        /// presale lasts; a plain join after it).
+        JoinWithCode {
+            fan: FanId,
+            code: String,
+        },
     }
 }
 

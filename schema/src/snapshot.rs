@@ -34,9 +34,11 @@ use crate::ids::{EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, S
 /// - 4: a refund is journalled ([`JournalEntry::Refunded`]), so a voided
 ///   payment is refunded at most once. Versions 2 and 3 are version 4
 ///   without it, so all three are read.
-/// - 5: the pre-queue draw: the event config gains `pre_queue_draw` and
-///   `opens_at`, the journal [`JournalEntry::PreQueued`] and
-///   [`JournalEntry::Drawn`], the snapshot its pre-queue and draw.
+/// - 5: the pre-queue draw and presale codes: the event config gains
+///   `pre_queue_draw`, `opens_at` and `presale_until`, the journal
+///   [`JournalEntry::PreQueued`], [`JournalEntry::Drawn`] and
+///   [`JournalEntry::PresaleJoined`], the snapshot its pre-queue, draw and
+///   fans who used their presale codes.
 ///   Snapshots of versions 2 to 4 are read through `legacy` (an event
 ///   without a pre-queue); their journal records are version 5 records
 ///   that do not use the new entries.
@@ -116,6 +118,10 @@ pub enum JournalEntry {
         seed: u64,
         base: Position,
         count: u64,
+    },
+    /// A fan joined with its presale code: the code is used.
+    PresaleJoined {
+        fan: FanId,
     },
 }
 
@@ -260,6 +266,9 @@ pub struct EventSnapshot {
     pub pre_queue: Vec<FanId>,
     /// The opening's draw, once made.
     pub draw: Option<DrawRecord>,
+    /// Fans who joined with their presale code (each code makes one
+    /// place), sorted by fan.
+    pub presale_joined: Vec<FanId>,
 }
 
 /// A draw made: the pre-queue got positions from `base` in

@@ -87,6 +87,8 @@ fn hold_request() -> impl Strategy<Value = HoldRequest> {
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
         fan().prop_map(|fan| Command::Join { fan }),
+        (fan(), "p[0-9a-f]{0,64}|\\PC{0,20}")
+            .prop_map(|(fan, code)| Command::JoinWithCode { fan, code }),
         (fan(), "[0-9a-f]{0,96}|\\PC{0,20}")
             .prop_map(|(fan, token)| Command::Resume { fan, token }),
         fan().prop_map(|fan| Command::Leave { fan }),
@@ -302,6 +304,7 @@ fn journal_entry() -> impl Strategy<Value = JournalEntry> {
         }),
         payment().prop_map(|payment| JournalEntry::Refunded { payment }),
         fan().prop_map(|fan| JournalEntry::PreQueued { fan }),
+        fan().prop_map(|fan| JournalEntry::PresaleJoined { fan }),
         (any::<u64>(), position(), any::<u64>())
             .prop_map(|(seed, base, count)| JournalEntry::Drawn { seed, base, count }),
     ]
@@ -376,6 +379,7 @@ fn sample_snapshot() -> EventSnapshot {
             seed: 0xfeed_beef,
             base: Position(1),
         }),
+        presale_joined: vec![FanId(8)],
     }
 }
 
@@ -672,14 +676,16 @@ fn snapshots_and_journal_records_round_trip() {
 }
 
 /// A version 4 snapshot is a version 5 one without the config's
-/// `pre_queue_draw` and `opens_at` and without the trailing pre-queue and
-/// draw: it reads as an event without a pre-queue.
+/// `pre_queue_draw`, `opens_at` and `presale_until` and without the
+/// trailing pre-queue, draw and presale fans: it reads as an event
+/// without a pre-queue or presale.
 #[test]
 fn a_version_4_snapshot_reads_as_an_event_without_a_pre_queue() {
     let mut snapshot = sample_snapshot();
     snapshot.config = EventConfig::default();
     snapshot.pre_queue = Vec::new();
     snapshot.draw = None;
+    snapshot.presale_joined = Vec::new();
     let v5 = snapshot.encode().unwrap();
     let head = codec::encode_record(&(
         SCHEMA_VERSION,
@@ -689,9 +695,10 @@ fn a_version_4_snapshot_reads_as_an_event_without_a_pre_queue() {
     ))
     .unwrap();
     let mut v4 = v5;
-    // Trailing: an empty pre-queue and no draw; in the config: false, None.
-    v4.truncate(v4.len() - 2);
-    v4.drain(head.len() - 2..head.len());
+    // Trailing: an empty pre-queue, no draw, no presale fans; in the
+    // config: false, None, None.
+    v4.truncate(v4.len() - 3);
+    v4.drain(head.len() - 3..head.len());
     v4[0] = 4;
     snapshot.schema_version = 4;
     assert_eq!(EventSnapshot::decode(&v4), Ok(snapshot));

@@ -147,3 +147,96 @@ async fn pre_queued_fans_get_random_places_at_the_opening_and_keep_them() {
         }
     }
 }
+
+/// Presale codes over HTTP: the operator issues codes for registered fans
+/// (by login name or fan id); during the presale a join without one is
+/// refused, another fan's code or a forged one is refused, the fan's own
+/// makes one place in line, which kill -9 does not turn into a second;
+/// after the presale anyone joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presale_codes_let_registered_fans_in_once() {
+    const PRESALE: u64 = 62;
+    let store = scratch_dir("presale").join("presale.db");
+    let mut node = NodeProcess::start_http(&store, &[]).expect("node starts");
+    let addr = node.addr.clone();
+    let presale_until = now_ms() + 8_000;
+    let venue: Value = serde_json::from_str(&venue_json(1, 4, 10)).unwrap();
+    let created = ops(
+        &addr,
+        "POST",
+        "/api/ops/events",
+        &json!({"event": PRESALE, "name": "Verified", "city": "Testville",
+                "starts_at": 1_900_000_000_000u64, "venue": venue,
+                "config": {"presale_until": presale_until}}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{created:?}");
+
+    let vera = Fan::login(&addr, "vera").await;
+    let walt = Fan::login(&addr, "walt").await;
+    let codes = ops(
+        &addr,
+        "POST",
+        &format!("/api/ops/events/{PRESALE}/presale-codes"),
+        &json!({"names": ["vera"], "fans": [walt.fan]}),
+    )
+    .await;
+    assert_eq!(codes.status, 200, "{codes:?}");
+    let codes = codes.json();
+    // Ids first, then names.
+    assert_eq!(codes["codes"][0]["fan"], walt.fan, "{codes}");
+    assert_eq!(codes["codes"][1]["fan"], vera.fan, "{codes}");
+    assert_eq!(codes["codes"][1]["name"], "vera", "{codes}");
+    let walt_code = codes["codes"][0]["code"].as_str().unwrap().to_owned();
+    let vera_code = codes["codes"][1]["code"].as_str().unwrap().to_owned();
+    let empty = ops(&addr, "POST", &format!("/api/ops/events/{PRESALE}/presale-codes"), &json!({})).await;
+    assert_eq!(empty.status, 400, "{empty:?}");
+    let unknown = ops(&addr, "POST", "/api/ops/events/9999/presale-codes", &json!({"fans": [1]})).await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+
+    // No code, another fan's code, a forged code: refused.
+    let plain = vera.call(PRESALE, json!({"cmd": "join"})).await;
+    assert_eq!(plain["refused"], "code_required", "{plain}");
+    let theirs = vera
+        .send(PRESALE, json!({"cmd": "join_with_code", "code": walt_code}))
+        .await;
+    assert_eq!(theirs.status, 400, "{theirs:?}");
+    assert_eq!(theirs.json()["code"], "invalid_presale_code");
+    let mut forged = vera_code.clone();
+    forged.replace_range(1..3, if &vera_code[1..3] == "00" { "11" } else { "00" });
+    let forged = vera.send(PRESALE, json!({"cmd": "join_with_code", "code": forged})).await;
+    assert_eq!(forged.json()["code"], "invalid_presale_code", "{forged:?}");
+
+    // Her own code: a place in line (the sale is not open: she waits).
+    let joined = vera
+        .call(PRESALE, json!({"cmd": "join_with_code", "code": vera_code}))
+        .await;
+    assert_eq!(joined["reply"], "joined", "{joined}");
+    let position = joined["joined"]["position"].as_u64().unwrap();
+    let token = joined["token"].as_str().unwrap().to_owned();
+
+    // kill -9 forgets her while she waits; the code does not make a
+    // second place, her queue token gives the first one back.
+    node.kill9();
+    node.restart().expect("restarts");
+    let again = vera
+        .call(PRESALE, json!({"cmd": "join_with_code", "code": vera_code}))
+        .await;
+    assert_eq!(again["refused"], "code_used", "{again}");
+    let resumed = vera.call(PRESALE, json!({"cmd": "resume", "token": token})).await;
+    assert_eq!(resumed["joined"]["position"], position, "{resumed}");
+
+    // After the presale, a fan without a code joins.
+    let xena = Fan::login(&addr, "xena").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = xena.call(PRESALE, json!({"cmd": "join"})).await;
+        if reply["reply"] == "joined" {
+            assert!(now_ms() >= presale_until, "joined during the presale: {reply}");
+            break;
+        }
+        assert_eq!(reply["refused"], "code_required", "{reply}");
+        assert!(Instant::now() < deadline, "the presale never ended");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

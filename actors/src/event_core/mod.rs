@@ -159,6 +159,9 @@ pub struct EventCore {
     pre_queue: Vec<FanId>,
     /// The opening's draw, once made.
     draw: Option<DrawRecord>,
+    /// Fans who joined with their presale code (durable: each code makes
+    /// one place in line).
+    presale_joined: FxHashSet<FanId>,
     /// Randomness from the shell for the next draw's seed (not durable:
     /// the seed a draw used is journalled).
     entropy: u64,
@@ -217,6 +220,7 @@ impl EventCore {
             pushed_full: false,
             pre_queue: Vec::new(),
             draw: None,
+            presale_joined: FxHashSet::default(),
             entropy: 0,
         }
     }
@@ -461,12 +465,53 @@ impl EventCore {
 
     // ----- the waiting room ------------------------------------------------
 
-    /// A fan arrives. Joining twice keeps the first position.
+    /// A fan arrives. Joining twice keeps the first position. During the
+    /// presale only a fan already in line gets an answer other than
+    /// [`JoinRefused::CodeRequired`].
     pub fn join(&mut self, fan: FanId, now: Millis) -> Result<Joined, JoinRefused> {
         self.advance(now);
-        let result = self.join_inner(fan);
+        let result = if self.in_presale() && !self.in_line(fan) {
+            Err(JoinRefused::CodeRequired)
+        } else {
+            self.join_inner(fan)
+        };
         self.finish();
         result
+    }
+
+    /// A fan arrives with its presale code, which the shell checked is
+    /// this fan's for this event. During the presale the code makes one
+    /// place in line, once: a fan who used it and is not known (a crash
+    /// forgot it while it waited) comes back with its queue token. After
+    /// the presale this is a plain join.
+    pub fn join_with_code(&mut self, fan: FanId, now: Millis) -> Result<Joined, JoinRefused> {
+        self.advance(now);
+        let result = self.join_with_code_inner(fan);
+        self.finish();
+        result
+    }
+
+    fn join_with_code_inner(&mut self, fan: FanId) -> Result<Joined, JoinRefused> {
+        if !self.in_presale() || self.in_line(fan) {
+            return self.join_inner(fan);
+        }
+        if self.presale_joined.contains(&fan) {
+            return Err(JoinRefused::CodeUsed);
+        }
+        let joined = self.join_inner(fan)?;
+        self.record(JournalEntry::PresaleJoined { fan });
+        Ok(joined)
+    }
+
+    /// Whether the event's presale lasts (only fans with codes join).
+    #[must_use]
+    pub fn in_presale(&self) -> bool {
+        self.config.presale_until.is_some_and(|until| self.clock < until)
+    }
+
+    /// Whether the fan is known and not gone from the line.
+    fn in_line(&self, fan: FanId) -> bool {
+        self.room.fan(fan).is_some_and(|e| e.state != FanState::Left)
     }
 
     fn join_inner(&mut self, fan: FanId) -> Result<Joined, JoinRefused> {
@@ -1419,6 +1464,14 @@ impl EventCore {
             }
             JournalEntry::Drawn { seed, base, count } => {
                 self.apply_drawn(*seed, *base, *count)?;
+            }
+            JournalEntry::PresaleJoined { fan } => {
+                if self.config.presale_until.is_none() {
+                    return corrupt(format!("{fan} used a code for an event without a presale"));
+                }
+                if !self.presale_joined.insert(*fan) {
+                    return corrupt(format!("{fan} used its presale code twice"));
+                }
             }
             JournalEntry::Refunded { payment } => {
                 if !self.dead_set.remove(payment) {

@@ -62,6 +62,11 @@ impl EventCore {
                 fans
             },
             draw: self.draw,
+            presale_joined: {
+                let mut fans: Vec<FanId> = self.presale_joined.iter().copied().collect();
+                fans.sort_unstable();
+                fans
+            },
         }
     }
 
@@ -97,6 +102,12 @@ impl EventCore {
         core.restore_shoppers(snapshot, ceiling)?;
         core.restore_holds(&snapshot.holds)?;
         core.restore_pre_queue(snapshot)?;
+        if !snapshot.presale_joined.is_sorted_by(|a, b| a < b) {
+            return corrupt("presale fans are not sorted");
+        }
+        for fan in &snapshot.presale_joined {
+            core.apply(&JournalEntry::PresaleJoined { fan: *fan })?;
+        }
         // Set after the shoppers, whose admission is not a waiting fan's,
         // and the pre-queue, whose fans are back already.
         core.unresumed = snapshot.waiting.saturating_sub(core.waiting());

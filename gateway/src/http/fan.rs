@@ -136,7 +136,7 @@ pub(super) async fn command(
     }
     // What the edge believed of the event when a fan joined.
     let mut edge_believed = None;
-    if let Command::Join { .. } = command {
+    if matches!(command, Command::Join { .. } | Command::JoinWithCode { .. }) {
         let edge = edge_state(&gw, event).await?;
         // The edge: sold out and closed cost the event nothing. A full
         // room goes to the event, which answers a fan already in line
@@ -206,6 +206,7 @@ async fn edge_state(gw: &Gateway, event: EventId) -> Result<EdgeState, ApiError>
 fn fan_of_command(command: &Command) -> Option<onsale_schema::FanId> {
     match command {
         Command::Join { fan }
+        | Command::JoinWithCode { fan, .. }
         | Command::Resume { fan, .. }
         | Command::Leave { fan }
         | Command::Enter { fan }

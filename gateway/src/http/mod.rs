@@ -77,6 +77,10 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/api/ops/events/{event}", get(cluster_ops::event))
         .route("/api/ops/events/{event}/sale", post(operator::sale))
         .route("/api/ops/events/{event}/stats", get(operator::stats))
+        .route(
+            "/api/ops/events/{event}/presale-codes",
+            post(operator::presale_codes),
+        )
         .route("/api/ops/events/{event}/audit", get(operator::audit))
         .route("/api/ops/events/{event}/move", post(operator::move_event))
         .route("/api/ops/cluster", get(cluster_ops::cluster))

@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use onsale_cluster::store::NodeId;
 use onsale_schema::ErrorCode;
-use onsale_schema::api::{CreateEvent, SaleRequest};
+use onsale_schema::api::{CreateEvent, PresaleCode, PresaleCodes, PresaleCodesRequest, SaleRequest};
+use onsale_schema::{limits, token};
 use onsale_schema::message::{Command, Reply};
 use onsale_schema::spec::EventSpec;
 
@@ -61,6 +62,49 @@ pub(super) async fn sale(
             )
             .await,
     )
+}
+
+/// Presale codes for registered fans: signatures, so issuing them reads
+/// and writes nothing (the event checks a code with the same key, and
+/// remembers which fans used theirs).
+pub(super) async fn presale_codes(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let event = parse_event(&event)?;
+    let request: PresaleCodesRequest = parse_body(body)?;
+    let asked = request.fans.len() + request.names.len();
+    if asked == 0 || asked > limits::PRESALE_CODES_PER_REQUEST_MAX {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "ask for 1..={} codes per request (fans and names together)",
+                limits::PRESALE_CODES_PER_REQUEST_MAX
+            ),
+        ));
+    }
+    if gw.catalog.get(event).await.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::UnknownEvent,
+            format!("no event {}", event.0),
+        ));
+    }
+    let mut codes = Vec::with_capacity(asked);
+    for fan in request.fans {
+        let code = token::sign_presale(&gw.key, event, fan);
+        codes.push(PresaleCode { fan, name: None, code });
+    }
+    for name in request.names {
+        let fan = crate::auth::fan_of_name(&gw.key, &name)?;
+        let code = token::sign_presale(&gw.key, event, fan);
+        codes.push(PresaleCode {
+            fan,
+            name: Some(name),
+            code,
+        });
+    }
+    Ok(json_response(StatusCode::OK, &PresaleCodes { event, codes }))
 }
 
 pub(super) async fn stats(

@@ -62,6 +62,7 @@ pub(super) fn decode_v4(bytes: &[u8]) -> Result<EventSnapshot, CodecError> {
             counter_block: c.counter_block,
             pre_queue_draw: false,
             opens_at: None,
+            presale_until: None,
         },
         sale: old.sale,
         journal_seq: old.journal_seq,
@@ -78,5 +79,6 @@ pub(super) fn decode_v4(bytes: &[u8]) -> Result<EventSnapshot, CodecError> {
         voided: old.voided,
         pre_queue: Vec::new(),
         draw: None,
+        presale_joined: Vec::new(),
     })
 }

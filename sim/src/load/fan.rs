@@ -1316,6 +1316,7 @@ fn resendable(command: &Command) -> bool {
         // A fan joins once (a rejoin keeps its position), resumes to its
         // token's position, leaves and enters once; the rest only read.
         Command::Join { .. }
+        | Command::JoinWithCode { .. }
         | Command::Resume { .. }
         | Command::Leave { .. }
         | Command::Enter { .. }
@@ -1344,7 +1345,9 @@ fn join_outcome(refused: JoinRefused) -> Outcome {
         JoinRefused::Closed => Outcome::Closed,
         JoinRefused::TicketLimit => Outcome::TicketLimit,
         JoinRefused::Busy => Outcome::RateLimited,
-        JoinRefused::InvalidToken => Outcome::Error,
+        JoinRefused::InvalidToken | JoinRefused::CodeRequired | JoinRefused::CodeUsed => {
+            Outcome::Error
+        }
     }
 }
 
