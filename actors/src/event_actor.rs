@@ -443,6 +443,10 @@ impl EventState {
                     Err(refused) => Reply::JoinRefused { refused },
                 }
             }
+            Command::SetStamp { bits } => Reply::Stamp {
+                bits: core.set_stamp(bits, now),
+                set: core.stamp_set(),
+            },
             Command::Resume { fan, token } => {
                 let verified = match token::verify(&self.key, &token, core.event(), fan, now) {
                     Ok(verified) => verified,

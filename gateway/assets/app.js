@@ -250,8 +250,8 @@
     state.clockOffsetMs = Math.abs(offset) > 2_000 ? offset : 0;
   }
 
-  async function api(method, path, body) {
-    const headers = {};
+  async function api(method, path, body, extraHeaders) {
+    const headers = Object.assign({}, extraHeaders || {});
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (state.session) headers.Authorization = 'Bearer ' + state.session.session;
     let response;
@@ -296,9 +296,40 @@
   }
 
   /** One fan command to the open event; `fan` is filled in. */
-  function command(cmd) {
+  function command(cmd, headers) {
     const body = Object.assign({}, cmd, { fan: state.session.fan });
-    return retryBusy(() => api('POST', `/api/events/${state.event}/commands`, body));
+    return retryBusy(() => api('POST', `/api/events/${state.event}/commands`, body, headers));
+  }
+
+  // ------------------------------------------------------- proof of work
+
+  /** Codes that a fresh challenge answers. */
+  const STAMP_AGAIN = ['stamp_required', 'stamp_stale', 'stamp_future', 'stamp_replayed', 'stamp_insufficient'];
+
+  /** Fetch a challenge for the open event and solve it in a Web Worker,
+   *  showing progress; the header to join with (null when none is asked). */
+  async function solveStamp() {
+    const issued = await api('GET', `/api/events/${state.event}/challenge`);
+    if (!issued.bits) return null;
+    const expected = Math.pow(2, issued.bits);
+    const note = $('join-work');
+    note.hidden = false;
+    note.textContent = 'Checking you are a person: working…';
+    const started = Date.now();
+    const counter = await new Promise((resolve, reject) => {
+      const worker = new Worker('/stamp-worker.js');
+      worker.onmessage = (m) => {
+        const d = m.data || {};
+        if (d.error) { worker.terminate(); reject(new Error(d.error)); return; }
+        if (d.counter != null) { worker.terminate(); resolve(d.counter); return; }
+        const pct = Math.min(99, Math.round((d.tries / expected) * 100));
+        note.textContent = `Checking you are a person: about ${pct}% (this takes a few seconds)`;
+      };
+      worker.onerror = (e) => { worker.terminate(); reject(new Error(e.message || 'the solver failed')); };
+      worker.postMessage({ challenge: issued.challenge, difficulty: issued.bits });
+    });
+    note.textContent = `Checked in ${((Date.now() - started) / 1000).toFixed(1)} s.`;
+    return { [issued.header]: `${issued.challenge}.${counter}` };
   }
 
   /** Report a failed request; true if it was handled as an outcome screen. */
@@ -716,8 +747,20 @@
     const baseline = state.detail && state.detail.overview ? state.detail.overview.admitted_through : 0;
     try {
       const code = inPresale() ? $('presale-code').value.trim() : '';
+      let stamp = null;
+      let solves = 0;
       for (let attempt = 1; ; attempt++) {
-        const reply = await command(code ? { cmd: 'join_with_code', code } : { cmd: 'join' });
+        let reply;
+        try {
+          reply = await command(code ? { cmd: 'join_with_code', code } : { cmd: 'join' }, stamp);
+        } catch (e) {
+          // Under pressure the event asks for a proof of work: solve one
+          // (again, if the last went stale or the difficulty rose).
+          if (!(e instanceof ApiError) || !STAMP_AGAIN.includes(e.code) || solves >= 3) throw e;
+          solves++;
+          stamp = await solveStamp();
+          continue;
+        }
         if (reply.reply === 'joined') {
           storage.setFor('tokens', state.event, reply.token);
           if (reply.joined.position > 0 && (reply.joined.fresh || storage.getFor('baseline', state.event) == null)) {
@@ -780,7 +823,7 @@
       + 'Arriving earlier gives no edge: everyone here gets a random place ahead of later arrivals.';
     $('position').textContent = '–';
     $('ahead').textContent = '';
-    $('eta').textContent = at == null ? 'when the sale opens' : formatDate(at);
+    $('eta').textContent = 'until the draw; then it depends on your place';
     $('waiting-sale').textContent = SALE_TEXT[state.sale] || '';
     return true;
   }

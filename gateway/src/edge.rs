@@ -31,6 +31,8 @@ use crate::reply::ApiError;
 pub struct EdgeState {
     pub sale: SaleState,
     pub full: bool,
+    /// The proof of work a join needs (bits; 0: none).
+    pub stamp_bits: u8,
 }
 
 impl EdgeState {
@@ -134,6 +136,7 @@ impl EdgeCache {
                 state: EdgeState {
                     sale: overview.sale,
                     full: overview.full,
+                    stamp_bits: overview.stamp_bits,
                 },
                 learned: Instant::now(),
                 refreshing: false,
@@ -152,6 +155,7 @@ impl EdgeCache {
             Push::Full { full } => state.full = *full,
             Push::SoldOut => state.sale = SaleState::SoldOut,
             Push::Sale { state: sale } => state.sale = *sale,
+            Push::Stamp { bits } => state.stamp_bits = *bits,
             _ => {}
         }
     }
@@ -319,11 +323,14 @@ mod tests {
             full: false,
             admitted_through: onsale_schema::Position(0),
             sections: vec![],
+            stamp_bits: 0,
         };
         cache.learn(&overview);
         assert_eq!(cache.get(EventId(1)).unwrap().refuse_join(), None);
         cache.apply(EventId(1), &Push::Full { full: true });
         assert!(cache.get(EventId(1)).unwrap().full);
+        cache.apply(EventId(1), &Push::Stamp { bits: 18 });
+        assert_eq!(cache.get(EventId(1)).unwrap().stamp_bits, 18);
         assert_eq!(
             cache.get(EventId(1)).unwrap().refuse_join(),
             None,
@@ -359,6 +366,7 @@ mod tests {
             full: false,
             admitted_through: onsale_schema::Position(0),
             sections: vec![],
+            stamp_bits: 0,
         };
         cache.learn(&overview);
         assert!(matches!(cache.lookup(EventId(1)), Lookup::Fresh(_)));
@@ -372,6 +380,7 @@ mod tests {
         let state = EdgeState {
             sale: SaleState::SoldOut,
             full: false,
+            stamp_bits: 0,
         };
         assert_eq!(
             cache.lookup(EventId(1)),

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod http;
 pub mod hub;
 pub mod page;
+pub mod stamp_desk;
 pub mod reply;
 pub mod telemetry;
 pub mod ws;

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+const STAMP_WORKER_JS: &str = include_str!("../assets/stamp-worker.js");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     (
@@ -25,6 +26,11 @@ pub async fn index() -> Response {
 
 pub async fn app_js() -> Response {
     asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+/// The proof-of-work solver the page runs in a Web Worker.
+pub async fn stamp_worker_js() -> Response {
+    asset(STAMP_WORKER_JS, "text/javascript; charset=utf-8")
 }
 
 pub async fn app_css() -> Response {

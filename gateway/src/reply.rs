@@ -107,6 +107,16 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidPresaleCode
         | ErrorCode::TokenExpired => StatusCode::BAD_REQUEST,
         ErrorCode::PresaleCodeRequired => StatusCode::FORBIDDEN,
+        ErrorCode::StampRequired => StatusCode::PRECONDITION_REQUIRED,
+        ErrorCode::StampMalformed
+        | ErrorCode::StampForged
+        | ErrorCode::StampWrongEvent
+        | ErrorCode::StampWrongFan
+        | ErrorCode::StampStale
+        | ErrorCode::StampFuture
+        | ErrorCode::StampInsufficient
+        | ErrorCode::StampReplayed => StatusCode::FORBIDDEN,
+        ErrorCode::StampBusy => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnknownEvent | ErrorCode::UnknownNode => StatusCode::NOT_FOUND,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -167,6 +177,7 @@ pub fn over_http(reply: Reply) -> Reply {
         | Reply::PaymentStarted { .. }
         | Reply::PaymentSettled { .. }
         | Reply::Sale { .. }
+        | Reply::Stamp { .. }
         | Reply::Audit { .. }
         | Reply::NodeStatus { .. }
         | Reply::Error { .. }

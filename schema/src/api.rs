@@ -173,6 +173,13 @@ pub struct PresaleCodes {
     pub codes: Vec<PresaleCode>,
 }
 
+/// `POST /api/ops/events/{event}/stamp`: the proof of work joins need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StampRequest {
+    pub bits: u8,
+}
+
 /// `POST /api/ops/events/{event}/sale`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -270,6 +277,12 @@ pub enum WsPush {
     Error {
         code: ErrorCode,
         message: String,
+    },
+    /// Joining now takes a proof of work of `bits` leading zero bits
+    /// (0: none): fetch a challenge and solve it before joining.
+    Stamp {
+        event: EventId,
+        bits: u8,
     },
 }
 

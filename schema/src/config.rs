@@ -66,6 +66,13 @@ pub struct EventConfig {
     /// Until this time (wall clock) only fans with a presale code may
     /// join (a presale for registered fans); after it, anyone.
     pub presale_until: Option<Millis>,
+    /// Proof of work at join under pressure: while the room would fill
+    /// within `stamp_auto_fill_s` at the current join rate, joins need a
+    /// stamp of at least this many bits (0: never automatically). An
+    /// operator may also set a difficulty live.
+    pub stamp_auto_bits: u8,
+    /// The horizon of the automatic rule, in seconds.
+    pub stamp_auto_fill_s: u32,
 }
 
 impl Default for EventConfig {
@@ -82,6 +89,8 @@ impl Default for EventConfig {
             pre_queue_draw: false,
             opens_at: None,
             presale_until: None,
+            stamp_auto_bits: 0,
+            stamp_auto_fill_s: 60,
         }
     }
 }
@@ -129,6 +138,15 @@ impl EventConfig {
                 "show_up_window_ms",
                 "must not exceed shopping_window_ms".into(),
             );
+        }
+        if self.stamp_auto_bits > limits::STAMP_BITS_MAX {
+            return bad(
+                "stamp_auto_bits",
+                format!("must be 0..={}", limits::STAMP_BITS_MAX),
+            );
+        }
+        if self.stamp_auto_fill_s == 0 || self.stamp_auto_fill_s > 86_400 {
+            return bad("stamp_auto_fill_s", "must be 1..=86400".into());
         }
         if self.counter_block == 0 || self.counter_block > 1 << 40 {
             return bad("counter_block", "must be 1..=2^40".into());

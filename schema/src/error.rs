@@ -83,6 +83,16 @@ codes! {
     PresaleCodeRequired => "presale_code_required", "The event is in its presale: joining takes the fan's presale code.";
     InvalidPresaleCode => "invalid_presale_code", "The presale code is forged, corrupt or for another event or fan.";
     PresaleCodeUsed => "presale_code_used", "This fan's presale code already made its place in line; come back with the queue token.";
+    StampRequired => "stamp_required", "Joining now takes a proof of work: GET the event's challenge, solve it, and join with the X-Onsale-Stamp header.";
+    StampMalformed => "stamp_malformed", "The stamp is not a challenge and a counter.";
+    StampForged => "stamp_forged", "The stamp's challenge was not issued by this cluster.";
+    StampWrongEvent => "stamp_wrong_event", "The stamp's challenge is for another event.";
+    StampWrongFan => "stamp_wrong_fan", "The stamp's challenge is for another fan.";
+    StampStale => "stamp_stale", "The stamp's challenge is too old: fetch a new one.";
+    StampFuture => "stamp_future", "The stamp's challenge was issued in the future.";
+    StampInsufficient => "stamp_insufficient", "The stamp does not have enough leading zero bits.";
+    StampReplayed => "stamp_replayed", "The stamp was already used.";
+    StampBusy => "stamp_busy", "The gateway remembers too many live stamps to take another: retry shortly.";
 }
 
 impl fmt::Display for ErrorCode {

@@ -121,6 +121,11 @@ pub const PRE_QUEUE_MAX: usize = 1_000_000;
 /// login names fits the operator routes' body limit, `MESSAGE_BYTES_MAX`).
 pub const PRESALE_CODES_PER_REQUEST_MAX: usize = 1_000;
 
+/// The most leading zero bits a join's proof of work may be asked for
+/// (2^24 hashes: seconds on a desktop, tens of seconds on a phone, and
+/// near the stamp's lifetime, `STAMP_TTL_MS`, for the slowest).
+pub const STAMP_BITS_MAX: u8 = 24;
+
 /// Drawn positions in one push to gateways (each entry up to 15 bytes, so
 /// a push stays under half of `MESSAGE_BYTES_MAX`).
 pub const DRAWN_PER_PUSH_MAX: usize = 2_048;

@@ -322,6 +322,9 @@ pub struct EventOverview {
     pub full: bool,
     pub admitted_through: Position,
     pub sections: Vec<SectionSummary>,
+    /// The proof of work a join needs now (leading zero bits; 0: none).
+    #[serde(default)]
+    pub stamp_bits: u8,
 }
 
 /// Seat-level availability of one section: bit `i` of `available` is the
@@ -442,6 +445,11 @@ message_enum! {
             fan: FanId,
             code: String,
         },
+        /// An operator sets the proof of work joins need (bits, at most
+        /// `limits::STAMP_BITS_MAX`; 0: none but the automatic rule's).
+        SetStamp {
+            bits: u8,
+        },
     }
 }
 
@@ -469,6 +477,9 @@ message_enum! {
         /// A node's own account of itself, for operators (asked over the
         /// mesh). Given by the node, never by the event.
         NodeStatus { status: NodeStatus },
+        /// The proof of work joins need: the operator's setting (`set`)
+        /// and what is asked now (`bits`, the automatic rule's if higher).
+        Stamp { set: u8, bits: u8 },
     }
 }
 
@@ -568,6 +579,10 @@ message_enum! {
         /// [`limits::DRAWN_PER_PUSH_MAX`]: crate::limits::DRAWN_PER_PUSH_MAX
         Drawn {
             fans: Vec<(FanId, Position)>,
+        },
+        /// The proof of work a join needs changed (bits; 0: none).
+        Stamp {
+            bits: u8,
         },
     }
 }

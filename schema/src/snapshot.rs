@@ -38,7 +38,9 @@ use crate::ids::{EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, S
 ///   `pre_queue_draw`, `opens_at` and `presale_until`, the journal
 ///   [`JournalEntry::PreQueued`], [`JournalEntry::Drawn`] and
 ///   [`JournalEntry::PresaleJoined`], the snapshot its pre-queue, draw and
-///   fans who used their presale codes.
+///   fans who used their presale codes; proof of work at join: the config
+///   gains `stamp_auto_bits` and `stamp_auto_fill_s`, the journal
+///   [`JournalEntry::StampDifficulty`], the snapshot the difficulty set.
 ///   Snapshots of versions 2 to 4 are read through `legacy` (an event
 ///   without a pre-queue); their journal records are version 5 records
 ///   that do not use the new entries.
@@ -122,6 +124,10 @@ pub enum JournalEntry {
     /// A fan joined with its presale code: the code is used.
     PresaleJoined {
         fan: FanId,
+    },
+    /// An operator set the proof of work joins need (bits; 0: none).
+    StampDifficulty {
+        bits: u8,
     },
 }
 
@@ -269,6 +275,8 @@ pub struct EventSnapshot {
     /// Fans who joined with their presale code (each code makes one
     /// place), sorted by fan.
     pub presale_joined: Vec<FanId>,
+    /// The proof-of-work difficulty an operator set (bits; 0: none).
+    pub stamp_bits: u8,
 }
 
 /// A draw made: the pre-queue got positions from `base` in

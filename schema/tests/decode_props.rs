@@ -305,6 +305,7 @@ fn journal_entry() -> impl Strategy<Value = JournalEntry> {
         payment().prop_map(|payment| JournalEntry::Refunded { payment }),
         fan().prop_map(|fan| JournalEntry::PreQueued { fan }),
         fan().prop_map(|fan| JournalEntry::PresaleJoined { fan }),
+        any::<u8>().prop_map(|bits| JournalEntry::StampDifficulty { bits }),
         (any::<u64>(), position(), any::<u64>())
             .prop_map(|(seed, base, count)| JournalEntry::Drawn { seed, base, count }),
     ]
@@ -380,6 +381,7 @@ fn sample_snapshot() -> EventSnapshot {
             base: Position(1),
         }),
         presale_joined: vec![FanId(8)],
+        stamp_bits: 18,
     }
 }
 
@@ -676,9 +678,9 @@ fn snapshots_and_journal_records_round_trip() {
 }
 
 /// A version 4 snapshot is a version 5 one without the config's
-/// `pre_queue_draw`, `opens_at` and `presale_until` and without the
-/// trailing pre-queue, draw and presale fans: it reads as an event
-/// without a pre-queue or presale.
+/// `pre_queue_draw`, `opens_at`, `presale_until`, `stamp_auto_bits` and
+/// `stamp_auto_fill_s` and without the trailing pre-queue, draw, presale
+/// fans and difficulty: it reads as an event without any of them.
 #[test]
 fn a_version_4_snapshot_reads_as_an_event_without_a_pre_queue() {
     let mut snapshot = sample_snapshot();
@@ -686,6 +688,7 @@ fn a_version_4_snapshot_reads_as_an_event_without_a_pre_queue() {
     snapshot.pre_queue = Vec::new();
     snapshot.draw = None;
     snapshot.presale_joined = Vec::new();
+    snapshot.stamp_bits = 0;
     let v5 = snapshot.encode().unwrap();
     let head = codec::encode_record(&(
         SCHEMA_VERSION,
@@ -695,10 +698,10 @@ fn a_version_4_snapshot_reads_as_an_event_without_a_pre_queue() {
     ))
     .unwrap();
     let mut v4 = v5;
-    // Trailing: an empty pre-queue, no draw, no presale fans; in the
-    // config: false, None, None.
-    v4.truncate(v4.len() - 3);
-    v4.drain(head.len() - 3..head.len());
+    // Trailing: an empty pre-queue, no draw, no presale fans, no
+    // difficulty; in the config: false, None, None, 0, 60.
+    v4.truncate(v4.len() - 4);
+    v4.drain(head.len() - 5..head.len());
     v4[0] = 4;
     snapshot.schema_version = 4;
     assert_eq!(EventSnapshot::decode(&v4), Ok(snapshot));
@@ -861,6 +864,7 @@ fn overview_and_section_seats_round_trip() {
             waiting: 1_000,
             full: false,
             admitted_through: Position(250),
+            stamp_bits: 20,
             sections: vec![SectionSummary {
                 section: SectionIdx(0),
                 seats: 336,

@@ -45,6 +45,7 @@ fn snapshot(orders: Vec<OrderRecord>) -> EventSnapshot {
         pre_queue: Vec::new(),
         draw: None,
         presale_joined: Vec::new(),
+        stamp_bits: 0,
     }
 }
 
@@ -58,13 +59,13 @@ fn check(orders: &[OrderRecord]) -> Result<Vec<u8>, TestCaseError> {
 }
 
 /// The encoding of [`snapshot`] up to its order columns. After them come
-/// the voided payments, the pre-queue, the draw and the presale's fans:
-/// none of each, one byte each.
+/// the voided payments, the pre-queue, the draw, the presale's fans and
+/// the difficulty: none of each, one byte each.
 fn prefix() -> Vec<u8> {
     let mut bytes = snapshot(Vec::new()).encode().unwrap();
     // No orders: a blob of one byte (count 0) after its length (1); then
-    // no voided payments, pre-queue, draw or presale fans (0, 0, 0, 0).
-    assert_eq!(bytes.split_off(bytes.len() - 6), [1, 0, 0, 0, 0, 0]);
+    // no voided payments, pre-queue, draw, presale fans or difficulty.
+    assert_eq!(bytes.split_off(bytes.len() - 7), [1, 0, 0, 0, 0, 0, 0]);
     bytes
 }
 
@@ -72,14 +73,14 @@ fn prefix() -> Vec<u8> {
 fn with_columns(columns: &[u8]) -> Vec<u8> {
     let mut bytes = prefix();
     bytes.extend(codec::encode_record(&columns).unwrap());
-    bytes.extend([0, 0, 0, 0]);
+    bytes.extend([0, 0, 0, 0, 0]);
     bytes
 }
 
 /// The order columns of an encoded [`snapshot`].
 fn columns_of(bytes: &[u8]) -> Vec<u8> {
     let start = prefix().len();
-    codec::decode_record(&bytes[start..bytes.len() - 4]).unwrap()
+    codec::decode_record(&bytes[start..bytes.len() - 5]).unwrap()
 }
 
 /// Decode order columns (any bytes) through a whole snapshot. Whatever is

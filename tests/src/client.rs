@@ -218,17 +218,37 @@ impl Fan {
 
     /// One command to an event, with this fan's session; `command` gets
     /// this fan's id.
-    pub async fn send(&self, event: u64, mut command: Value) -> Response {
+    pub async fn send(&self, event: u64, command: Value) -> Response {
+        self.send_with(event, command, &[]).await
+    }
+
+    /// [`Fan::send`] with more headers (a proof-of-work stamp, say).
+    pub async fn send_with(
+        &self,
+        event: u64,
+        mut command: Value,
+        headers: &[(&str, &str)],
+    ) -> Response {
         command["fan"] = json!(self.fan);
         let auth = format!("Bearer {}", self.session);
+        let mut all = vec![("Authorization", auth.as_str())];
+        all.extend_from_slice(headers);
         request(
             &self.addr,
             "POST",
             &format!("/api/events/{event}/commands"),
-            &[("Authorization", &auth)],
+            &all,
             command.to_string().as_bytes(),
         )
         .await
+    }
+
+    /// A GET with this fan's session: the JSON of a 200 answer.
+    pub async fn get(&self, path: &str) -> Value {
+        let auth = format!("Bearer {}", self.session);
+        let response = request(&self.addr, "GET", path, &[("Authorization", &auth)], b"").await;
+        assert_eq!(response.status, 200, "GET {path}: {response:?}");
+        response.json()
     }
 
     /// A command retried while the event (or a limit) says to wait; the

@@ -647,3 +647,72 @@ async fn a_closed_sale_says_so() -> anyhow::Result<()> {
     browser.screenshot("16-sale-closed").await?;
     browser.quit().await
 }
+
+/// Fair access in the browser: an event under pressure asks for a proof of
+/// work, which the page solves in its Web Worker (showing progress) before
+/// it joins; the event draws places at the opening, so the page waits in
+/// the pre-queue, says when places are drawn, then shows its drawn place
+/// and the fan's turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_solves_a_challenge_and_waits_in_the_pre_queue() -> anyhow::Result<()> {
+    let _one = ONE_BROWSER.lock().await;
+    let site = Site::start("browser-fair-access")?;
+    let event = 31;
+    let opens_at = now_ms() + 3_600_000;
+    site.create_event(
+        event,
+        "Fair Draw Night",
+        tiny_venue(8),
+        json!({"pre_queue_draw": true, "opens_at": opens_at}),
+    )
+    .await;
+    let stamp = site
+        .ops("POST", &format!("/api/ops/events/{event}/stamp"), &json!({"bits": 12}))
+        .await;
+    assert_eq!(stamp["bits"], 12, "{stamp}");
+    // Others in the pre-queue too (over HTTP, with the worker's work done
+    // in Rust).
+    for name in ["ivy", "jon"] {
+        let fan = site.fan(name).await;
+        let issued = fan.get(&format!("/api/events/{event}/challenge")).await;
+        let challenge = issued["challenge"].as_str().unwrap().to_owned();
+        let counter = onsale_schema::stamp::solve(&challenge, 1 << 24).expect("solves");
+        let header = format!("{challenge}.{counter}");
+        let reply = fan
+            .send_with(event, json!({"cmd": "join"}), &[("X-Onsale-Stamp", &header)])
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+
+    let (_driver, browser) = browser(LAPTOP).await?;
+    login(&browser, &site, "kim").await?;
+    browser
+        .goto(&site.url(&format!("/#/event/{event}")))
+        .await?;
+    browser.wait_for("#screen-event #join").await?;
+    let access = browser.text("#event-access").await?;
+    assert!(access.contains("random place"), "{access}");
+    browser.screenshot("30-pre-queue-event").await?;
+    browser.click("#join").await?;
+    browser.wait_for("#screen-waiting").await?;
+    // The note stays on the (now hidden) event screen.
+    let work = browser
+        .execute("return document.getElementById('join-work').textContent;")
+        .await?;
+    assert!(
+        work.as_str().is_some_and(|w| w.starts_with("Checked in")),
+        "the page solved a challenge: {work}"
+    );
+    let pre_queue = browser.text("#pre-queue").await?;
+    assert!(
+        pre_queue.contains("pre-queue") && pre_queue.contains("drawn at"),
+        "{pre_queue}"
+    );
+    browser.screenshot("31-pre-queue-waiting").await?;
+
+    // The opening: the page learns its drawn place, then its turn.
+    site.open_sale(event).await;
+    browser.wait_for("#screen-shop").await?;
+    browser.screenshot("32-drawn-and-admitted").await?;
+    browser.quit().await
+}

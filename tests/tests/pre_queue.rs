@@ -240,3 +240,73 @@ async fn presale_codes_let_registered_fans_in_once() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Proof of work over HTTP: once an operator asks for it, a join without
+/// a stamp is 428 `stamp_required`; the fan's challenge solved joins, a
+/// replay, another fan's stamp and a forged one are refused before the
+/// event hears of them; set back to 0, joins need none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_under_pressure_need_a_solved_stamp() {
+    const EVENT_POW: u64 = 63;
+    let store = scratch_dir("stamps").join("stamps.db");
+    let node = NodeProcess::start_http(&store, &[]).expect("node starts");
+    let addr = node.addr.clone();
+    let venue: Value = serde_json::from_str(&venue_json(1, 4, 10)).unwrap();
+    let created = ops(
+        &addr,
+        "POST",
+        "/api/ops/events",
+        &json!({"event": EVENT_POW, "name": "Stamped", "city": "Testville",
+                "starts_at": 1_900_000_000_000u64, "venue": venue, "config": {}}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{created:?}");
+    let path = format!("/api/ops/events/{EVENT_POW}/stamp");
+    let too_hard = ops(&addr, "POST", &path, &json!({"bits": 40})).await;
+    assert_eq!(too_hard.status, 400, "{too_hard:?}");
+    let set = ops(&addr, "POST", &path, &json!({"bits": 10})).await;
+    assert_eq!(set.status, 200, "{set:?}");
+    assert_eq!(set.json()["bits"], 10);
+
+    let yan = Fan::login(&addr, "yan").await;
+    let zoe = Fan::login(&addr, "zoe").await;
+    let bare = yan.send(EVENT_POW, json!({"cmd": "join"})).await;
+    assert_eq!(bare.status, 428, "{bare:?}");
+    assert_eq!(bare.json()["code"], "stamp_required");
+
+    let issued = yan.get(&format!("/api/events/{EVENT_POW}/challenge")).await;
+    assert_eq!(issued["bits"], 10, "{issued}");
+    assert_eq!(issued["header"], "x-onsale-stamp", "{issued}");
+    let challenge = issued["challenge"].as_str().unwrap().to_owned();
+    let counter = onsale_schema::stamp::solve(&challenge, 1 << 24).expect("solves");
+    let stamp = format!("{challenge}.{counter}");
+    let join = |fan: &Fan, stamp: String| {
+        let fan = fan.clone();
+        async move {
+            fan.send_with(EVENT_POW, json!({"cmd": "join"}), &[("X-Onsale-Stamp", &stamp)])
+                .await
+        }
+    };
+    // Zoe cannot use Yan's stamp; a tampered counter does too little work
+    // (or is another stamp altogether); nonsense is malformed.
+    let theirs = join(&zoe, stamp.clone()).await;
+    assert_eq!(theirs.json()["code"], "stamp_wrong_fan", "{theirs:?}");
+    let garbage = join(&yan, "not-a-stamp".into()).await;
+    assert_eq!(garbage.json()["code"], "stamp_malformed", "{garbage:?}");
+    let mut forged = challenge.clone();
+    forged.replace_range(60..62, if &challenge[60..62] == "00" { "11" } else { "00" });
+    let forged = join(&yan, format!("{forged}.{counter}")).await;
+    assert_eq!(forged.json()["code"], "stamp_forged", "{forged:?}");
+
+    let joined = join(&yan, stamp.clone()).await;
+    assert_eq!(joined.status, 200, "{joined:?}");
+    assert_eq!(joined.json()["reply"], "joined");
+    let replayed = join(&yan, stamp).await;
+    assert_eq!(replayed.status, 403, "{replayed:?}");
+    assert_eq!(replayed.json()["code"], "stamp_replayed");
+
+    let off = ops(&addr, "POST", &path, &json!({"bits": 0})).await;
+    assert_eq!(off.json()["bits"], 0, "{off:?}");
+    let free = zoe.call(EVENT_POW, json!({"cmd": "join"})).await;
+    assert_eq!(free["reply"], "joined", "{free}");
+}

@@ -162,6 +162,12 @@ pub struct EventCore {
     /// Fans who joined with their presale code (durable: each code makes
     /// one place in line).
     presale_joined: FxHashSet<FanId>,
+    /// The proof-of-work difficulty an operator set (bits; durable).
+    stamp_bits: u8,
+    /// Fresh joins in the clock's current second, and in the last whole
+    /// one: the join rate the automatic proof-of-work rule reads.
+    joins_second: (u64, u64, u64),
+    pushed_stamp: u8,
     /// Randomness from the shell for the next draw's seed (not durable:
     /// the seed a draw used is journalled).
     entropy: u64,
@@ -221,6 +227,9 @@ impl EventCore {
             pre_queue: Vec::new(),
             draw: None,
             presale_joined: FxHashSet::default(),
+            stamp_bits: 0,
+            joins_second: (0, 0, 0),
+            pushed_stamp: 0,
             entropy: 0,
         }
     }
@@ -455,6 +464,7 @@ impl EventCore {
             full: self.is_full() && self.sale != SaleState::SoldOut,
             admitted_through: self.admitted_through,
             sections: Vec::new(),
+            stamp_bits: self.stamp_required(),
         }
     }
 
@@ -542,6 +552,7 @@ impl EventCore {
                 return Err(JoinRefused::Busy);
             }
             self.record(JournalEntry::PreQueued { fan });
+            self.count_join();
             return Ok(self.joined(fan, Position(0), true));
         }
         if self.room.fans_known() >= limits::EVENT_FANS_MAX {
@@ -552,8 +563,57 @@ impl EventCore {
             return Err(JoinRefused::Busy);
         };
         self.request_block();
+        self.count_join();
         self.admit();
         Ok(self.joined(fan, position, true))
+    }
+
+    // ----- proof of work -----------------------------------------------------
+
+    /// The difficulty an operator set (bits).
+    #[must_use]
+    pub fn stamp_set(&self) -> u8 {
+        self.stamp_bits
+    }
+
+    /// The proof of work a join needs now: the operator's setting, or the
+    /// automatic rule's if higher. The rule asks for
+    /// `stamp_auto_bits` while the room would fill within
+    /// `stamp_auto_fill_s` at the last whole second's rate of fresh joins.
+    #[must_use]
+    pub fn stamp_required(&self) -> u8 {
+        let auto = self.config.stamp_auto_bits;
+        if auto <= self.stamp_bits || matches!(self.sale, SaleState::SoldOut | SaleState::Closed) {
+            return self.stamp_bits;
+        }
+        let unsold = u64::from(self.seats.capacity() - self.seats.sold());
+        let room = (u64::from(self.config.full_factor) * unsold).saturating_sub(self.waiting());
+        let rate = self.joins_second.2;
+        let filling = rate.saturating_mul(u64::from(self.config.stamp_auto_fill_s)) >= room;
+        if rate > 0 && filling { auto } else { self.stamp_bits }
+    }
+
+    /// An operator sets the proof of work joins need (at most
+    /// `limits::STAMP_BITS_MAX`; higher is clamped).
+    pub fn set_stamp(&mut self, bits: u8, now: Millis) -> u8 {
+        self.advance(now);
+        let bits = bits.min(limits::STAMP_BITS_MAX);
+        if bits != self.stamp_bits {
+            self.record(JournalEntry::StampDifficulty { bits });
+        }
+        self.finish();
+        self.stamp_required()
+    }
+
+    /// Count a fresh join in the clock's current second.
+    fn count_join(&mut self) {
+        let second = self.clock.0 / 1_000;
+        let (current, count, last) = self.joins_second;
+        self.joins_second = match second.checked_sub(current) {
+            Some(0) => (current, count + 1, last),
+            Some(1) => (second, 1, count),
+            _ => (second, 1, 0),
+        };
     }
 
     fn joined(&self, fan: FanId, position: Position, fresh: bool) -> Joined {
@@ -1341,6 +1401,11 @@ impl EventCore {
             self.pushed_full = full;
             self.push_effect(Effect::Push(Push::Full { full }));
         }
+        let bits = self.stamp_required();
+        if bits != self.pushed_stamp {
+            self.pushed_stamp = bits;
+            self.push_effect(Effect::Push(Push::Stamp { bits }));
+        }
     }
 
     // ----- the journal -----------------------------------------------------
@@ -1464,6 +1529,12 @@ impl EventCore {
             }
             JournalEntry::Drawn { seed, base, count } => {
                 self.apply_drawn(*seed, *base, *count)?;
+            }
+            JournalEntry::StampDifficulty { bits } => {
+                if *bits > limits::STAMP_BITS_MAX {
+                    return corrupt(format!("a proof of work of {bits} bits"));
+                }
+                self.stamp_bits = *bits;
             }
             JournalEntry::PresaleJoined { fan } => {
                 if self.config.presale_until.is_none() {

@@ -62,6 +62,7 @@ impl EventCore {
                 fans
             },
             draw: self.draw,
+            stamp_bits: self.stamp_bits,
             presale_joined: {
                 let mut fans: Vec<FanId> = self.presale_joined.iter().copied().collect();
                 fans.sort_unstable();
@@ -108,6 +109,9 @@ impl EventCore {
         for fan in &snapshot.presale_joined {
             core.apply(&JournalEntry::PresaleJoined { fan: *fan })?;
         }
+        core.apply(&JournalEntry::StampDifficulty {
+            bits: snapshot.stamp_bits,
+        })?;
         // Set after the shoppers, whose admission is not a waiting fan's,
         // and the pre-queue, whose fans are back already.
         core.unresumed = snapshot.waiting.saturating_sub(core.waiting());

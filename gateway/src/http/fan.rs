@@ -149,6 +149,12 @@ pub(super) async fn command(
             metrics::counter!("onsale_edge_answers_total", "answer" => answer).increment(1);
             return reply_result(Reply::JoinRefused { refused });
         }
+        if edge.stamp_bits > 0 {
+            // Checked before the event hears of the join: microseconds
+            // here, nothing there.
+            gw.stamps
+                .check(&gw.key, &headers, (event, fan), edge.stamp_bits, wall_now())?;
+        }
         edge_believed = Some(edge);
     }
     gw.limits.check_fan(fan)?;
@@ -178,6 +184,46 @@ pub(super) async fn command(
         _ => {}
     }
     reply_result(reply)
+}
+
+/// `GET /api/events/{event}/challenge`: a proof-of-work challenge for
+/// this fan to join `event`, at the difficulty the event asks now (0:
+/// joining takes none, and the challenge is not needed).
+pub(super) async fn challenge(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let event = parse_event(&event)?;
+    let fan = auth::fan_of(&gw.key, &headers, wall_now())?;
+    if gw.catalog.get(event).await.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::UnknownEvent,
+            format!("no event {}", event.0),
+        ));
+    }
+    gw.limits.check_fan(fan)?;
+    let bits = edge_state(&gw, event).await?.stamp_bits;
+    let challenge = gw.stamps.issue(&gw.key, event, fan, bits, wall_now());
+    Ok(json_response(
+        StatusCode::OK,
+        &ChallengeIssued {
+            event,
+            bits,
+            challenge,
+            header: crate::stamp_desk::STAMP_HEADER,
+        },
+    ))
+}
+
+/// What a fan is given to solve.
+#[derive(serde::Serialize)]
+struct ChallengeIssued {
+    event: EventId,
+    bits: u8,
+    challenge: String,
+    /// Join with this header: `<challenge>.<counter>`.
+    header: &'static str,
 }
 
 /// What the edge knows of `event`: its entry (a stale one is refreshed in
@@ -218,6 +264,7 @@ fn fan_of_command(command: &Command) -> Option<onsale_schema::FanId> {
         | Command::SectionSeats { .. }
         | Command::ProviderAnswer { .. }
         | Command::Sale { .. }
+        | Command::SetStamp { .. }
         | Command::Audit => None,
     }
 }

@@ -58,6 +58,7 @@ pub fn router(gateway: Gateway) -> Router {
             get(fan::section_detail),
         )
         .route("/api/events/{event}/commands", post(fan::command))
+        .route("/api/events/{event}/challenge", get(fan::challenge))
         .route("/ws", get(crate::ws::upgrade))
         .layer(middleware::from_fn_with_state(
             gateway.clone(),
@@ -81,6 +82,7 @@ pub fn router(gateway: Gateway) -> Router {
             "/api/ops/events/{event}/presale-codes",
             post(operator::presale_codes),
         )
+        .route("/api/ops/events/{event}/stamp", post(operator::stamp))
         .route("/api/ops/events/{event}/audit", get(operator::audit))
         .route("/api/ops/events/{event}/move", post(operator::move_event))
         .route("/api/ops/cluster", get(cluster_ops::cluster))
@@ -108,6 +110,7 @@ pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route("/", get(crate::page::index))
         .route("/app.js", get(crate::page::app_js))
+        .route("/stamp-worker.js", get(crate::page::stamp_worker_js))
         .route("/app.css", get(crate::page::app_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

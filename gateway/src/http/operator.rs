@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use onsale_cluster::store::NodeId;
 use onsale_schema::ErrorCode;
-use onsale_schema::api::{CreateEvent, PresaleCode, PresaleCodes, PresaleCodesRequest, SaleRequest};
+use onsale_schema::api::{
+    CreateEvent, PresaleCode, PresaleCodes, PresaleCodesRequest, SaleRequest, StampRequest,
+};
 use onsale_schema::{limits, token};
 use onsale_schema::message::{Command, Reply};
 use onsale_schema::spec::EventSpec;
@@ -105,6 +107,29 @@ pub(super) async fn presale_codes(
         });
     }
     Ok(json_response(StatusCode::OK, &PresaleCodes { event, codes }))
+}
+
+/// `POST /api/ops/events/{event}/stamp` `{"bits": N}`: the proof of work
+/// joins need (0: none but the event's automatic rule).
+pub(super) async fn stamp(
+    State(gw): State<Gateway>,
+    Path(event): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let event = parse_event(&event)?;
+    let request: StampRequest = parse_body(body)?;
+    if request.bits > limits::STAMP_BITS_MAX {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("bits must be 0..={}", limits::STAMP_BITS_MAX),
+        ));
+    }
+    let reply = gw.node.call(event, Command::SetStamp { bits: request.bits }).await;
+    if let Reply::Stamp { bits, .. } = reply {
+        // This gateway knows at once; the others from the event's push.
+        gw.edge.apply(event, &onsale_schema::message::Push::Stamp { bits });
+    }
+    reply_result(reply)
 }
 
 pub(super) async fn stats(

@@ -79,6 +79,8 @@ pub struct Inner {
     /// hold, from its open-files limit.
     pub conn_capacity: usize,
     pub trusted_proxies: Vec<crate::client::Cidr>,
+    /// Proof-of-work challenges issued and stamps spent here.
+    pub stamps: crate::stamp_desk::StampDesk,
 }
 
 impl Deref for Gateway {
@@ -124,6 +126,7 @@ impl Gateway {
             webhook_seen: std::sync::Mutex::default(),
             conn_capacity: config.conn_capacity,
             trusted_proxies: config.trusted_proxies,
+            stamps: crate::stamp_desk::StampDesk::default(),
         }));
         let weak = Arc::downgrade(&gateway.0);
         tokio::spawn(async move {

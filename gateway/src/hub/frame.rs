@@ -100,6 +100,7 @@ pub fn delivery(event: EventId, push: Push) -> Delivery {
             },
         },
         Push::Drawn { fans } => Delivery::Drawn { fans },
+        Push::Stamp { bits } => Delivery::Room(WsPush::Stamp { event, bits }),
         Push::Purchased { fan, order, seats } => Delivery::Fan {
             fan,
             push: WsPush::Purchased {

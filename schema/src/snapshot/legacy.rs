@@ -63,6 +63,8 @@ pub(super) fn decode_v4(bytes: &[u8]) -> Result<EventSnapshot, CodecError> {
             pre_queue_draw: false,
             opens_at: None,
             presale_until: None,
+            stamp_auto_bits: 0,
+            stamp_auto_fill_s: 60,
         },
         sale: old.sale,
         journal_seq: old.journal_seq,
@@ -80,5 +82,6 @@ pub(super) fn decode_v4(bytes: &[u8]) -> Result<EventSnapshot, CodecError> {
         pre_queue: Vec::new(),
         draw: None,
         presale_joined: Vec::new(),
+        stamp_bits: 0,
     })
 }

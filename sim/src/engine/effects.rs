@@ -229,6 +229,9 @@ impl Sim<'_> {
             // Scenarios model the draw in the simulator's lobby, not with
             // the core's pre-queue: no event they run draws.
             Push::Drawn { .. } => {}
+            // The simulator models proof of work as a cost per account
+            // (`[defences]`), not with the core's stamp rule.
+            Push::Stamp { .. } => {}
         }
     }
 

@@ -1334,7 +1334,10 @@ fn resendable(command: &Command) -> bool {
         // `hold_not_found` too.
         Command::SubmitPayment { .. } | Command::Release { .. } => false,
         // Not the fans' (the provider's and the operators').
-        Command::ProviderAnswer { .. } | Command::Sale { .. } | Command::Audit => false,
+        Command::ProviderAnswer { .. }
+        | Command::Sale { .. }
+        | Command::SetStamp { .. }
+        | Command::Audit => false,
     }
 }
 
