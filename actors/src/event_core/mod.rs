@@ -588,7 +588,7 @@ impl EventCore {
         }
         let unsold = u64::from(self.seats.capacity() - self.seats.sold());
         let room = (u64::from(self.config.full_factor) * unsold).saturating_sub(self.waiting());
-        let rate = self.joins_second.2;
+        let rate = self.join_rate();
         let filling = rate.saturating_mul(u64::from(self.config.stamp_auto_fill_s)) >= room;
         if rate > 0 && filling { auto } else { self.stamp_bits }
     }
@@ -603,6 +603,16 @@ impl EventCore {
         }
         self.finish();
         self.stamp_required()
+    }
+
+    /// Fresh joins in the last whole second of the clock.
+    fn join_rate(&self) -> u64 {
+        let (current, count, last) = self.joins_second;
+        match (self.clock.0 / 1_000).saturating_sub(current) {
+            0 => last,
+            1 => count,
+            _ => 0,
+        }
     }
 
     /// Count a fresh join in the clock's current second.
