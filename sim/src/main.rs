@@ -90,13 +90,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { scenarios } => {
             for path in scenarios {
                 let s = Scenario::load(&path)?;
+                let defences = s.file.defences.on();
                 println!(
-                    "{}: ok ({}, {} fans, venue {} with {} seats)",
+                    "{}: ok ({}, {} fans, venue {} with {} seats, defences: {})",
                     path.display(),
                     s.file.name,
                     s.file.arrivals.fans,
                     s.venue_path.display(),
-                    s.venue.seat_count()
+                    s.venue.seat_count(),
+                    if defences.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        defences.join(", ")
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)

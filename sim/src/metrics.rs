@@ -45,6 +45,13 @@ pub fn inversion_share(inversions: u64, n: u64) -> f64 {
     round6(inversions as f64 / pairs)
 }
 
+/// Milliseconds as kept per fan and in percentiles (`u32`: 49 days, past
+/// any run's horizon), saturating.
+#[must_use]
+pub fn ms32(ms: u64) -> u32 {
+    ms.min(u64::from(u32::MAX)) as u32
+}
+
 /// Round for output: six decimals are plenty and keep files readable.
 #[must_use]
 pub fn round6(x: f64) -> f64 {
@@ -140,6 +147,12 @@ pub struct Summary {
     pub bot_orders: u64,
     pub bot_tickets: u64,
     pub bot_ticket_share: f64,
+    /// How the sale went for genuine fans (people, not bots).
+    #[serde(default)]
+    pub genuine: Genuine,
+    /// What the defences did (all zero when none is on).
+    #[serde(default)]
+    pub defences: DefencesSummary,
     pub fairness: Fairness,
     pub time_in_queue: Percentiles,
     pub crashes: u64,
@@ -158,6 +171,85 @@ pub struct Summary {
     pub events_processed: u64,
     /// Virtual time from 0 to the last event.
     pub virtual_duration_s: f64,
+}
+
+/// Genuine fans: people, not bots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Genuine {
+    pub people: u64,
+    /// People who bought (one order each), and their tickets.
+    pub buyers: u64,
+    pub tickets: u64,
+    /// Buyers over people.
+    pub purchase_rate: f64,
+    /// From a buyer's arrival (before any defence) to its purchase, and
+    /// its two parts: arrival to its place in line (what the defences
+    /// add: proof of work, refused joins, waiting for the general sale;
+    /// and retries after "full"), and place in line to purchase (the
+    /// queue and the fan's own shopping and paying).
+    pub arrival_to_purchase: Percentiles,
+    pub arrival_to_join: Percentiles,
+    pub join_to_purchase: Percentiles,
+}
+
+/// What each defence did. A defence that is off counts nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DefencesSummary {
+    /// The defences on: `draw`, `codes`, `proof_of_work`, `ip_limits`.
+    pub on: Vec<String>,
+    pub draw: DrawCounts,
+    pub codes: CodeCounts,
+    pub proof_of_work: ProofOfWorkCounts,
+    pub ip_limits: IpLimitCounts,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrawCounts {
+    /// Openings with a lobby drawn (the sale's, the general sale's).
+    pub openings_drawn: u64,
+    /// Accounts given a random place at one.
+    pub places_drawn: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CodeCounts {
+    pub people_with_code: u64,
+    pub bot_accounts_with_code: u64,
+    /// Joins not made for want of a code during the presale (all
+    /// accounts), and how many of them were people's.
+    pub joins_refused: u64,
+    pub people_refused: u64,
+    /// Of those, accounts that waited for the general sale, and accounts
+    /// that went away (no general sale).
+    pub waited_for_general_sale: u64,
+    pub turned_away: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProofOfWorkCounts {
+    /// Challenges solved on genuine fans' phones and on bots' farms.
+    pub phone_solves: u64,
+    pub bot_solves: u64,
+    /// Core-seconds the bots' farms spent (their cost, in compute).
+    pub bot_core_s: f64,
+    /// How long each genuine fan's join waited for its phone (0 when it
+    /// had solved ahead).
+    pub people_join_delay: Percentiles,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IpLimitCounts {
+    /// Addresses handed out (shared NAT addresses not counted), and the
+    /// genuine fans behind a shared NAT.
+    pub addresses: u64,
+    pub people_behind_nat: u64,
+    /// Joins refused (all accounts), those of people, and the people
+    /// refused at least once.
+    pub joins_refused: u64,
+    pub people_refused: u64,
+    pub people_ever_refused: u64,
+    /// Accounts refused more than `retries_max` times, which gave up.
+    pub accounts_gave_up: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 
 use crate::engine::RunOutput;
-use crate::metrics::Sample;
+use crate::metrics::{DefencesSummary, Percentiles, Sample};
 use crate::scenario::Scenario;
 
 /// Points drawn per line at most: longer series are averaged in buckets.
@@ -230,7 +230,7 @@ pub fn run_report(scenario: &Scenario, run: &RunOutput) -> anyhow::Result<String
     let sold_out = s.sold_out_after_s.map_or("not sold out".to_owned(), |t| {
         format!("{t:.1} s after opening")
     });
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         (
             "arrivals (people / bots)",
             format!("{} ({} / {})", s.arrivals, s.people, s.bots),
@@ -290,6 +290,27 @@ pub fn run_report(scenario: &Scenario, run: &RunOutput) -> anyhow::Result<String
             format!("{:.2} %", s.bot_ticket_share * 100.0),
         ),
         (
+            "genuine fans: buyers / people (purchase rate)",
+            format!(
+                "{} / {} ({:.2} %)",
+                s.genuine.buyers,
+                s.genuine.people,
+                s.genuine.purchase_rate * 100.0
+            ),
+        ),
+        (
+            "genuine buyers: arrival → purchase p50 / p90",
+            p50_p90(&s.genuine.arrival_to_purchase),
+        ),
+        (
+            "genuine buyers: arrival → place in line p50 / p90",
+            p50_p90(&s.genuine.arrival_to_join),
+        ),
+        (
+            "genuine buyers: place in line → purchase p50 / p90",
+            p50_p90(&s.genuine.join_to_purchase),
+        ),
+        (
             "time in queue p50 / p90 / p99 / max",
             format!(
                 "{:.1} / {:.1} / {:.1} / {:.1} s",
@@ -329,6 +350,7 @@ pub fn run_report(scenario: &Scenario, run: &RunOutput) -> anyhow::Result<String
             format!("{} / {:.0} s", s.events_processed, s.virtual_duration_s),
         ),
     ];
+    rows.extend(defence_rows(&s.defences));
     for (name, value) in rows {
         let _ = write!(
             html,
@@ -445,6 +467,58 @@ pub fn run_report(scenario: &Scenario, run: &RunOutput) -> anyhow::Result<String
     html.push_str(&bots_plot(run));
     html.push_str("</body></html>\n");
     Ok(html)
+}
+
+fn p50_p90(p: &Percentiles) -> String {
+    format!("{:.1} / {:.1} s", p.p50_s, p.p90_s)
+}
+
+/// The defences' rows: which are on, and what each refused or cost.
+fn defence_rows(d: &DefencesSummary) -> Vec<(&'static str, String)> {
+    if d.on.is_empty() {
+        return vec![("defences", "none".to_owned())];
+    }
+    let (c, w, l) = (&d.codes, &d.proof_of_work, &d.ip_limits);
+    vec![
+        ("defences", d.on.join(", ")),
+        (
+            "draw: openings drawn / places drawn",
+            format!("{} / {}", d.draw.openings_drawn, d.draw.places_drawn),
+        ),
+        (
+            "codes: people / bot accounts holding one",
+            format!("{} / {}", c.people_with_code, c.bot_accounts_with_code),
+        ),
+        (
+            "codes: joins refused (people) / waited for the general sale / turned away",
+            format!(
+                "{} ({}) / {} / {}",
+                c.joins_refused, c.people_refused, c.waited_for_general_sale, c.turned_away
+            ),
+        ),
+        (
+            "proof of work: phone solves / bot solves / bots' core-seconds",
+            format!(
+                "{} / {} / {:.0}",
+                w.phone_solves, w.bot_solves, w.bot_core_s
+            ),
+        ),
+        (
+            "proof of work: a genuine join's wait p50 / p90",
+            p50_p90(&w.people_join_delay),
+        ),
+        (
+            "address limit: joins refused (people) / people refused at least once / gave up",
+            format!(
+                "{} ({}) / {} / {}",
+                l.joins_refused, l.people_refused, l.people_ever_refused, l.accounts_gave_up
+            ),
+        ),
+        (
+            "address limit: addresses / people behind a shared NAT",
+            format!("{} / {}", l.addresses, l.people_behind_nat),
+        ),
+    ]
 }
 
 fn queue_histogram(waits_ms: &[u32]) -> String {

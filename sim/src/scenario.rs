@@ -38,6 +38,10 @@ pub const BOT_ACCOUNTS_MAX: u32 = 1_000;
 pub const RETRIES_MAX: u8 = 100;
 /// Crashes and refresh storms one scenario may schedule.
 pub const CRASHES_MAX: usize = 100;
+/// Cores of one bot's proof-of-work farm, at most.
+pub const BOT_CORES_MAX: u32 = 1_024;
+/// Genuine fans sharing one NAT address, at most.
+pub const NAT_FANS_PER_IP_MAX: u32 = 100_000;
 
 /// A scenario file as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -65,6 +69,9 @@ pub struct ScenarioFile {
     pub bots: BotsFile,
     #[serde(default)]
     pub payments: PaymentsFile,
+    /// Defences against bots, modelled in the shell (all off by default).
+    #[serde(default)]
+    pub defences: DefencesFile,
     #[serde(default)]
     pub store: StoreFile,
     /// Node crashes: the event is restored from snapshot + journal.
@@ -286,6 +293,109 @@ impl Default for PaymentsFile {
     }
 }
 
+/// Defences against bots, each off unless its table (or `draw`) is given.
+/// The event core knows none of them: they are the gateway's and the fan
+/// page's, modelled in the simulator's shell (see the README's
+/// "Defences" for what each assumes).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefencesFile {
+    /// Everyone waiting for an opening (a pre-queue before the sale, or
+    /// the fans without a code before the general sale) gets a random
+    /// place at it, not a place in arrival order. Needs something to act
+    /// on: a `pre_queue` curve or `[defences.codes]`.
+    pub draw: bool,
+    pub codes: Option<CodesFile>,
+    pub proof_of_work: Option<ProofOfWorkFile>,
+    pub ip_limits: Option<IpLimitsFile>,
+}
+
+impl DefencesFile {
+    /// The defences on, by name: `draw`, `codes`, `proof_of_work`,
+    /// `ip_limits`.
+    #[must_use]
+    pub fn on(&self) -> Vec<&'static str> {
+        [
+            ("draw", self.draw),
+            ("codes", self.codes.is_some()),
+            ("proof_of_work", self.proof_of_work.is_some()),
+            ("ip_limits", self.ip_limits.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
+    }
+}
+
+/// A presale for registered fans: each holds one code bound to its one
+/// account, and until the presale ends a join needs a code.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodesFile {
+    /// The presale runs from the waiting room's opening until this long
+    /// after the sale opens.
+    pub presale_s: f64,
+    /// Share of genuine fans who registered (and got a code).
+    pub fan_registered_share: f64,
+    /// Chance that one bot account passes registration screening (and
+    /// gets a code): a bot's accounts are screened one by one.
+    pub bot_account_verified_share: f64,
+    /// After the presale, anyone may join (those who waited for it get
+    /// their places at its opening). Without, fans with no code never join.
+    #[serde(default = "yes")]
+    pub general_sale: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A proof-of-work challenge on every join.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofOfWorkFile {
+    /// A genuine fan's phone solves one challenge in this time.
+    pub phone_solve_s: Span,
+    /// One core of a bot's farm solves one challenge in this time.
+    pub bot_solve_s: f64,
+    /// Cores one bot (one operator, all its accounts) solves on.
+    pub bot_cores: u32,
+    /// A challenge is issued when a client asks for it (no sooner than its
+    /// arrival), and its solution is stale this long after: so a client
+    /// may solve ahead for a retry at most this much before it.
+    pub challenge_ttl_s: f64,
+}
+
+/// Joins per address, limited as the gateway limits requests per client.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpLimitsFile {
+    /// A burst of this many joins per address, then one every
+    /// 60 / this seconds (the gateway's GCRA quota per minute).
+    pub joins_per_ip_per_min: u32,
+    /// Addresses each bot's accounts share (account i uses address i mod
+    /// this).
+    pub bot_ip_pool: u32,
+    /// Share of genuine fans behind a shared NAT (a carrier's, a campus').
+    #[serde(default)]
+    pub shared_nat_share: f64,
+    /// Fans of this sale behind one shared address, on average.
+    #[serde(default = "nat_fans_per_ip")]
+    pub nat_fans_per_ip: u32,
+    /// A refused join is retried after the answer's `Retry-After`, at
+    /// most this many times per account; then the account gives up.
+    #[serde(default = "ip_retries_max")]
+    pub retries_max: u8,
+}
+
+fn nat_fans_per_ip() -> u32 {
+    20
+}
+
+fn ip_retries_max() -> u8 {
+    50
+}
+
 /// The simulated store.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -496,6 +606,28 @@ fn check(f: &ScenarioFile) -> Result<(), String> {
     if let Err(e) = f.event.check() {
         return bad(&format!("event.{}", e.field), e.problem);
     }
+    // The core's own pre-queue, presale and scheduled opening answer in
+    // ways the engine's fans do not follow; the simulator models them in
+    // its shell instead.
+    if f.event.pre_queue_draw {
+        return bad(
+            "event.pre_queue_draw",
+            "the simulator draws in its own lobby, not with the core's pre-queue: \
+             use a pre_queue curve with `randomize`, or `[defences] draw = true`",
+        );
+    }
+    if f.event.presale_until.is_some() {
+        return bad(
+            "event.presale_until",
+            "the simulator models a presale in its shell: use `[defences.codes]`",
+        );
+    }
+    if f.event.opens_at.is_some() {
+        return bad(
+            "event.opens_at",
+            "the simulator's operator opens the sale: use `sale.opens_at_s`",
+        );
+    }
     if f.run.duration_max_s == 0 || f.run.duration_max_s > DURATION_MAX_S {
         return bad(
             "run.duration_max_s",
@@ -559,6 +691,7 @@ fn check(f: &ScenarioFile) -> Result<(), String> {
             format!("fans plus bots' accounts exceed {ACCOUNTS_MAX}"),
         );
     }
+    check_defences(f)?;
     let p = &f.payments;
     span("payments.latency_ms", p.latency_ms, day * 1000.0)?;
     share("payments.failure_rate", p.failure_rate)?;
@@ -661,5 +794,82 @@ fn check_fans(f: &FansFile, tickets_max: u8) -> Result<(), String> {
         return bad("fans.refreshes_max", format!("must be <= {RETRIES_MAX}"));
     }
     non_negative("fans.reconnect_spread_s", f.reconnect_spread_s, day)?;
+    Ok(())
+}
+
+fn check_defences(f: &ScenarioFile) -> Result<(), String> {
+    let d = &f.defences;
+    let horizon = DURATION_MAX_S as f64;
+    let early = matches!(f.arrivals.curve, Curve::PreQueue { .. });
+    if d.draw && !early && d.codes.is_none() {
+        return bad(
+            "defences.draw",
+            "nobody would be drawn: the curve has no arrivals before the opening \
+             (use a pre_queue curve) and there is no presale ([defences.codes])",
+        );
+    }
+    if let Some(c) = &d.codes {
+        positive("defences.codes.presale_s", c.presale_s, horizon)?;
+        share(
+            "defences.codes.fan_registered_share",
+            c.fan_registered_share,
+        )?;
+        share(
+            "defences.codes.bot_account_verified_share",
+            c.bot_account_verified_share,
+        )?;
+    }
+    if let Some(p) = &d.proof_of_work {
+        span(
+            "defences.proof_of_work.phone_solve_s",
+            p.phone_solve_s,
+            3_600.0,
+        )?;
+        positive("defences.proof_of_work.bot_solve_s", p.bot_solve_s, 3_600.0)?;
+        if p.bot_cores == 0 || p.bot_cores > BOT_CORES_MAX {
+            return bad(
+                "defences.proof_of_work.bot_cores",
+                format!("must be 1..={BOT_CORES_MAX}"),
+            );
+        }
+        positive(
+            "defences.proof_of_work.challenge_ttl_s",
+            p.challenge_ttl_s,
+            86_400.0,
+        )?;
+        if p.challenge_ttl_s <= p.phone_solve_s.max || p.challenge_ttl_s <= p.bot_solve_s {
+            return bad(
+                "defences.proof_of_work.challenge_ttl_s",
+                "must exceed phone_solve_s.max and bot_solve_s (a solution would be stale before it is sent)",
+            );
+        }
+    }
+    if let Some(l) = &d.ip_limits {
+        if l.joins_per_ip_per_min == 0 || l.joins_per_ip_per_min > 60_000 {
+            return bad(
+                "defences.ip_limits.joins_per_ip_per_min",
+                "must be 1..=60000",
+            );
+        }
+        if l.bot_ip_pool == 0 || l.bot_ip_pool > BOT_ACCOUNTS_MAX {
+            return bad(
+                "defences.ip_limits.bot_ip_pool",
+                format!("must be 1..={BOT_ACCOUNTS_MAX}"),
+            );
+        }
+        share("defences.ip_limits.shared_nat_share", l.shared_nat_share)?;
+        if l.nat_fans_per_ip == 0 || l.nat_fans_per_ip > NAT_FANS_PER_IP_MAX {
+            return bad(
+                "defences.ip_limits.nat_fans_per_ip",
+                format!("must be 1..={NAT_FANS_PER_IP_MAX}"),
+            );
+        }
+        if l.retries_max > RETRIES_MAX {
+            return bad(
+                "defences.ip_limits.retries_max",
+                format!("must be <= {RETRIES_MAX}"),
+            );
+        }
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The shell's side of the core: draining its effects into the store,
 //! the provider and the fans, and the journal records and pushes fans hear of.
 
-use super::{BOT, Ev, GATED_MAX, NOT_YET, Phase, Purchase, Reload, Said, Sim, slot_of};
+use super::{BOT, Ev, GATED_MAX, NOT_YET, Phase, Purchase, Reload, Said, Sim, ms32, slot_of};
 use crate::behaviour;
 use onsale_actors::{Effect, EventCore};
 use onsale_schema::message::Push;
@@ -176,7 +176,7 @@ impl Sim<'_> {
         f.phase = Phase::Admitted;
         if f.joined_ms != NOT_YET {
             let waited = at.0.saturating_sub(u64::from(f.joined_ms));
-            self.waits_ms.push(waited.min(u64::from(u32::MAX)) as u32);
+            self.waits_ms.push(ms32(waited));
         }
         let bot = f.flags & BOT != 0;
         match self.model.show_up_after_ms(&mut self.rng, bot) {
@@ -259,6 +259,14 @@ impl Sim<'_> {
                 self.t.turned_away_sold_out += 1;
             }
         }
+        // Those waiting for the general sale are told at once too.
+        for slot in std::mem::take(&mut self.defences.general_lobby) {
+            let f = &mut self.fans[slot as usize];
+            if f.phase == Phase::Lobby {
+                f.phase = Phase::Gone;
+                self.t.turned_away_sold_out += 1;
+            }
+        }
     }
 
     pub(super) fn purchased(
@@ -284,10 +292,18 @@ impl Sim<'_> {
         if bot {
             self.t.bot_orders += 1;
             self.t.bot_tickets += seats.len() as u64;
+        } else {
+            let (arrived, joined) = (u64::from(f.arrived_ms), u64::from(f.joined_ms));
+            let [total, to_join, from_join] = &mut self.genuine_waits_ms;
+            total.push(ms32(self.now.saturating_sub(arrived)));
+            to_join.push(ms32(joined.saturating_sub(arrived)));
+            from_join.push(ms32(self.now.saturating_sub(joined)));
+            self.t.genuine.tickets += seats.len() as u64;
         }
         self.purchases.push(Purchase {
             rank: f.rank,
             position: f.position,
+            arrived_ms: u64::from(f.arrived_ms),
             at_ms: self.now,
             tickets: seats.len() as u8,
             bot,

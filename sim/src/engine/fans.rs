@@ -1,9 +1,10 @@
 //! The fans: arrivals, joins, showing up, shopping, paying, reloading,
 //! leaving, each calling the core as a gateway would.
 
+use super::defences::{CodeGate, IpGate};
 use super::{
-    Answer, BOT, BUSY_RETRY_MS, BUSY_TRIES_MAX, DISCONNECTED, EVENT, Ev, Fan, HoldOutcome,
-    IMPATIENT, NOT_YET, Phase, REFRESHER, Reload, Said, Sim, fan_id,
+    Answer, BOT, BUSY_RETRY_MS, BUSY_TRIES_MAX, CODED, DISCONNECTED, EVENT, Ev, Fan, HoldOutcome,
+    IMPATIENT, NOT_YET, Phase, REFRESHER, Reload, Said, Sim, fan_id, ms32,
 };
 use crate::behaviour;
 use onsale_schema::message::{
@@ -25,7 +26,7 @@ impl Sim<'_> {
         let arrival = self.arrivals.pop().expect("peeked");
         let rank = self.t.arrivals as u32;
         self.t.arrivals += 1;
-        let bot = self.model.is_bot(&mut self.rng);
+        let bot = self.model.is_bot(&mut self.crowd);
         let accounts = if bot {
             self.t.bots += 1;
             self.sc.bots.accounts
@@ -33,8 +34,8 @@ impl Sim<'_> {
             self.t.people += 1;
             1
         };
-        for _ in 0..accounts {
-            let slot = self.new_fan(rank, bot);
+        for index in 0..accounts {
+            let slot = self.new_fan(rank, bot, index);
             if arrival.early && self.randomize_lobby && self.opened_at.is_none() {
                 self.fans[slot as usize].phase = Phase::Lobby;
                 self.lobby.push(slot);
@@ -44,9 +45,11 @@ impl Sim<'_> {
         }
     }
 
-    pub(super) fn new_fan(&mut self, rank: u32, bot: bool) -> u32 {
-        let traits = self.model.traits(&mut self.rng, bot);
+    /// The `index`-th account of the person or bot arriving `rank`-th.
+    pub(super) fn new_fan(&mut self, rank: u32, bot: bool, index: u32) -> u32 {
+        let traits = self.model.traits(&mut self.crowd, bot);
         let party = traits.party;
+        let slot = self.fans.len() as u32;
         let mut flags = if bot { BOT } else { 0 };
         if traits.impatient {
             flags |= IMPATIENT;
@@ -54,9 +57,12 @@ impl Sim<'_> {
         if traits.refresher {
             flags |= REFRESHER;
         }
-        let slot = self.fans.len() as u32;
+        if self.defences.account(slot, bot, index, self.now) {
+            flags |= CODED;
+        }
         self.fans.push(Fan {
             rank,
+            arrived_ms: ms32(self.now),
             joined_ms: NOT_YET,
             position: 0,
             phase: Phase::Arriving,
@@ -70,18 +76,58 @@ impl Sim<'_> {
         slot
     }
 
+    /// A join as the fan's page makes it: unless the sale is over, with a
+    /// code during the presale, once its proof of work is solved (see
+    /// `send_join` for the rest).
     pub(super) fn try_join(&mut self, slot: u32) {
         self.t.join_attempts += 1;
+        self.fans[slot as usize].phase = Phase::Arriving;
         if self.edge.sold_out || self.edge.closed {
             self.t.turned_away_sold_out += 1;
             self.fans[slot as usize].phase = Phase::Gone;
             return;
         }
+        let f = self.fans[slot as usize];
+        let bot = f.flags & BOT != 0;
+        match self.defences.code_gate(f.flags & CODED != 0, bot, self.now) {
+            CodeGate::Pass => {}
+            CodeGate::Wait => {
+                self.fans[slot as usize].phase = Phase::Lobby;
+                self.defences.general_lobby.push(slot);
+                return;
+            }
+            CodeGate::Never => {
+                self.fans[slot as usize].phase = Phase::Gone;
+                return;
+            }
+        }
+        let ready = self.defences.solved_at(slot, f.rank, bot, self.now);
+        if ready > self.now {
+            self.agenda.push(ready, Ev::Solved(slot));
+            return;
+        }
+        self.send_join(slot);
+    }
+
+    /// The join goes out, its proof of work solved. The gateway applies
+    /// the address limit (before anything else, as it does to every
+    /// request), answers "full" from its cache of the pushed flag, and
+    /// passes the rest to the event.
+    pub(super) fn send_join(&mut self, slot: u32) {
+        let bot = self.fans[slot as usize].flags & BOT != 0;
+        match self.defences.ip_gate(slot, bot, self.now) {
+            IpGate::Pass => {}
+            IpGate::RetryAt(at) => return self.agenda.push(at, Ev::Retry(slot)),
+            IpGate::GiveUp => {
+                self.fans[slot as usize].phase = Phase::Gone;
+                return;
+            }
+        }
         if self.edge.full {
             return self.turned_away_full(slot);
         }
         if self.core.is_none() {
-            self.fans[slot as usize].phase = Phase::Arriving;
+            self.defences.asked(slot, self.now);
             return self.defer(Ev::Retry(slot));
         }
         let now = Millis(self.now);
@@ -153,6 +199,7 @@ impl Sim<'_> {
         }
         f.busy_tries += 1;
         f.phase = Phase::Arriving;
+        self.defences.asked(slot, self.now);
         self.agenda.push(self.now + BUSY_RETRY_MS, Ev::Retry(slot));
     }
 
@@ -169,6 +216,7 @@ impl Sim<'_> {
         let f = &mut self.fans[slot as usize];
         f.tries += 1;
         f.phase = Phase::Arriving;
+        self.defences.asked(slot, self.now);
         self.agenda.push(at, Ev::Retry(slot));
     }
 

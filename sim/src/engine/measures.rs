@@ -145,6 +145,18 @@ impl Sim<'_> {
         } else {
             metrics::round6(t.bot_tickets as f64 / f64::from(t.tickets_sold))
         };
+        t.genuine.people = t.people;
+        let [total, to_join, from_join] = &mut self.genuine_waits_ms;
+        t.genuine.arrival_to_purchase = Percentiles::of_ms(total);
+        t.genuine.arrival_to_join = Percentiles::of_ms(to_join);
+        t.genuine.join_to_purchase = Percentiles::of_ms(from_join);
+        t.genuine.buyers = t.genuine.arrival_to_purchase.count;
+        t.genuine.purchase_rate = if t.people == 0 {
+            0.0
+        } else {
+            metrics::round6(t.genuine.buyers as f64 / t.people as f64)
+        };
+        t.defences = self.defences.summary();
         t.fairness = fairness(&self.purchases);
         t.time_in_queue = Percentiles::of_ms(&mut self.waits_ms);
         t.events_processed = self.step;

@@ -25,11 +25,17 @@
 //! every `checks.core_every_steps` steps and at the end. The first
 //! violation stops the run and names the seed and the step.
 //!
+//! Who arrives (bot or person, party, patience, code, address) is drawn
+//! from generators of its own in arrival order, apart from the journeys'
+//! draws, so runs of one seed that differ in their defences or config
+//! have the same crowd.
+//!
 //! Here: the run's types, the state, the loop and its dispatch. Beside it:
 //! `effects` (the core's effects: store, provider, pushes and journal
-//! records as fans hear of them), `fans` (what fans do), `node` (the
-//! operator, crashes and restores, storms), `measures` (checks, samples,
-//! the summary).
+//! records as fans hear of them), `fans` (what fans do), `defences` (codes,
+//! proof of work, per-address limits, the draw), `node` (the operator,
+//! crashes and restores, storms), `measures` (checks, samples, the
+//! summary).
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,10 +53,13 @@ use crate::agenda::Agenda;
 use crate::arrivals::Arrivals;
 use crate::behaviour::{Areas, Model};
 use crate::ledger::Ledger;
-use crate::metrics::{Sample, Summary};
+use crate::metrics::{Sample, Summary, ms32};
 use crate::rng::Rng;
 use crate::scenario::{Curve, Scenario, ScenarioFile};
 
+use defences::Defences;
+
+mod defences;
 mod effects;
 mod fans;
 mod measures;
@@ -106,6 +115,8 @@ pub struct Purchase {
     /// Arrival order of the person (a bot's accounts share their bot's).
     pub rank: u32,
     pub position: u32,
+    /// When the buyer (person or bot) arrived, and when it bought.
+    pub arrived_ms: u64,
     pub at_ms: u64,
     pub tickets: u8,
     pub bot: bool,
@@ -146,11 +157,15 @@ const IMPATIENT: u8 = 2;
 const REFRESHER: u8 = 4;
 /// Forgotten by a crashed core; comes back with its token.
 const DISCONNECTED: u8 = 8;
+/// Holds a presale code (`[defences.codes]`).
+const CODED: u8 = 16;
 
 /// One fan account. Kept small: there may be tens of millions.
 #[derive(Clone, Copy, Debug)]
 struct Fan {
     rank: u32,
+    /// When its person (or bot) arrived, before any defence.
+    arrived_ms: u32,
     joined_ms: u32,
     position: u32,
     phase: Phase,
@@ -160,6 +175,9 @@ struct Fan {
     refreshes: u8,
     flags: u8,
 }
+
+// Tens of millions of these: 24 bytes each keeps eras' 10M fans near 250 MB.
+const _: () = assert!(std::mem::size_of::<Fan>() <= 24);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reload {
@@ -174,6 +192,8 @@ enum Reload {
 #[derive(Clone, Copy, Debug)]
 enum Ev {
     Retry(u32),
+    /// The fan's proof of work is solved: its join goes out.
+    Solved(u32),
     ShowUp(u32),
     Shop(u32),
     Pay(u32),
@@ -201,6 +221,8 @@ enum Ev {
         incarnation: u32,
     },
     SaleOpen,
+    /// The presale ends: fans without a code may join.
+    GeneralSale,
     SaleClose,
     Crash(u16),
     Restart,
@@ -328,6 +350,8 @@ struct Sim<'a> {
     fans: Vec<Fan>,
     lobby: Vec<u32>,
     randomize_lobby: bool,
+    /// Who arrives: bot or person, and each account's traits.
+    crowd: Rng,
     rng: Rng,
     provider_rng: Rng,
     key: TokenKey,
@@ -349,10 +373,14 @@ struct Sim<'a> {
     /// The core's gauges at the last sample it was up for (shown while down).
     last_gauges: (u64, u32, u32),
     waits_ms: Vec<u32>,
+    /// Genuine buyers' times from arrival to purchase, to their place in
+    /// line, and from there to purchase, ms.
+    genuine_waits_ms: [Vec<u32>; 3],
     purchases: Vec<Purchase>,
     violation: Option<Violation>,
     /// What fans and bots do (`[fans]`, `[bots]`, `[[storms]]`).
     model: Model,
+    defences: Defences,
     opened_at: Option<u64>,
     sold_out_at: Option<u64>,
 }
@@ -393,13 +421,14 @@ impl<'a> Sim<'a> {
             opens_at_ms,
             Rng::new(seed, 1),
         );
+        let pre_queue = matches!(sc.arrivals.curve, Curve::PreQueue { .. });
         let randomize_lobby = matches!(
             sc.arrivals.curve,
             Curve::PreQueue {
                 randomize: true,
                 ..
             }
-        );
+        ) || (pre_queue && sc.defences.draw);
         let capacity = venue.seat_count();
         let mut sim = Sim {
             sc,
@@ -414,6 +443,7 @@ impl<'a> Sim<'a> {
             fans: Vec::with_capacity(scenario.accounts_max().min(1 << 31) as usize),
             lobby: Vec::new(),
             randomize_lobby,
+            crowd: Rng::new(seed, 4),
             rng: Rng::new(seed, 2),
             provider_rng: Rng::new(seed, 3),
             key: TokenKey::derive(&seed.to_le_bytes()),
@@ -442,9 +472,11 @@ impl<'a> Sim<'a> {
             marks: Marks::default(),
             last_gauges: (0, 0, 0),
             waits_ms: Vec::new(),
+            genuine_waits_ms: [Vec::new(), Vec::new(), Vec::new()],
             purchases: Vec::new(),
             violation: None,
             model: Model::new(sc, Areas::of(&venue)),
+            defences: Defences::new(sc, seed),
             opened_at: None,
             sold_out_at: None,
             venue,
@@ -458,6 +490,9 @@ impl<'a> Sim<'a> {
     fn schedule_fixed_events(&mut self) {
         let sc = self.sc;
         self.agenda.push(sc.sale.opens_at_s * 1000, Ev::SaleOpen);
+        if let Some(at) = self.defences.general_at_ms() {
+            self.agenda.push(at, Ev::GeneralSale);
+        }
         if let Some(close) = sc.sale.closes_at_s {
             self.agenda.push(close * 1000, Ev::SaleClose);
         }
@@ -531,6 +566,11 @@ impl<'a> Sim<'a> {
                     self.try_join(slot);
                 }
             }
+            Ev::Solved(slot) => {
+                if self.fans[slot as usize].phase == Phase::Arriving {
+                    self.send_join(slot);
+                }
+            }
             Ev::ShowUp(slot) => self.show_up(slot),
             Ev::Shop(slot) => self.shop(slot),
             Ev::Pay(slot) => self.pay(slot),
@@ -562,6 +602,7 @@ impl<'a> Sim<'a> {
                 }
             }
             Ev::SaleOpen => self.sale_open(),
+            Ev::GeneralSale => self.general_sale(),
             Ev::SaleClose => {
                 if self.core.is_none() {
                     return self.defer(Ev::SaleClose);

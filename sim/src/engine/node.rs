@@ -1,7 +1,7 @@
 //! The operator and the node: opening the sale, crashes, restores from the
 //! stored snapshot and journal, refresh storms.
 
-use super::{DISCONNECTED, Ev, Reload, Said, Sim};
+use super::{DISCONNECTED, Ev, Phase, Reload, Said, Sim};
 use onsale_actors::EventCore;
 use onsale_schema::message::SaleCommand;
 use onsale_schema::snapshot::EventSnapshot;
@@ -20,9 +20,34 @@ impl Sim<'_> {
         self.settle();
         let mut lobby = std::mem::take(&mut self.lobby);
         self.rng.shuffle(&mut lobby);
+        self.drawn(lobby.len());
         for slot in lobby {
             self.try_join(slot);
         }
+    }
+
+    /// The presale ends: the fans without a code who waited for it join,
+    /// in a random order with the draw, else in their arrival order.
+    pub(super) fn general_sale(&mut self) {
+        let mut lobby = std::mem::take(&mut self.defences.general_lobby);
+        if self.defences.draw() {
+            self.defences.draw_rng.shuffle(&mut lobby);
+            self.drawn(lobby.len());
+        }
+        for slot in lobby {
+            if self.fans[slot as usize].phase == Phase::Lobby {
+                self.try_join(slot);
+            }
+        }
+    }
+
+    fn drawn(&mut self, places: usize) {
+        if places == 0 {
+            return;
+        }
+        let d = &mut self.defences.counts.draw;
+        d.openings_drawn += 1;
+        d.places_drawn += places as u64;
     }
 
     pub(super) fn crash(&mut self, i: u16) {
