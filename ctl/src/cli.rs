@@ -174,6 +174,21 @@ pub enum EventCommand {
     },
     /// The event's audit: exit 1 on any problem.
     Audit { event: u64 },
+    /// Presale codes for registered fans, one `fan,name,code` line each
+    /// (by fan id with --fan, by login name with --name or a --names
+    /// file, one name per line).
+    Codes {
+        event: u64,
+        #[arg(long = "fan", value_name = "FAN")]
+        fans: Vec<u64>,
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        names_file: Option<PathBuf>,
+    },
+    /// The proof of work joins need, in leading zero bits (0: none but the
+    /// event's automatic rule).
+    Stamp { event: u64, bits: u8 },
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +211,15 @@ pub struct CreateArgs {
     /// When the event starts: RFC 3339, ms since the epoch, or +DURATION.
     #[arg(long, value_name = "T")]
     pub starts_at: String,
+    /// When the sale opens by itself: RFC 3339, ms since the epoch, or +DURATION.
+    #[arg(long, value_name = "T")]
+    pub opens_at: Option<String>,
+    /// Fans who join before the opening get random places when it opens.
+    #[arg(long)]
+    pub pre_queue_draw: bool,
+    /// Until when joining takes a presale code: RFC 3339, ms, or +DURATION.
+    #[arg(long, value_name = "T")]
+    pub presale_until: Option<String>,
     /// Check the files and print what would be created; send nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -42,6 +42,13 @@ pub fn run(client: &Client, out: Out, command: &EventCommand) -> Result<()> {
                 .transpose()?,
         ),
         EventCommand::Audit { event } => audit(client, out, *event),
+        EventCommand::Codes {
+            event,
+            fans,
+            names,
+            names_file,
+        } => codes(client, out, *event, fans, names, names_file.as_deref()),
+        EventCommand::Stamp { event, bits } => stamp(client, out, *event, *bits),
     }
 }
 
@@ -237,6 +244,14 @@ fn check(args: &CreateArgs, event: Option<u64>, now_ms: u64) -> Result<Checked> 
         }
         None => EventConfig::default(),
     };
+    let mut config = config;
+    if let Some(at) = &args.opens_at {
+        config.opens_at = Some(onsale_schema::Millis(timefmt::parse_time(at, now_ms)?));
+    }
+    if let Some(until) = &args.presale_until {
+        config.presale_until = Some(onsale_schema::Millis(timefmt::parse_time(until, now_ms)?));
+    }
+    config.pre_queue_draw |= args.pre_queue_draw;
     let name = args.name.clone().unwrap_or_else(|| venue.name.clone());
     let city = args.city.clone().unwrap_or_else(|| venue.city.clone());
     for (field, value) in [("--name", &name), ("--city", &city)] {
@@ -319,6 +334,70 @@ fn create(client: &Client, out: Out, args: &CreateArgs) -> Result<()> {
             checked.body["name"].as_str().unwrap_or(""),
             overview.capacity,
             overview.sale.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Presale codes, asked for in batches the API takes.
+fn codes(
+    client: &Client,
+    out: Out,
+    event: u64,
+    fans: &[u64],
+    names: &[String],
+    names_file: Option<&std::path::Path>,
+) -> Result<()> {
+    let mut names = names.to_vec();
+    if let Some(path) = names_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CtlError::usage(format!("reading {}: {e}", path.display())))?;
+        names.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
+    }
+    if fans.is_empty() && names.is_empty() {
+        return Err(CtlError::usage("give fans (--fan), names (--name) or --names-file"));
+    }
+    let batch = onsale_schema::limits::PRESALE_CODES_PER_REQUEST_MAX;
+    let path = format!("/api/ops/events/{event}/presale-codes");
+    let mut all = Vec::new();
+    for chunk in fans.chunks(batch) {
+        let raw = client.post(&path, &json!({"fans": chunk}))?;
+        all.extend(raw["codes"].as_array().cloned().unwrap_or_default());
+    }
+    for chunk in names.chunks(batch) {
+        let raw = client.post(&path, &json!({"names": chunk}))?;
+        all.extend(raw["codes"].as_array().cloned().unwrap_or_default());
+    }
+    if out.json() {
+        out.document(&json!({"event": event, "codes": all}));
+    } else {
+        if !out.no_headers {
+            println!("fan,name,code");
+        }
+        for c in &all {
+            println!(
+                "{},{},{}",
+                c["fan"],
+                c["name"].as_str().unwrap_or(""),
+                c["code"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Set the proof of work joins need.
+fn stamp(client: &Client, out: Out, event: u64, bits: u8) -> Result<()> {
+    let raw = client.post(
+        &format!("/api/ops/events/{event}/stamp"),
+        &json!({"bits": bits}),
+    )?;
+    if out.json() {
+        out.document(&raw);
+    } else {
+        println!(
+            "event {event}: joins need {} bits of work now (operator's setting {})",
+            raw["bits"], raw["set"]
         );
     }
     Ok(())
@@ -575,6 +654,9 @@ mod tests {
             name: None,
             city: None,
             starts_at: "2027-01-01T20:00:00Z".into(),
+            opens_at: None,
+            pre_queue_draw: false,
+            presale_until: None,
             dry_run: true,
         }
     }

@@ -333,6 +333,28 @@ fn every_command_answers_as_the_cluster_is_through_any_live_endpoint() {
     let run = create("1", "Another night").exits(4);
     assert!(run.stderr.contains("exists"), "{run:?}");
     create("2", "Second night").ok();
+    // Fair access: the draw and the presale at creation, presale codes
+    // (CSV, by id and by name) and the proof of work.
+    let mut args = vec![
+        "event", "create", "-f", &venue, "--id", "9", "--pre-queue-draw", "--opens-at", "+1h",
+        "--presale-until", "+30m", "--dry-run", "-o", "json",
+    ];
+    args.extend(starts);
+    let planned = cluster.ctl(&args).ok().json();
+    let config = &planned["would_create"]["config"];
+    assert_eq!(config["pre_queue_draw"], true, "{planned}");
+    assert!(config["opens_at"].as_u64() > config["presale_until"].as_u64(), "{planned}");
+    let codes = cluster
+        .ctl(&["event", "codes", "2", "--fan", "11", "--name", "nora"])
+        .ok();
+    let lines: Vec<&str> = codes.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"fan,name,code"), "{codes:?}");
+    assert!(lines[1].starts_with("11,,p"), "{codes:?}");
+    assert!(lines[2].contains(",nora,p"), "{codes:?}");
+    cluster.ctl(&["event", "codes", "2"]).exits(2);
+    let run = cluster.ctl(&["event", "stamp", "2", "16"]).ok();
+    assert!(run.stdout.contains("16 bits"), "{run:?}");
+    cluster.ctl(&["event", "stamp", "2", "0"]).ok();
     let config = cluster.file("config.json", r#"{"tickets_per_fan_max": 2}"#);
     let mut args = vec![
         "event", "create", "-f", &venue, "--id", "3", "--config", &config, "-o", "json",
