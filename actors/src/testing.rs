@@ -251,7 +251,11 @@ impl Harness {
 
     fn on_joined(&mut self, fan: FanId, joined: &Joined) {
         if let FanStatus::PreQueued { .. } = joined.status {
-            assert_eq!(joined.position, Position(0), "a pre-queued fan has no position");
+            assert_eq!(
+                joined.position,
+                Position(0),
+                "a pre-queued fan has no position"
+            );
             assert!(
                 !self.drawn.contains_key(&fan),
                 "{fan} was drawn and is pre-queued again"
@@ -529,7 +533,10 @@ impl Harness {
     /// position once, all above any position handed out before.
     fn on_drawn(&mut self, fans: &[(FanId, Position)]) {
         for (fan, position) in fans {
-            assert!(self.pre_queued.contains(fan), "{fan} drawn but never pre-queued");
+            assert!(
+                self.pre_queued.contains(fan),
+                "{fan} drawn but never pre-queued"
+            );
             assert!(
                 *position > self.positions_issued_max,
                 "{fan} drawn at {position}, at or below {} handed out before",

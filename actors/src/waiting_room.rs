@@ -236,7 +236,10 @@ impl WaitingRoom {
 
     /// Set a fan's state (inserting it if unknown, e.g. on restore).
     pub fn set(&mut self, fan: FanId, position: Position, state: FanState) {
-        assert!(state != FanState::PreQueued, "fans join the pre-queue by `pre_queue`");
+        assert!(
+            state != FanState::PreQueued,
+            "fans join the pre-queue by `pre_queue`"
+        );
         let old = self.fans.insert(fan, FanEntry { position, state });
         if old.is_some_and(|e| e.state == FanState::Waiting) {
             self.waiting -= 1;

@@ -93,7 +93,9 @@ fn apply(h: &mut Harness, op: &Op) {
 fn check_drawn_kept(h: &Harness) {
     for (fan, position) in &h.drawn {
         match h.core.status(*fan) {
-            Some(FanStatus::Waiting { position: p, .. } | FanStatus::Admitted { position: p, .. }) => {
+            Some(
+                FanStatus::Waiting { position: p, .. } | FanStatus::Admitted { position: p, .. },
+            ) => {
                 assert_eq!(p, *position, "{fan} was told {position}, now {p}");
             }
             Some(
@@ -115,7 +117,11 @@ fn check(before: &[Op], by_clock: bool, after: &[Op]) {
     for op in before {
         apply(&mut h, op);
     }
-    assert_eq!(h.core.sale(), SaleState::Scheduled, "ops before do not open");
+    assert_eq!(
+        h.core.sale(),
+        SaleState::Scheduled,
+        "ops before do not open"
+    );
     for fan in &h.pre_queued {
         assert!(
             matches!(h.core.status(*fan), Some(FanStatus::PreQueued { opens_at: o }) if o == opens_at),
@@ -133,7 +139,10 @@ fn check(before: &[Op], by_clock: bool, after: &[Op]) {
     // Every pre-queued fan got exactly one position (the harness refused
     // any drawn twice or any position drawn twice).
     assert_eq!(
-        h.drawn.keys().copied().collect::<std::collections::HashSet<_>>(),
+        h.drawn
+            .keys()
+            .copied()
+            .collect::<std::collections::HashSet<_>>(),
         h.pre_queued,
         "the draw gave positions to exactly the pre-queued fans"
     );
@@ -209,7 +218,10 @@ fn later_arrivals_queue_behind_the_draw_in_arrival_order() {
     let mut h = Harness::new(grid_venue(2, 2, 4), config(None));
     for fan in 0..10 {
         let joined = h.join(FanId(fan)).expect("pre-queued");
-        assert!(matches!(joined.status, FanStatus::PreQueued { opens_at: None }));
+        assert!(matches!(
+            joined.status,
+            FanStatus::PreQueued { opens_at: None }
+        ));
     }
     h.sale(SaleCommand::Open).expect("opens");
     let last_drawn = h.drawn.values().max().copied().unwrap();

@@ -49,7 +49,8 @@ fn during_the_presale_only_a_code_joins_and_each_code_makes_one_place() {
     h.advance(10_000);
     assert!(!h.core.in_presale());
     h.join(FanId(3)).expect("general sale");
-    h.join_with_code(FanId(4)).expect("a code is a plain join now");
+    h.join_with_code(FanId(4))
+        .expect("a code is a plain join now");
 }
 
 #[test]

@@ -21,12 +21,24 @@ fn an_operators_difficulty_is_pushed_and_survives_a_crash() {
     assert_eq!(h.core.stamp_required(), 0);
     let now = h.now;
     assert_eq!(h.core.set_stamp(18, now), 18);
-    assert_eq!(h.core.set_stamp(99, now), onsale_schema::limits::STAMP_BITS_MAX);
+    assert_eq!(
+        h.core.set_stamp(99, now),
+        onsale_schema::limits::STAMP_BITS_MAX
+    );
     h.advance(0);
-    assert_eq!(pushed_bits(&h), vec![18, onsale_schema::limits::STAMP_BITS_MAX]);
+    assert_eq!(
+        pushed_bits(&h),
+        vec![18, onsale_schema::limits::STAMP_BITS_MAX]
+    );
     h.crash_and_restore();
-    assert_eq!(h.core.stamp_required(), onsale_schema::limits::STAMP_BITS_MAX);
-    assert_eq!(h.core.numbers().stamp_bits, onsale_schema::limits::STAMP_BITS_MAX);
+    assert_eq!(
+        h.core.stamp_required(),
+        onsale_schema::limits::STAMP_BITS_MAX
+    );
+    assert_eq!(
+        h.core.numbers().stamp_bits,
+        onsale_schema::limits::STAMP_BITS_MAX
+    );
 }
 
 #[test]
@@ -46,7 +58,11 @@ fn the_automatic_rule_asks_for_work_while_joins_would_fill_the_room() {
     }
     assert_eq!(h.core.stamp_required(), 0, "no whole second measured yet");
     h.advance(1_000);
-    assert_eq!(h.core.stamp_required(), 16, "3/s × 60 s ≥ the 29 places left");
+    assert_eq!(
+        h.core.stamp_required(),
+        16,
+        "3/s × 60 s ≥ the 29 places left"
+    );
     h.advance(2_000);
     assert_eq!(h.core.stamp_required(), 0, "no joins: no pressure");
     assert_eq!(pushed_bits(&h), vec![16, 0]);

@@ -352,10 +352,17 @@ fn codes(
     if let Some(path) = names_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CtlError::usage(format!("reading {}: {e}", path.display())))?;
-        names.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
+        names.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned),
+        );
     }
     if fans.is_empty() && names.is_empty() {
-        return Err(CtlError::usage("give fans (--fan), names (--name) or --names-file"));
+        return Err(CtlError::usage(
+            "give fans (--fan), names (--name) or --names-file",
+        ));
     }
     let batch = onsale_schema::limits::PRESALE_CODES_PER_REQUEST_MAX;
     let path = format!("/api/ops/events/{event}/presale-codes");

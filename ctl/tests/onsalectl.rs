@@ -336,14 +336,29 @@ fn every_command_answers_as_the_cluster_is_through_any_live_endpoint() {
     // Fair access: the draw and the presale at creation, presale codes
     // (CSV, by id and by name) and the proof of work.
     let mut args = vec![
-        "event", "create", "-f", &venue, "--id", "9", "--pre-queue-draw", "--opens-at", "+1h",
-        "--presale-until", "+30m", "--dry-run", "-o", "json",
+        "event",
+        "create",
+        "-f",
+        &venue,
+        "--id",
+        "9",
+        "--pre-queue-draw",
+        "--opens-at",
+        "+1h",
+        "--presale-until",
+        "+30m",
+        "--dry-run",
+        "-o",
+        "json",
     ];
     args.extend(starts);
     let planned = cluster.ctl(&args).ok().json();
     let config = &planned["would_create"]["config"];
     assert_eq!(config["pre_queue_draw"], true, "{planned}");
-    assert!(config["opens_at"].as_u64() > config["presale_until"].as_u64(), "{planned}");
+    assert!(
+        config["opens_at"].as_u64() > config["presale_until"].as_u64(),
+        "{planned}"
+    );
     let codes = cluster
         .ctl(&["event", "codes", "2", "--fan", "11", "--name", "nora"])
         .ok();

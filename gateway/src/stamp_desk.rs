@@ -49,10 +49,19 @@ impl StampDesk {
     }
 
     /// A challenge for `fan` to join `event` with `bits` of work.
-    pub fn issue(&self, key: &TokenKey, event: EventId, fan: FanId, bits: u8, now: Millis) -> String {
+    pub fn issue(
+        &self,
+        key: &TokenKey,
+        event: EventId,
+        fan: FanId,
+        bits: u8,
+        now: Millis,
+    ) -> String {
         let n = self.issued.fetch_add(1, Ordering::Relaxed);
         let mut nonce = [0u8; stamp::NONCE_BYTES];
-        nonce.copy_from_slice(&blake3::keyed_hash(&self.nonce_key, &n.to_le_bytes()).as_bytes()[..stamp::NONCE_BYTES]);
+        nonce.copy_from_slice(
+            &blake3::keyed_hash(&self.nonce_key, &n.to_le_bytes()).as_bytes()[..stamp::NONCE_BYTES],
+        );
         let challenge = Challenge {
             event,
             fan,
@@ -159,8 +168,14 @@ mod tests {
         let counter = stamp::solve(&challenge, 1 << 20).expect("8 bits solve fast");
         let headers = with_stamp(&format!("{challenge}.{counter}"));
         let check = |h: &HeaderMap, bits| desk.check(&key, h, (EVENT, FAN), bits, NOW);
-        assert_eq!(code(check(&HeaderMap::new(), 8)), Some(ErrorCode::StampRequired));
-        assert_eq!(code(check(&with_stamp("nonsense"), 8)), Some(ErrorCode::StampMalformed));
+        assert_eq!(
+            code(check(&HeaderMap::new(), 8)),
+            Some(ErrorCode::StampRequired)
+        );
+        assert_eq!(
+            code(check(&with_stamp("nonsense"), 8)),
+            Some(ErrorCode::StampMalformed)
+        );
         assert_eq!(code(check(&headers, 9)), Some(ErrorCode::StampInsufficient));
         assert_eq!(
             code(desk.check(&key, &headers, (EVENT, FanId(78)), 8, NOW)),

@@ -15,8 +15,9 @@ use onsale_schema::message::{
     ProviderAnswer, Push, Reply, SaleCommand, SectionSeats, SectionSummary,
 };
 use onsale_schema::snapshot::{
-    CheckoutRecord, DrawRecord, EventSnapshot, HoldRecord, JournalEntry, JournalRecord, OrderRecord,
-    RecordError, ReleaseReason, SCHEMA_VERSION, SCHEMA_VERSION_READ_MIN, ShopperRecord,
+    CheckoutRecord, DrawRecord, EventSnapshot, HoldRecord, JournalEntry, JournalRecord,
+    OrderRecord, RecordError, ReleaseReason, SCHEMA_VERSION, SCHEMA_VERSION_READ_MIN,
+    ShopperRecord,
 };
 use onsale_schema::{
     ErrorCode, EventId, FanId, HoldId, Millis, OrderId, PaymentId, Position, PriceLevelIdx,

@@ -667,7 +667,11 @@ async fn the_page_solves_a_challenge_and_waits_in_the_pre_queue() -> anyhow::Res
     )
     .await;
     let stamp = site
-        .ops("POST", &format!("/api/ops/events/{event}/stamp"), &json!({"bits": 12}))
+        .ops(
+            "POST",
+            &format!("/api/ops/events/{event}/stamp"),
+            &json!({"bits": 12}),
+        )
         .await;
     assert_eq!(stamp["bits"], 12, "{stamp}");
     // Others in the pre-queue too (over HTTP, with the worker's work done
@@ -679,7 +683,11 @@ async fn the_page_solves_a_challenge_and_waits_in_the_pre_queue() -> anyhow::Res
         let counter = onsale_schema::stamp::solve(&challenge, 1 << 24).expect("solves");
         let header = format!("{challenge}.{counter}");
         let reply = fan
-            .send_with(event, json!({"cmd": "join"}), &[("X-Onsale-Stamp", &header)])
+            .send_with(
+                event,
+                json!({"cmd": "join"}),
+                &[("X-Onsale-Stamp", &header)],
+            )
             .await;
         assert_eq!(reply.status, 200, "{reply:?}");
     }

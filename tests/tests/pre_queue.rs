@@ -83,7 +83,9 @@ async fn pre_queued_fans_get_random_places_at_the_opening_and_keep_them() {
 
     // The sale opens by itself; the watcher hears its drawn position.
     let heard = socket
-        .until(Duration::from_secs(20), |p| p["push"] == "position" || p["push"] == "admitted")
+        .until(Duration::from_secs(20), |p| {
+            p["push"] == "position" || p["push"] == "admitted"
+        })
         .await
         .expect("the watcher hears its drawn place");
     let heard_position = heard["position"].as_u64().expect("a position");
@@ -103,7 +105,10 @@ async fn pre_queued_fans_get_random_places_at_the_opening_and_keep_them() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(drawn[&watcher.fan], heard_position, "the push told the drawn place");
+    assert_eq!(
+        drawn[&watcher.fan], heard_position,
+        "the push told the drawn place"
+    );
     let positions: BTreeSet<u64> = drawn.values().copied().collect();
     assert_eq!(positions.len(), FANS, "no position twice: {drawn:?}");
     let first = *positions.first().unwrap();
@@ -136,7 +141,10 @@ async fn pre_queued_fans_get_random_places_at_the_opening_and_keep_them() {
         } else {
             // Its turn came and went meanwhile (no show): never requeued.
             assert!(
-                matches!(s["status"].as_str(), Some("expired" | "holding" | "purchased")),
+                matches!(
+                    s["status"].as_str(),
+                    Some("expired" | "holding" | "purchased")
+                ),
                 "{s}"
             );
         }
@@ -189,9 +197,21 @@ async fn presale_codes_let_registered_fans_in_once() {
     assert_eq!(codes["codes"][1]["name"], "vera", "{codes}");
     let walt_code = codes["codes"][0]["code"].as_str().unwrap().to_owned();
     let vera_code = codes["codes"][1]["code"].as_str().unwrap().to_owned();
-    let empty = ops(&addr, "POST", &format!("/api/ops/events/{PRESALE}/presale-codes"), &json!({})).await;
+    let empty = ops(
+        &addr,
+        "POST",
+        &format!("/api/ops/events/{PRESALE}/presale-codes"),
+        &json!({}),
+    )
+    .await;
     assert_eq!(empty.status, 400, "{empty:?}");
-    let unknown = ops(&addr, "POST", "/api/ops/events/9999/presale-codes", &json!({"fans": [1]})).await;
+    let unknown = ops(
+        &addr,
+        "POST",
+        "/api/ops/events/9999/presale-codes",
+        &json!({"fans": [1]}),
+    )
+    .await;
     assert_eq!(unknown.status, 404, "{unknown:?}");
 
     // No code, another fan's code, a forged code: refused.
@@ -204,7 +224,9 @@ async fn presale_codes_let_registered_fans_in_once() {
     assert_eq!(theirs.json()["code"], "invalid_presale_code");
     let mut forged = vera_code.clone();
     forged.replace_range(1..3, if &vera_code[1..3] == "00" { "11" } else { "00" });
-    let forged = vera.send(PRESALE, json!({"cmd": "join_with_code", "code": forged})).await;
+    let forged = vera
+        .send(PRESALE, json!({"cmd": "join_with_code", "code": forged}))
+        .await;
     assert_eq!(forged.json()["code"], "invalid_presale_code", "{forged:?}");
 
     // Her own code: a place in line (the sale is not open: she waits).
@@ -223,7 +245,9 @@ async fn presale_codes_let_registered_fans_in_once() {
         .call(PRESALE, json!({"cmd": "join_with_code", "code": vera_code}))
         .await;
     assert_eq!(again["refused"], "code_used", "{again}");
-    let resumed = vera.call(PRESALE, json!({"cmd": "resume", "token": token})).await;
+    let resumed = vera
+        .call(PRESALE, json!({"cmd": "resume", "token": token}))
+        .await;
     assert_eq!(resumed["joined"]["position"], position, "{resumed}");
 
     // After the presale, a fan without a code joins.
@@ -232,7 +256,10 @@ async fn presale_codes_let_registered_fans_in_once() {
     loop {
         let reply = xena.call(PRESALE, json!({"cmd": "join"})).await;
         if reply["reply"] == "joined" {
-            assert!(now_ms() >= presale_until, "joined during the presale: {reply}");
+            assert!(
+                now_ms() >= presale_until,
+                "joined during the presale: {reply}"
+            );
             break;
         }
         assert_eq!(reply["refused"], "code_required", "{reply}");
@@ -283,8 +310,12 @@ async fn joins_under_pressure_need_a_solved_stamp() {
     let join = |fan: &Fan, stamp: String| {
         let fan = fan.clone();
         async move {
-            fan.send_with(EVENT_POW, json!({"cmd": "join"}), &[("X-Onsale-Stamp", &stamp)])
-                .await
+            fan.send_with(
+                EVENT_POW,
+                json!({"cmd": "join"}),
+                &[("X-Onsale-Stamp", &stamp)],
+            )
+            .await
         }
     };
     // Zoe cannot use Yan's stamp; a tampered counter does too little work
@@ -294,7 +325,14 @@ async fn joins_under_pressure_need_a_solved_stamp() {
     let garbage = join(&yan, "not-a-stamp".into()).await;
     assert_eq!(garbage.json()["code"], "stamp_malformed", "{garbage:?}");
     let mut forged = challenge.clone();
-    forged.replace_range(60..62, if &challenge[60..62] == "00" { "11" } else { "00" });
+    forged.replace_range(
+        60..62,
+        if &challenge[60..62] == "00" {
+            "11"
+        } else {
+            "00"
+        },
+    );
     let forged = join(&yan, format!("{forged}.{counter}")).await;
     assert_eq!(forged.json()["code"], "stamp_forged", "{forged:?}");
 

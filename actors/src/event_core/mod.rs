@@ -516,12 +516,16 @@ impl EventCore {
     /// Whether the event's presale lasts (only fans with codes join).
     #[must_use]
     pub fn in_presale(&self) -> bool {
-        self.config.presale_until.is_some_and(|until| self.clock < until)
+        self.config
+            .presale_until
+            .is_some_and(|until| self.clock < until)
     }
 
     /// Whether the fan is known and not gone from the line.
     fn in_line(&self, fan: FanId) -> bool {
-        self.room.fan(fan).is_some_and(|e| e.state != FanState::Left)
+        self.room
+            .fan(fan)
+            .is_some_and(|e| e.state != FanState::Left)
     }
 
     fn join_inner(&mut self, fan: FanId) -> Result<Joined, JoinRefused> {
@@ -590,7 +594,11 @@ impl EventCore {
         let room = (u64::from(self.config.full_factor) * unsold).saturating_sub(self.waiting());
         let rate = self.join_rate();
         let filling = rate.saturating_mul(u64::from(self.config.stamp_auto_fill_s)) >= room;
-        if rate > 0 && filling { auto } else { self.stamp_bits }
+        if rate > 0 && filling {
+            auto
+        } else {
+            self.stamp_bits
+        }
     }
 
     /// An operator sets the proof of work joins need (at most

@@ -139,10 +139,11 @@ impl EventCore {
         if !snapshot.pre_queue.is_empty() && !snapshot.config.pre_queue_draw {
             return corrupt("a pre-queue for an event without a draw");
         }
-        if snapshot.draw.is_none() && snapshot.sale != SaleState::Scheduled {
-            if !snapshot.pre_queue.is_empty() && snapshot.sale != SaleState::Closed {
-                return corrupt("an open sale with an undrawn pre-queue");
-            }
+        if snapshot.draw.is_none()
+            && !snapshot.pre_queue.is_empty()
+            && !matches!(snapshot.sale, SaleState::Scheduled | SaleState::Closed)
+        {
+            return corrupt("an open sale with an undrawn pre-queue");
         }
         for fan in &snapshot.pre_queue {
             if snapshot.draw.is_none() && self.room.fan(*fan).is_some() {
@@ -160,7 +161,12 @@ impl EventCore {
             self.admitted_through = through;
             let drawn = drawn?;
             for (fan, position) in drawn {
-                if position <= through && self.room.fan(fan).is_some_and(|e| e.state == FanState::Waiting) {
+                if position <= through
+                    && self
+                        .room
+                        .fan(fan)
+                        .is_some_and(|e| e.state == FanState::Waiting)
+                {
                     self.room.set(fan, position, FanState::Expired);
                 }
             }

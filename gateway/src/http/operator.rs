@@ -11,9 +11,9 @@ use onsale_schema::ErrorCode;
 use onsale_schema::api::{
     CreateEvent, PresaleCode, PresaleCodes, PresaleCodesRequest, SaleRequest, StampRequest,
 };
-use onsale_schema::{limits, token};
 use onsale_schema::message::{Command, Reply};
 use onsale_schema::spec::EventSpec;
+use onsale_schema::{limits, token};
 
 use super::{Gateway, parse_body, parse_event, reply_result};
 use crate::reply::{ApiError, json_response};
@@ -95,7 +95,11 @@ pub(super) async fn presale_codes(
     let mut codes = Vec::with_capacity(asked);
     for fan in request.fans {
         let code = token::sign_presale(&gw.key, event, fan);
-        codes.push(PresaleCode { fan, name: None, code });
+        codes.push(PresaleCode {
+            fan,
+            name: None,
+            code,
+        });
     }
     for name in request.names {
         let fan = crate::auth::fan_of_name(&gw.key, &name)?;
@@ -106,7 +110,10 @@ pub(super) async fn presale_codes(
             code,
         });
     }
-    Ok(json_response(StatusCode::OK, &PresaleCodes { event, codes }))
+    Ok(json_response(
+        StatusCode::OK,
+        &PresaleCodes { event, codes },
+    ))
 }
 
 /// `POST /api/ops/events/{event}/stamp` `{"bits": N}`: the proof of work
@@ -124,10 +131,14 @@ pub(super) async fn stamp(
             format!("bits must be 0..={}", limits::STAMP_BITS_MAX),
         ));
     }
-    let reply = gw.node.call(event, Command::SetStamp { bits: request.bits }).await;
+    let reply = gw
+        .node
+        .call(event, Command::SetStamp { bits: request.bits })
+        .await;
     if let Reply::Stamp { bits, .. } = reply {
         // This gateway knows at once; the others from the event's push.
-        gw.edge.apply(event, &onsale_schema::message::Push::Stamp { bits });
+        gw.edge
+            .apply(event, &onsale_schema::message::Push::Stamp { bits });
     }
     reply_result(reply)
 }
