@@ -79,6 +79,56 @@ fn a_mass_admission_reaches_every_waiting_fan_in_order() {
     assert_eq!(admissions.delivery.count, 300);
 }
 
+#[test]
+fn fans_who_join_a_drawn_event_before_it_opens_all_hear_their_drawn_places() {
+    // 200 fans join an event with the pre-queue draw while its sale is
+    // scheduled, each solving a proof-of-work stamp (8 bits: a few
+    // hundred hashes) when the gateway asks; all are told they are
+    // pre-queued. Once all watch, the driver opens the sale: every fan
+    // hears its drawn place on its websocket, then its admission.
+    let store = scratch_dir("load-pre-queue").join("onsale.db");
+    let node = NodeProcess::start_http(&store, &[]).expect("the gateway starts");
+    let target = format!("http://{}", node.addr);
+    let venue = scratch_dir("load-pre-queue-venue").join("venue.json");
+    std::fs::write(&venue, venue_json(2, 10, 20)).expect("write the venue");
+    let report = load(
+        &format!(
+            "--target {target} --event 12 --fans 200 --workers 2 --in-process --mode wait \
+             --duration-s 60 --create-venue {} --create-config {{\"shoppers_max\":200}} \
+             --pre-queue-draw --open-after-joined --stamp-bits 8",
+            venue.display()
+        ),
+        &["--ops-token", OPERATOR_TOKEN],
+    );
+    // No position twice, admissions in drawn order, no pre-queued fan
+    // left without a place.
+    assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.run.sale_opened_when.as_deref(), Some("all_waiting"));
+    let p = report.pre_queue.as_ref().expect("fans were pre-queued");
+    assert_eq!(p.pre_queued, 200, "{p:?}");
+    assert_eq!(p.placed, 200, "{p:?}");
+    assert_eq!(
+        p.via_push, 200,
+        "each heard its place in a position push: {p:?}"
+    );
+    assert_eq!(p.unheard_at_opening, 0, "{p:?}");
+    assert_eq!((p.first_place, p.last_place), (Some(1), Some(200)), "{p:?}");
+    assert!(p.contiguous, "{p:?}");
+    // All admitted at the opening, by push, in drawn order.
+    assert_eq!(outcome(&report, "admitted"), 200, "{:?}", report.outcomes);
+    assert_eq!(report.admissions.via_push, 200, "{:?}", report.admissions);
+    assert_eq!(p.admitted_at_opening.count, 200, "{p:?}");
+    // One stamp per fan: asked for once, solved once.
+    let stamps = report.stamps.as_ref().expect("stamps were asked for");
+    assert_eq!((stamps.solved, stamps.fans), (200, 200), "{stamps:?}");
+    assert_eq!(
+        stamps.refused.iter().collect::<Vec<_>>(),
+        [(&"stamp_required".to_owned(), &200)],
+        "{stamps:?}"
+    );
+}
+
 /// `sim/scenarios/club.toml` with its venue made absolute and a refresh
 /// storm added (club has none): many waiting fans drop their websocket at
 /// once and come back with their queue tokens.

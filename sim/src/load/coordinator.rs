@@ -1,5 +1,7 @@
-//! `onsale-sim load`: plan the run, spawn the workers, open the sale when
-//! asked, gather the fans' records, check them, report.
+//! `onsale-sim load`: plan the run, create the event and set its defences
+//! (the pre-queue draw, a scheduled opening, proof of work) when asked,
+//! spawn the workers, open the sale when asked, gather the fans' records,
+//! check them, report.
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hyper::Method;
 use onsale_schema::api::EventDetail;
+use onsale_schema::limits;
 use onsale_schema::message::{Audit, Reply};
 
 use super::behaviour::{
@@ -77,6 +80,23 @@ pub struct LoadOptions {
     /// '{"shoppers_max":20000}'.
     #[arg(long, requires = "create_venue", default_value = "{}")]
     pub create_config: String,
+    /// Create the event with the pre-queue draw (`pre_queue_draw`): fans
+    /// who join before the opening are pre-queued, and get random places
+    /// at it, ahead of later arrivals. Needs --create-venue or
+    /// --create-from-scenario; open with --open-after-joined or
+    /// --opens-in-s.
+    #[arg(long)]
+    pub pre_queue_draw: bool,
+    /// The created event opens by itself this long after the run starts
+    /// (its `opens_at`): the event's own scheduled opening instead of the
+    /// driver's request.
+    #[arg(long, conflicts_with_all = ["open_at_start", "open_after_joined"])]
+    pub opens_in_s: Option<u64>,
+    /// Joins need proof of work of this many bits (0 to 24): set on the
+    /// event through the operator API before the fans arrive. Fans
+    /// answer `stamp_required` with a solved challenge.
+    #[arg(long, requires = "ops_token")]
+    pub stamp_bits: Option<u8>,
     /// The run ends after this long; every fan stops then.
     #[arg(long, default_value_t = 60)]
     pub duration_s: u64,
@@ -199,6 +219,23 @@ pub fn plan(o: &LoadOptions, deadline_unix_ms: u64) -> anyhow::Result<Plan> {
     if o.scenario.is_some() {
         check_time_scale(o.time_scale)?;
     }
+    let creates = o.create_venue.is_some() || o.create_from_scenario;
+    if o.pre_queue_draw && !creates {
+        bail!("--pre-queue-draw: the driver sets it on the event it creates: add --create-venue");
+    }
+    if let Some(opens_in_s) = o.opens_in_s {
+        if !creates {
+            bail!("--opens-in-s: the driver sets it on the event it creates: add --create-venue");
+        }
+        if opens_in_s >= o.duration_s {
+            bail!("--opens-in-s: must be below --duration-s");
+        }
+    }
+    if let Some(bits) = o.stamp_bits
+        && bits > limits::STAMP_BITS_MAX
+    {
+        bail!("--stamp-bits {bits}: at most {}", limits::STAMP_BITS_MAX);
+    }
     let sockets = o.fans * o.mode.sockets_per_fan();
     let per_worker = o.fans.div_ceil(u64::from(o.workers));
     if per_worker * o.mode.sockets_per_fan() > SOCKETS_PER_WORKER_MAX {
@@ -295,12 +332,20 @@ pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
         decision_tolerance_ms: o.decision_tolerance_ms,
         scenario: scenario.as_ref().map(|s| s.file.name.clone()),
         time_scale: scenario.as_ref().map(|_| o.time_scale),
+        pre_queue_draw: o.pre_queue_draw,
+        stamp_bits: o.stamp_bits,
+        solver_threads: super::stamp::Solver::for_this_process().threads(),
         ..RunInfo::default()
     };
+    if let Some(opens_in_s) = o.opens_in_s {
+        info.sale_opened_unix_ms = Some(started_unix_ms + opens_in_s * 1000);
+        info.sale_opened_when = Some("scheduled".into());
+    }
     if let Some(venue) = &o.create_venue {
         let venue_json = read_json(venue)?;
         let config: serde_json::Value =
             serde_json::from_str(&o.create_config).context("--create-config: not JSON")?;
+        let config = with_opening(o, config, info.sale_opened_unix_ms)?;
         create_event(&runtime, &plan.target, o, venue_json, config)?;
     }
     if let Some(scenario) = scenario.as_ref().filter(|_| o.create_from_scenario) {
@@ -315,8 +360,11 @@ pub fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
             config.checkout_window_ms,
             config.provider_timeout_ms
         );
-        let config = serde_json::to_value(&config)?;
+        let config = with_opening(o, serde_json::to_value(&config)?, info.sale_opened_unix_ms)?;
         create_event(&runtime, &plan.target, o, venue_json, config)?;
+    }
+    if let Some(bits) = o.stamp_bits {
+        set_stamp_bits(&runtime, &plan.target, o, bits)?;
     }
     if let Some(scenario) = &scenario {
         let sections = event_sections(&runtime, &plan.target, o.event, scenario)?;
@@ -582,6 +630,48 @@ fn open_sale(
         bail!("opening the sale: {} {body}", answer.status);
     }
     eprintln!("load: sale opened ({when}): {body}");
+    Ok(())
+}
+
+/// The created event's config with the driver's opening: the pre-queue
+/// draw (`--pre-queue-draw`) and the scheduled opening (`--opens-in-s`).
+fn with_opening(
+    o: &LoadOptions,
+    mut config: serde_json::Value,
+    opens_at_unix_ms: Option<u64>,
+) -> anyhow::Result<serde_json::Value> {
+    let Some(fields) = config.as_object_mut() else {
+        bail!("the created event's config is not a JSON object: {config}");
+    };
+    if o.pre_queue_draw {
+        fields.insert("pre_queue_draw".into(), true.into());
+    }
+    if let Some(at) = opens_at_unix_ms.filter(|_| o.opens_in_s.is_some()) {
+        fields.insert("opens_at".into(), at.into());
+    }
+    Ok(config)
+}
+
+/// `POST /api/ops/events/{event}/stamp {"bits": N}`: joins need proof of
+/// work from now on.
+fn set_stamp_bits(
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    o: &LoadOptions,
+    bits: u8,
+) -> anyhow::Result<()> {
+    let token = o
+        .ops_token
+        .as_deref()
+        .context("--stamp-bits needs --ops-token")?;
+    let path = format!("/api/ops/events/{}/stamp", o.event);
+    let body = serde_json::to_vec(&serde_json::json!({ "bits": bits }))?;
+    let answer = gateway_call(runtime, target, Some(token), Method::POST, &path, body)?;
+    let text = String::from_utf8_lossy(&answer.body);
+    if answer.status != 200 {
+        bail!("{path}: {} {text:.300}", answer.status);
+    }
+    eprintln!("load: joins need proof of work: {text:.200}");
     Ok(())
 }
 

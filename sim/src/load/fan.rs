@@ -9,7 +9,16 @@
 //! show-up, shopping and checkout times, whether it pays again after a
 //! decline, bots) or, without one, the plain journey (best 1 or 2 seats
 //! anywhere, no delays, never leaves).
+//!
+//! Two of the gateway's defences are met as the fan page meets them. An
+//! event with the pre-queue draw answers a join before its opening
+//! `pre_queued`, without a position: the fan waits on its websocket,
+//! learns its drawn place from the `position` push at the opening (or
+//! from `watching`, if it watched after the draw) and goes on as any
+//! waiting fan. A join refused `stamp_required` (proof of work) is made
+//! again with a solved challenge ([`super::stamp`]).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +28,7 @@ use anyhow::{Context, bail};
 use hyper::Method;
 use hyper::body::Bytes;
 use onsale_schema::message::{
-    Area, Command, FanStatus, HoldRejected, HoldRequest, JoinRefused, PaymentRefused, Reply,
+    Area, Command, FanStatus, HoldRejected, HoldRequest, JoinRefused, Joined, PaymentRefused, Reply,
 };
 use onsale_schema::{FanId, HoldId};
 use serde::{Deserialize, Serialize};
@@ -30,6 +39,10 @@ pub use super::behaviour::PAY_ATTEMPTS_MAX;
 use super::behaviour::{Behaviour, FanPlan};
 use super::net::{FanSocket, HttpConn, Pushes, Target, WsRead};
 use super::reconnect::Backoff;
+use super::stamp::{
+    ChallengeIssued, SOLVES_KEPT_MAX, STAMP_HEADER, STAMPS_PER_JOIN_MAX, Solver,
+    asks_for_a_new_stamp,
+};
 use super::{Mode, unix_now_us};
 use crate::behaviour::settle_for_less;
 use crate::rng::Rng;
@@ -52,6 +65,10 @@ pub const STATUS_POLLS_MAX: u32 = 720;
 /// Backoff between retries: doubling from the first, capped.
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A pre-queued fan that heard the sale open but not its drawn place
+/// this long after watches again (and is counted: the gateway should have
+/// told it, ahead of the opening's `sale` push).
+pub const DRAW_SILENCE_MAX: Duration = Duration::from_secs(5);
 
 /// How a fan's run ended.
 #[derive(
@@ -118,6 +135,31 @@ pub struct Admission {
     /// True for an `admitted` push, false when `watching` already said so
     /// (admitted before the websocket was open).
     pub via_push: bool,
+}
+
+/// How a pre-queued fan learnt its drawn place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrawnVia {
+    /// The `position` push the gateway sends each pre-queued watcher at
+    /// the draw.
+    Push,
+    /// `watching` (it watched after the draw, or again after hearing
+    /// nothing).
+    Watching,
+    /// The `admitted` push, with no `position` before it.
+    Admitted,
+    /// A join or resume answer (a reload's rejoin after the draw).
+    Reply,
+}
+
+/// A pre-queued fan's drawn place: how and when it learnt it (the place
+/// itself is the record's `position`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drawn {
+    pub via: DrawnVia,
+    /// Wall clock (Unix µs) when the fan read it.
+    pub heard_unix_us: u64,
 }
 
 /// Everything one fan saw. One JSON line per fan.
@@ -196,6 +238,31 @@ pub struct FanRecord {
     /// Ran out of reconnects (websocket or HTTP): attempts or time (see
     /// [`Backoff::RECONNECT`]); the fan ended with an error.
     pub reconnect_gave_up: bool,
+    /// Told `pre_queued` at its join: it waited for the opening's draw.
+    #[serde(default)]
+    pub pre_queued: bool,
+    /// How and when a pre-queued fan learnt its drawn place.
+    #[serde(default)]
+    pub drawn: Option<Drawn>,
+    /// A pre-queued fan heard the sale open and not its place within
+    /// [`DRAW_SILENCE_MAX`]: it watched again.
+    #[serde(default)]
+    pub draw_unheard: bool,
+    /// Stamps solved (proof of work), one per join the gateway asked one
+    /// for, more after a stale one.
+    #[serde(default)]
+    pub stamps_solved: u32,
+    /// Per stamp (the first [`SOLVES_KEPT_MAX`]), in µs: the work alone,
+    /// and the challenge asked → solved (the request, the wait for a
+    /// solver thread, the work).
+    #[serde(default)]
+    pub stamp_work_us: Vec<u64>,
+    #[serde(default)]
+    pub stamp_us: Vec<u64>,
+    /// Joins refused by a stamp code (`stamp_required`, `stamp_stale`,
+    /// ...), by code.
+    #[serde(default)]
+    pub stamp_refusals: BTreeMap<String, u32>,
     pub notes: Vec<String>,
     pub error: Option<String>,
 }
@@ -217,6 +284,8 @@ pub struct FanContext {
     pub behaviour: Option<Arc<Behaviour>>,
     /// The start of the run here (storms break at times from it).
     pub started: Instant,
+    /// Solves the fans' proof-of-work challenges, a few at once.
+    pub solver: Solver,
 }
 
 /// A worker's gauges, read by its progress line.
@@ -321,6 +390,8 @@ pub async fn run(ctx: &FanContext, spec: &FanSpec) -> FanRecord {
         refreshes_done: 0,
         last_refresh: None,
         storms_done: 0,
+        stamps_asked: false,
+        opening_heard: None,
     };
     let result = tokio::time::timeout_at(ctx.deadline, fan.journey()).await;
     fan.rec.outcome = match result {
@@ -379,6 +450,11 @@ struct Fan<'a> {
     last_refresh: Option<Instant>,
     /// Storms of the plan passed (taken part in or not).
     storms_done: usize,
+    /// The gateway asked this fan for a stamp: its next joins fetch a
+    /// challenge first.
+    stamps_asked: bool,
+    /// A pre-queued fan without its place heard the sale open then.
+    opening_heard: Option<Instant>,
 }
 
 /// Something a waiting fan does by itself.
@@ -390,6 +466,8 @@ enum Timer {
     Refresh(bool),
     /// A reload in the plan's `n`-th storm.
     Storm(usize),
+    /// A pre-queued fan heard the opening but not its place: watch again.
+    DrawUnheard,
 }
 
 /// What woke a waiting fan.
@@ -446,9 +524,14 @@ impl Fan<'_> {
         loop {
             let started = Instant::now();
             match self.join(fan).await? {
-                Ok((position, token)) => {
+                Ok((joined, token)) => {
                     self.rec.join_us = Some(elapsed_us(started));
-                    self.rec.position = Some(position);
+                    if matches!(joined.status, FanStatus::PreQueued { .. }) {
+                        // No position until the draw.
+                        self.rec.pre_queued = true;
+                    } else {
+                        self.rec.position = Some(joined.position.0);
+                    }
                     self.token = token;
                     self.joined_at = Some(Instant::now());
                     if self.ctx.mode == Mode::Wait {
@@ -495,27 +578,104 @@ impl Fan<'_> {
         Ok(Ok(FanId(session.fan)))
     }
 
-    /// One `join`, retried while the event is busy: the position and the
-    /// queue token.
-    async fn join(&mut self, fan: FanId) -> anyhow::Result<Result<(u64, String), Outcome>> {
-        for _ in 0..REQUEST_ATTEMPTS_MAX {
-            let reply = match self.command(&Command::Join { fan }).await? {
-                Ok(reply) => reply,
-                Err(outcome) => return Ok(Err(outcome)),
+    /// One `join`, retried while the event is busy, with a solved stamp
+    /// once the gateway asks for proof of work: where the fan stands
+    /// (a position, or pre-queued) and the queue token.
+    async fn join(&mut self, fan: FanId) -> anyhow::Result<Result<(Joined, String), Outcome>> {
+        let path = format!("/api/events/{}/commands", self.ctx.event);
+        let body = serde_json::to_string(&Command::Join { fan }).context("encode join")?;
+        let (mut busy, mut stamps) = (0, 0);
+        let mut stamp: Option<String> = None;
+        // Each turn counts a busy answer or fetches a stamp: at most
+        // REQUEST_ATTEMPTS_MAX + STAMPS_PER_JOIN_MAX turns.
+        loop {
+            if self.stamps_asked && stamp.is_none() {
+                if stamps >= STAMPS_PER_JOIN_MAX {
+                    bail!("join: refused {STAMPS_PER_JOIN_MAX} stamps in a row");
+                }
+                stamps += 1;
+                stamp = match self.stamp().await? {
+                    Ok(stamp) => Some(stamp),
+                    Err(outcome) => return Ok(Err(outcome)),
+                };
+            }
+            // A stamp is spent once the gateway checked it: each try
+            // takes its own.
+            let sent = stamp.take();
+            let header = sent.as_deref().map(|s| (STAMP_HEADER, s));
+            let answer = self
+                .call_with(Method::POST, &path, body.clone(), true, header)
+                .await?;
+            let reply: Reply = match answer {
+                Answer::Ok(body) => serde_json::from_slice(&body)
+                    .with_context(|| format!("not a reply: {}", body_excerpt(&body)))?,
+                Answer::GaveUp => return Ok(Err(Outcome::RateLimited)),
+                Answer::Lost => bail!("join: the connection broke"),
+                Answer::Refused { code, .. } if code.starts_with("stamp_") => {
+                    *self.rec.stamp_refusals.entry(code.clone()).or_insert(0) += 1;
+                    if asks_for_a_new_stamp(&code) {
+                        self.stamps_asked = true;
+                        continue;
+                    }
+                    if code != "stamp_busy" {
+                        bail!("join: refused with {code}");
+                    }
+                    // The gateway's spent set is full of live stamps:
+                    // this one was not spent; try it again later.
+                    stamp = sent;
+                    busy += 1;
+                    if busy >= REQUEST_ATTEMPTS_MAX {
+                        return Ok(Err(Outcome::RateLimited));
+                    }
+                    self.backoff(None).await;
+                    continue;
+                }
+                Answer::Refused { code, .. } => match refusal(&code) {
+                    Some(outcome) => return Ok(Err(outcome)),
+                    None => bail!("{path}: refused with {code}"),
+                },
             };
             match reply {
-                Reply::Joined { joined, token } => return Ok(Ok((joined.position.0, token))),
+                Reply::Joined { joined, token } => return Ok(Ok((joined, token))),
                 Reply::JoinRefused {
                     refused: JoinRefused::Busy,
                 } => {
                     self.rec.busy += 1;
+                    busy += 1;
+                    if busy >= REQUEST_ATTEMPTS_MAX {
+                        return Ok(Err(Outcome::RateLimited));
+                    }
                     self.backoff(None).await;
                 }
                 Reply::JoinRefused { refused } => return Ok(Err(join_outcome(refused))),
                 other => bail!("join: unexpected reply {}", brief(&other)),
             }
         }
-        Ok(Err(Outcome::RateLimited))
+    }
+
+    /// A fresh challenge (`GET /api/events/{event}/challenge`), solved:
+    /// the stamp to join with.
+    async fn stamp(&mut self) -> anyhow::Result<Result<String, Outcome>> {
+        let started = Instant::now();
+        let path = format!("/api/events/{}/challenge", self.ctx.event);
+        let body = match self.call(Method::GET, &path, String::new(), true).await? {
+            Answer::Ok(body) => body,
+            Answer::GaveUp => return Ok(Err(Outcome::RateLimited)),
+            Answer::Lost => bail!("{path}: the connection broke"),
+            Answer::Refused { code, .. } => match refusal(&code) {
+                Some(outcome) => return Ok(Err(outcome)),
+                None => bail!("{path}: refused with {code}"),
+            },
+        };
+        let issued: ChallengeIssued = serde_json::from_slice(&body)
+            .with_context(|| format!("{path}: not a challenge: {}", body_excerpt(&body)))?;
+        let solved = self.ctx.solver.solve(issued).await?;
+        self.rec.stamps_solved += 1;
+        if self.rec.stamp_us.len() < SOLVES_KEPT_MAX {
+            self.rec.stamp_us.push(elapsed_us(started));
+            self.rec.stamp_work_us.push(solved.work.as_micros() as u64);
+        }
+        Ok(Ok(solved.stamp))
     }
 
     /// Open the websocket and `watch` the event with the queue token.
@@ -621,7 +781,13 @@ impl Fan<'_> {
         self.rec.last_break = Some((self.broke_unix_us, unix_now_us()));
         let position = match status {
             Some(FanStatus::Waiting { position, .. } | FanStatus::Admitted { position, .. }) => {
+                self.learn_drawn(position.0, DrawnVia::Watching);
                 position.0
+            }
+            Some(FanStatus::PreQueued { .. }) => {
+                // Still in the pre-queue: its place there is what it had.
+                self.rec.resumes_kept_position += 1;
+                return Ok(());
             }
             _ => {
                 let resume = Command::Resume {
@@ -629,7 +795,10 @@ impl Fan<'_> {
                     token: self.token.clone(),
                 };
                 match self.command(&resume).await? {
-                    Ok(Reply::Joined { joined, .. }) => joined.position.0,
+                    Ok(Reply::Joined { joined, .. }) => {
+                        self.learn_drawn(joined.position.0, DrawnVia::Reply);
+                        joined.position.0
+                    }
                     Ok(other) => {
                         self.note(format!("resume after a reconnect: {}", brief(&other)));
                         return Ok(());
@@ -693,6 +862,10 @@ impl Fan<'_> {
                     }
                     continue;
                 }
+                Woke::Timer(Timer::DrawUnheard) => {
+                    self.watch_again_for_the_draw().await?;
+                    continue;
+                }
             };
             match push.push.as_str() {
                 "watching" => {
@@ -715,11 +888,21 @@ impl Fan<'_> {
                         return Ok(Some(outcome));
                     }
                     match push.status {
-                        Some(FanStatus::Waiting { .. }) => {
+                        Some(FanStatus::PreQueued { .. }) => {
+                            if !self.rec.pre_queued {
+                                self.note("pre-queued at watching, not at its join".into());
+                                self.rec.pre_queued = true;
+                            }
+                            self.waiting_since.get_or_insert_with(Instant::now);
+                            self.set_waiting(true);
+                        }
+                        Some(FanStatus::Waiting { position, .. }) => {
+                            self.learn_drawn(position.0, DrawnVia::Watching);
                             self.waiting_since.get_or_insert_with(Instant::now);
                             self.set_waiting(true);
                         }
                         Some(FanStatus::Admitted { position, .. }) => {
+                            self.learn_drawn(position.0, DrawnVia::Watching);
                             self.note_position(position.0);
                             self.admitted(None, false);
                             return Ok(None);
@@ -733,21 +916,30 @@ impl Fan<'_> {
                 }
                 "admitted" => {
                     if let Some(position) = push.position {
+                        self.learn_drawn(position, DrawnVia::Admitted);
                         self.note_position(position);
                     }
                     self.admitted(push.decided_at, true);
                     return Ok(None);
                 }
-                "position"
+                "position" => {
+                    if let Some(position) = push.position {
+                        // A pre-queued fan's first is its drawn place.
+                        self.learn_drawn(position, DrawnVia::Push);
+                    }
                     if push.admitted_through.is_some_and(|a| a > 0)
-                        && self.rec.first_update_unix_us.is_none() =>
-                {
-                    self.rec.first_update_unix_us = Some(unix_now_us());
+                        && self.rec.first_update_unix_us.is_none()
+                    {
+                        self.rec.first_update_unix_us = Some(unix_now_us());
+                    }
                 }
                 "sold_out" => return Ok(Some(Outcome::SoldOut)),
                 "sale" => {
                     if let Some(outcome) = sale_outcome(push.state.as_deref()) {
                         return Ok(Some(outcome));
+                    }
+                    if push.state.as_deref() == Some("on_sale") && self.undrawn() {
+                        self.opening_heard.get_or_insert_with(Instant::now);
                     }
                 }
                 "admission_expired" => return Ok(Some(Outcome::AdmissionExpired)),
@@ -786,10 +978,32 @@ impl Fan<'_> {
             .skip(self.storms_done)
             .find(|(_, (breaks, _))| self.ctx.started + *breaks >= waiting_since)
             .map(|(n, &(_, reload))| (self.ctx.started + reload, Timer::Storm(n)));
-        [give_up, refresh, storm]
+        let draw = self
+            .opening_heard
+            .filter(|_| self.undrawn() && !self.rec.draw_unheard)
+            .map(|heard| (heard + DRAW_SILENCE_MAX, Timer::DrawUnheard));
+        [give_up, refresh, storm, draw]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
+    }
+
+    /// Pre-queued, and its drawn place not known yet.
+    fn undrawn(&self) -> bool {
+        self.rec.pre_queued && self.rec.drawn.is_none()
+    }
+
+    /// The sale opened [`DRAW_SILENCE_MAX`] ago and the fan heard nothing
+    /// of its drawn place: watch again on a new websocket (once), as a
+    /// person would reload a page that seems stuck; `watching` then names
+    /// the place.
+    async fn watch_again_for_the_draw(&mut self) -> anyhow::Result<()> {
+        self.rec.draw_unheard = true;
+        self.note("heard the sale open, not its drawn place; watching again".into());
+        if let Some(pushes) = self.pushes.take() {
+            pushes.close().await;
+        }
+        self.watch_or_reconnect().await
     }
 
     /// Drop the websocket and come back with the queue token (after a
@@ -803,8 +1017,11 @@ impl Fan<'_> {
         }
         if plain {
             match self.join(fan).await? {
-                Ok((position, token)) => {
-                    self.check_reloaded_position(position);
+                Ok((joined, token)) => {
+                    if !matches!(joined.status, FanStatus::PreQueued { .. }) {
+                        self.learn_drawn(joined.position.0, DrawnVia::Reply);
+                        self.check_reloaded_position(joined.position.0);
+                    }
                     self.token = token;
                 }
                 // The gateway's edge answers joins while the room is full;
@@ -821,7 +1038,13 @@ impl Fan<'_> {
     fn reloaded(&mut self, status: Option<&FanStatus>) {
         let position = match status {
             Some(FanStatus::Waiting { position, .. } | FanStatus::Admitted { position, .. }) => {
+                self.learn_drawn(position.0, DrawnVia::Watching);
                 position.0
+            }
+            Some(FanStatus::PreQueued { .. }) if self.rec.position.is_none() => {
+                // Still in the pre-queue, where it was.
+                self.rec.reloads_kept_position += 1;
+                return;
             }
             other => {
                 self.note(format!("reloaded as {other:?}"));
@@ -830,6 +1053,26 @@ impl Fan<'_> {
         };
         if self.check_reloaded_position(position) {
             self.rec.reloads_kept_position += 1;
+        }
+    }
+
+    /// A pre-queued fan's first sight of its drawn place: it waits there
+    /// now (its `position`). Nothing for other fans, or a second sight.
+    fn learn_drawn(&mut self, position: u64, via: DrawnVia) {
+        if !self.rec.pre_queued || self.rec.drawn.is_some() {
+            return;
+        }
+        self.rec.drawn = Some(Drawn {
+            via,
+            heard_unix_us: unix_now_us(),
+        });
+        self.opening_heard = None;
+        match self.rec.position {
+            None => self.rec.position = Some(position),
+            Some(p) if p != position => {
+                self.note(format!("drawn at position {position}, had {p}"));
+            }
+            Some(_) => {}
         }
     }
 
@@ -1132,15 +1375,10 @@ impl Fan<'_> {
                 .map(Ok)
                 .with_context(|| format!("not a reply: {}", String::from_utf8_lossy(&body)))?,
             Answer::GaveUp => Err(Outcome::RateLimited),
-            Answer::Refused { code, .. } => Err(match code.as_str() {
-                "sold_out" => Outcome::SoldOut,
-                "waiting_room_full" => Outcome::Full,
-                "sale_closed" => Outcome::Closed,
-                "admission_expired" => Outcome::AdmissionExpired,
-                "hold_not_found" => Outcome::HoldExpired,
-                "payment_late" => Outcome::PaymentRefused,
-                _ => bail!("{path}: refused with {code}"),
-            }),
+            Answer::Refused { code, .. } => match refusal(&code) {
+                Some(outcome) => Err(outcome),
+                None => bail!("{path}: refused with {code}"),
+            },
         };
         Ok(Some(reply))
     }
@@ -1159,6 +1397,18 @@ impl Fan<'_> {
         body: String,
         resend: bool,
     ) -> anyhow::Result<Answer> {
+        self.call_with(method, path, body, resend, None).await
+    }
+
+    /// [`Fan::call`] with one more header (a join's stamp).
+    async fn call_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: String,
+        resend: bool,
+        header: Option<(&str, &str)>,
+    ) -> anyhow::Result<Answer> {
         let body = body.into_bytes();
         let mut busy_answers = 0;
         let mut broke: Option<(Instant, u32)> = None;
@@ -1174,8 +1424,10 @@ impl Fan<'_> {
             }
             let http = self.http.as_mut().expect("opened above");
             let bearer = self.session.as_deref();
+            // A GET carries no body.
+            let json = (method != Method::GET).then(|| body.clone());
             let answer = match http
-                .send(method.clone(), path, bearer, Some(body.clone()))
+                .send_with(method.clone(), path, bearer, json, header)
                 .await
             {
                 Ok(answer) => answer,
@@ -1339,6 +1591,20 @@ fn resendable(command: &Command) -> bool {
         | Command::SetStamp { .. }
         | Command::Audit => false,
     }
+}
+
+/// How a fan ends on a refusal with this stable code (`None`: not one
+/// a fan expects).
+fn refusal(code: &str) -> Option<Outcome> {
+    Some(match code {
+        "sold_out" => Outcome::SoldOut,
+        "waiting_room_full" => Outcome::Full,
+        "sale_closed" => Outcome::Closed,
+        "admission_expired" => Outcome::AdmissionExpired,
+        "hold_not_found" => Outcome::HoldExpired,
+        "payment_late" => Outcome::PaymentRefused,
+        _ => return None,
+    })
 }
 
 fn join_outcome(refused: JoinRefused) -> Outcome {

@@ -19,6 +19,11 @@
 //! With `--scenario`, each fan follows the scenario's behaviour model
 //! ([`behaviour`]); without, the plain journey.
 //!
+//! An event with the pre-queue draw (`--pre-queue-draw`) pre-queues fans
+//! who join before its opening; they learn their drawn place on their
+//! websocket at the opening. Joins that need proof of work
+//! (`--stamp-bits`) are made again with a solved challenge ([`stamp`]).
+//!
 //! A fan whose connection breaks (the gateway was killed, say) reconnects
 //! with a jittered doubling wait ([`reconnect`]) and resumes its place
 //! with its queue token; the report checks it got its own position back.
@@ -34,13 +39,14 @@ pub mod fan;
 pub mod net;
 pub mod reconnect;
 pub mod report;
+pub mod stamp;
 pub mod worker;
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-pub use fan::{Admission, FanRecord, Outcome, Stage};
+pub use fan::{Admission, Drawn, DrawnVia, FanRecord, Outcome, Stage};
 
 /// Sockets one worker process may hold: under the 20,000 open files
 /// allowed, with room for the runtime's own descriptors.

@@ -164,12 +164,28 @@ impl HttpConn {
         bearer: Option<&str>,
         json: Option<Vec<u8>>,
     ) -> anyhow::Result<HttpAnswer> {
+        self.send_with(method, path, bearer, json, None).await
+    }
+
+    /// [`HttpConn::send`], with one more header (a join's proof-of-work
+    /// stamp: `x-onsale-stamp`).
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<Vec<u8>>,
+        header: Option<(&str, &str)>,
+    ) -> anyhow::Result<HttpAnswer> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(HOST, &self.authority);
         if let Some(token) = bearer {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
         }
         if json.is_some() {
             request = request.header(CONTENT_TYPE, "application/json");

@@ -40,6 +40,18 @@
 //!   left, never showed up or never paid, has an order anyway;
 //!   the event's own audit finds no problem. Orders no fan heard of (a fan
 //!   still paying at the deadline) are counted, not a violation.
+//! - **Every pre-queued fan is placed**: with the pre-queue draw, no fan
+//!   told `pre_queued` is still waiting at the end without having learnt
+//!   its drawn place, once the sale opened more than
+//!   [`DRAW_GRACE_MS`] before the end. How each learnt it (the `position`
+//!   push, `watching`, ...) is counted, and so are fans that heard the
+//!   opening but not their place (they watched again: not a violation,
+//!   but a fan page would have sat there).
+//!
+//! The report also gives the opening's admissions apart
+//! ([`Admissions::at_opening`]: decided within [`OPENING_WINDOW_MS`] of the
+//! opening), to compare an opening with the draw and without, and the
+//! proof of work the fans did ([`Stamps`]).
 
 use std::collections::BTreeMap;
 
@@ -51,12 +63,19 @@ use onsale_schema::snapshot::OrderRecord;
 
 use onsale_schema::message::Area;
 
-use super::{FanRecord, Mode, Outcome};
+use super::{Admission, DrawnVia, FanRecord, Mode, Outcome};
 
 /// Examples kept per violated check.
 pub const EXAMPLES_MAX: usize = 10;
 /// Distinct error messages listed.
 pub const ERRORS_LISTED_MAX: usize = 10;
+/// Admissions decided this long after the opening (its request, or its
+/// scheduled time) are the opening's.
+pub const OPENING_WINDOW_MS: u64 = 1_000;
+/// A pre-queued fan still without its drawn place this long after the
+/// opening is a violation (its page would show nothing; the load fan
+/// watches again after 5 s).
+pub const DRAW_GRACE_MS: u64 = 15_000;
 
 /// What the coordinator knows of the run besides the fans' records.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -87,6 +106,15 @@ pub struct RunInfo {
     /// The scenario the fans followed (`--scenario`), by name.
     pub scenario: Option<String>,
     pub time_scale: Option<f64>,
+    /// The driver created the event with the pre-queue draw.
+    #[serde(default)]
+    pub pre_queue_draw: bool,
+    /// The proof of work the driver asked joins for (`--stamp-bits`).
+    #[serde(default)]
+    pub stamp_bits: Option<u8>,
+    /// Solver threads per worker (the cores a worker may run on).
+    #[serde(default)]
+    pub solver_threads: usize,
 }
 
 /// Latency percentiles in ms.
@@ -160,6 +188,11 @@ pub struct Admissions {
     pub not_updated: u64,
     /// Admissions per second between the first and the last (pushes).
     pub per_s: f64,
+    /// The opening's admissions (by push, decided within
+    /// [`OPENING_WINDOW_MS`] of the opening): decided → received. With
+    /// the draw on, these fans heard their drawn place just before.
+    #[serde(default)]
+    pub at_opening: Latency,
 }
 
 /// One check's result.
@@ -199,6 +232,10 @@ pub struct Checks {
     pub reload_moved: Check,
     /// Resumes after a broken websocket that gave another position.
     pub resume_moved: Check,
+    /// Pre-queued fans still waiting at the end without their drawn
+    /// place, though the sale opened over [`DRAW_GRACE_MS`] before.
+    #[serde(default)]
+    pub never_placed: Check,
     /// Against the event's audit, when it was read.
     pub audit: Option<AuditCheck>,
     /// Purchases whose seats differ from the hold's (noted, not a violation).
@@ -248,6 +285,61 @@ pub struct LoadReport {
     pub fans_missing: u64,
     /// What the scenario's fans did (with `--scenario`).
     pub behaviour: Option<BehaviourReport>,
+    /// The pre-queue draw as the fans saw it (when any was pre-queued).
+    #[serde(default)]
+    pub pre_queue: Option<PreQueue>,
+    /// The proof of work the fans did (when any was asked for a stamp).
+    #[serde(default)]
+    pub stamps: Option<Stamps>,
+}
+
+/// Fans who joined a drawn event before its opening: told `pre_queued`,
+/// then their drawn place.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreQueue {
+    pub pre_queued: u64,
+    /// Pre-queued fans that learnt their drawn place, and how: the
+    /// `position` push at the draw, `watching`, the `admitted` push, a
+    /// join or resume answer.
+    pub placed: u64,
+    pub via_push: u64,
+    pub via_watching: u64,
+    pub via_admitted: u64,
+    pub via_reply: u64,
+    /// Heard the sale open but not their place within 5 s (then watched
+    /// again, and learnt it from `watching`).
+    pub unheard_at_opening: u64,
+    /// The lowest and highest drawn place, and whether the places form
+    /// one run without gaps (they do when every pre-queued fan of the
+    /// event is one of the run's).
+    pub first_place: Option<u64>,
+    pub last_place: Option<u64>,
+    pub contiguous: bool,
+    /// The opening (request or scheduled time) → the fan read its place.
+    pub opening_to_place: Latency,
+    /// Pre-queued fans admitted at the opening, decided → received.
+    pub admitted_at_opening: Latency,
+}
+
+/// Proof of work: stamps the fans solved, and joins refused for want of
+/// one (by stable code).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stamps {
+    pub solved: u64,
+    /// Fans that solved at least one, and bots' accounts among them.
+    pub fans: u64,
+    pub bot_accounts: u64,
+    pub bot_solved: u64,
+    /// Per stamp: the work alone, and challenge asked → solved (the
+    /// request, the wait for a solver thread, the work). Times of the
+    /// first 16 stamps of each fan.
+    pub work: Latency,
+    pub stamp: Latency,
+    /// The work of all the stamps, in core-seconds, and bots' share.
+    pub work_s: f64,
+    pub bot_work_s: f64,
+    /// Joins refused by stamp code.
+    pub refused: BTreeMap<String, u64>,
 }
 
 /// Websockets that broke while fans waited or paid (the gateway died or
@@ -327,6 +419,8 @@ pub fn analyse(run: RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Lo
         checks: Checks::default(),
         errors: errors(records),
         behaviour: None,
+        pre_queue: pre_queue(&run, records),
+        stamps: stamps(records),
         run,
     };
     report.checks = checks(&report.run, records, audit);
@@ -376,6 +470,101 @@ fn behaviour(scenario: String, time_scale: f64, records: &[FanRecord]) -> Behavi
     b
 }
 
+/// When the sale opened, if known (µs): the driver's request or the
+/// scheduled time.
+fn opened_us(run: &RunInfo) -> Option<u64> {
+    run.sale_opened_unix_ms.map(|ms| ms * 1000)
+}
+
+/// Whether an admission was the opening's: decided within
+/// [`OPENING_WINDOW_MS`] of it.
+fn at_opening(run: &RunInfo, admission: &Admission) -> bool {
+    let (Some(opened), Some(decided)) = (run.sale_opened_unix_ms, admission.decided_at_ms) else {
+        return false;
+    };
+    admission.via_push && decided >= opened && decided <= opened + OPENING_WINDOW_MS
+}
+
+/// Decided → received, µs (0 when the clocks disagree).
+fn delivery_us(admission: &Admission) -> Option<u64> {
+    let decided_us = admission.decided_at_ms?.saturating_mul(1000);
+    Some(admission.received_unix_us.saturating_sub(decided_us))
+}
+
+fn pre_queue(run: &RunInfo, records: &[FanRecord]) -> Option<PreQueue> {
+    let pre_queued: Vec<&FanRecord> = records.iter().filter(|r| r.pre_queued).collect();
+    if pre_queued.is_empty() {
+        return None;
+    }
+    let mut p = PreQueue {
+        pre_queued: pre_queued.len() as u64,
+        ..PreQueue::default()
+    };
+    let (mut to_place, mut admitted) = (Vec::new(), Vec::new());
+    let mut places = Vec::new();
+    for r in &pre_queued {
+        if r.draw_unheard {
+            p.unheard_at_opening += 1;
+        }
+        if let Some(a) = r.admission.filter(|a| at_opening(run, a)) {
+            admitted.extend(delivery_us(&a));
+        }
+        let Some(drawn) = r.drawn else { continue };
+        p.placed += 1;
+        match drawn.via {
+            DrawnVia::Push => p.via_push += 1,
+            DrawnVia::Watching => p.via_watching += 1,
+            DrawnVia::Admitted => p.via_admitted += 1,
+            DrawnVia::Reply => p.via_reply += 1,
+        }
+        places.extend(r.position);
+        if let Some(opened) = opened_us(run) {
+            to_place.push(drawn.heard_unix_us.saturating_sub(opened));
+        }
+    }
+    places.sort_unstable();
+    p.first_place = places.first().copied();
+    p.last_place = places.last().copied();
+    p.contiguous = places.windows(2).all(|w| w[1] == w[0] + 1);
+    p.opening_to_place = Latency::of_us(&mut to_place);
+    p.admitted_at_opening = Latency::of_us(&mut admitted);
+    Some(p)
+}
+
+fn stamps(records: &[FanRecord]) -> Option<Stamps> {
+    let mut s = Stamps::default();
+    let (mut work, mut stamp) = (Vec::new(), Vec::new());
+    let mut work_us = 0u64;
+    let mut bot_work_us = 0u64;
+    for r in records {
+        for (code, n) in &r.stamp_refusals {
+            *s.refused.entry(code.clone()).or_insert(0) += u64::from(*n);
+        }
+        if r.stamps_solved == 0 {
+            continue;
+        }
+        s.fans += 1;
+        s.solved += u64::from(r.stamps_solved);
+        let fan_work: u64 = r.stamp_work_us.iter().sum();
+        work_us += fan_work;
+        if r.bot {
+            s.bot_accounts += 1;
+            s.bot_solved += u64::from(r.stamps_solved);
+            bot_work_us += fan_work;
+        }
+        work.extend_from_slice(&r.stamp_work_us);
+        stamp.extend_from_slice(&r.stamp_us);
+    }
+    if s.solved == 0 && s.refused.is_empty() {
+        return None;
+    }
+    s.work = Latency::of_us(&mut work);
+    s.stamp = Latency::of_us(&mut stamp);
+    s.work_s = work_us as f64 / 1e6;
+    s.bot_work_s = bot_work_us as f64 / 1e6;
+    Some(s)
+}
+
 fn resumes(records: &[FanRecord]) -> Resumes {
     let mut r = Resumes::default();
     for f in records {
@@ -411,6 +600,7 @@ fn admissions(run: &RunInfo, records: &[FanRecord]) -> Admissions {
     let mut a = Admissions::default();
     let mut delivery = Vec::new();
     let mut after_open = Vec::new();
+    let mut opening = Vec::new();
     let (mut first, mut last) = (u64::MAX, 0);
     for adm in records.iter().filter_map(|r| r.admission) {
         a.admitted += 1;
@@ -421,13 +611,15 @@ fn admissions(run: &RunInfo, records: &[FanRecord]) -> Admissions {
         a.via_push += 1;
         first = first.min(adm.received_unix_us);
         last = last.max(adm.received_unix_us);
-        match adm.decided_at_ms {
-            Some(decided) => {
-                let decided_us = decided.saturating_mul(1000);
-                if decided_us > adm.received_unix_us {
+        match delivery_us(&adm) {
+            Some(us) => {
+                if adm.decided_at_ms.unwrap_or(0).saturating_mul(1000) > adm.received_unix_us {
                     a.delivery_negative += 1;
                 }
-                delivery.push(adm.received_unix_us.saturating_sub(decided_us));
+                delivery.push(us);
+                if at_opening(run, &adm) {
+                    opening.push(us);
+                }
             }
             None => a.without_decided_at += 1,
         }
@@ -437,6 +629,7 @@ fn admissions(run: &RunInfo, records: &[FanRecord]) -> Admissions {
     }
     a.delivery = Latency::of_us(&mut delivery);
     a.after_open = Latency::of_us(&mut after_open);
+    a.at_opening = Latency::of_us(&mut opening);
     if let Some(opened) = run.sale_opened_unix_ms {
         let mut updates = Vec::new();
         for r in records {
@@ -463,6 +656,7 @@ fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks
     passed_over(run, records, &mut c);
     reloads(records, &mut c);
     resumed(records, &mut c);
+    never_placed(run, records, &mut c);
     c.audit = audit.map(|a| audited(records, a));
     let mut violated = [
         &c.seats_bought_twice,
@@ -472,6 +666,7 @@ fn checks(run: &RunInfo, records: &[FanRecord], audit: Option<&Audit>) -> Checks
         &c.passed_over,
         &c.reload_moved,
         &c.resume_moved,
+        &c.never_placed,
     ]
     .iter()
     .any(|check| check.violations > 0);
@@ -743,6 +938,26 @@ fn resumed(records: &[FanRecord], c: &mut Checks) {
     }
 }
 
+fn never_placed(run: &RunInfo, records: &[FanRecord], c: &mut Checks) {
+    let Some(opened) = run.sale_opened_unix_ms else {
+        return;
+    };
+    if run.ended_unix_ms < opened + DRAW_GRACE_MS {
+        return;
+    }
+    for r in records {
+        if r.pre_queued && r.drawn.is_none() && r.outcome == Outcome::StillWaiting {
+            c.never_placed.add(|| {
+                format!(
+                    "fan {} was pre-queued and still had no place {} s after the opening",
+                    r.index,
+                    (run.ended_unix_ms - opened) / 1000
+                )
+            });
+        }
+    }
+}
+
 fn errors(records: &[FanRecord]) -> Vec<(String, u64)> {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for e in records.iter().filter_map(|r| r.error.as_deref()) {
@@ -822,12 +1037,61 @@ pub fn summary(report: &LoadReport) -> String {
     line(&mut s, "decided → received", &a.delivery);
     line(&mut s, "open → received", &a.after_open);
     line(&mut s, "open → position", &a.position_update);
+    line(&mut s, "at the opening", &a.at_opening);
     if a.not_updated > 0 {
         let _ = writeln!(
             s,
             "  {} waiting fans heard no position update",
             a.not_updated
         );
+    }
+    if let Some(p) = &r.pre_queue {
+        let _ = writeln!(
+            s,
+            "pre-queue draw: {} pre-queued, {} placed (push {}, watching {}, admitted {}, \
+             reply {}), {} heard the opening but not their place; places {}..{}{}",
+            p.pre_queued,
+            p.placed,
+            p.via_push,
+            p.via_watching,
+            p.via_admitted,
+            p.via_reply,
+            p.unheard_at_opening,
+            p.first_place.unwrap_or(0),
+            p.last_place.unwrap_or(0),
+            if p.contiguous {
+                " (one run)"
+            } else {
+                " (with gaps)"
+            }
+        );
+        line(&mut s, "open → drawn place", &p.opening_to_place);
+        line(&mut s, "drawn, admitted", &p.admitted_at_opening);
+    }
+    if let Some(st) = &r.stamps {
+        let refused: Vec<String> = st.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            s,
+            "proof of work{}: {} stamps by {} fans ({} by {} bot accounts), {:.1} core-s \
+             ({:.1} by bots), {} solver threads per worker; joins refused: {}",
+            r.run
+                .stamp_bits
+                .map_or(String::new(), |b| format!(" ({b} bits)")),
+            st.solved,
+            st.fans,
+            st.bot_solved,
+            st.bot_accounts,
+            st.work_s,
+            st.bot_work_s,
+            r.run.solver_threads,
+            if refused.is_empty() {
+                "none".to_owned()
+            } else {
+                refused.join(", ")
+            }
+        );
+        line(&mut s, "solve (work)", &st.work);
+        line(&mut s, "challenge → solved", &st.stamp);
     }
     let c = &r.checks;
     if let Some(b) = &r.behaviour {
@@ -861,7 +1125,8 @@ pub fn summary(report: &LoadReport) -> String {
         "checks: {} — {} seats in {} orders; bought twice {}, shared positions {}, \
          decided out of order {} (and {} fans passed while away), delivered out of order {} \
          (tolerance {} ms, worst lag {:.1} ms), \
-         passed over {}, moved by a reload {}, moved by a resume {}; purchases without push {}",
+         passed over {}, moved by a reload {}, moved by a resume {}, pre-queued never placed {}; \
+         purchases without push {}",
         c.verdict,
         c.seats_bought,
         c.orders,
@@ -875,6 +1140,7 @@ pub fn summary(report: &LoadReport) -> String {
         c.passed_over.violations,
         c.reload_moved.violations,
         c.resume_moved.violations,
+        c.never_placed.violations,
         c.purchases_without_push
     );
     for check in [
@@ -885,6 +1151,7 @@ pub fn summary(report: &LoadReport) -> String {
         &c.passed_over,
         &c.reload_moved,
         &c.resume_moved,
+        &c.never_placed,
     ] {
         for e in &check.examples {
             let _ = writeln!(s, "  violation: {e}");
@@ -1145,6 +1412,98 @@ mod tests {
         away.last_break = None;
         let report = analyse(run(), &[away, behind(1_000)], None);
         assert_eq!(report.checks.decided_out_of_order.violations, 1);
+    }
+
+    #[test]
+    fn pre_queued_fans_are_counted_by_how_they_learnt_their_place() {
+        use crate::load::{Drawn, DrawnVia};
+        let run = RunInfo {
+            sale_opened_unix_ms: Some(1_000),
+            ended_unix_ms: 100_000,
+            ..run()
+        };
+        let drawn = |index: u64, position: u64, via: DrawnVia, heard_ms: u64| {
+            let mut r = fan(index, position, 1_020 + index, 1_001);
+            r.pre_queued = true;
+            r.drawn = Some(Drawn {
+                via,
+                heard_unix_us: heard_ms * 1000,
+            });
+            r
+        };
+        let mut rewatched = drawn(2, 12, DrawnVia::Watching, 6_500);
+        rewatched.draw_unheard = true;
+        let mut later = fan(3, 13, 9_000, 8_000);
+        later.admission = None;
+        let records = [
+            drawn(0, 11, DrawnVia::Push, 1_010),
+            drawn(1, 10, DrawnVia::Push, 1_030),
+            rewatched,
+            later,
+        ];
+        let report = analyse(run.clone(), &records, None);
+        assert_eq!(report.checks.verdict, "ok", "{:#?}", report.checks);
+        let p = report.pre_queue.expect("fans were pre-queued");
+        assert_eq!((p.pre_queued, p.placed), (3, 3));
+        assert_eq!(
+            (p.via_push, p.via_watching, p.unheard_at_opening),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            (p.first_place, p.last_place, p.contiguous),
+            (Some(10), Some(12), true)
+        );
+        assert_eq!(p.opening_to_place.max_ms, 5_500.0);
+        // All three were admitted at the opening (decided 1 ms after it).
+        assert_eq!(p.admitted_at_opening.count, 3);
+        assert_eq!(report.admissions.at_opening.count, 3);
+        assert_eq!(report.admissions.at_opening.max_ms, 21.0);
+
+        // One still waiting without a place long after the opening.
+        let mut lost = fan(4, 0, 0, 0);
+        lost.position = None;
+        lost.admission = None;
+        lost.pre_queued = true;
+        lost.outcome = Outcome::StillWaiting;
+        let report = analyse(run, &[lost], None);
+        assert_eq!(report.checks.never_placed.violations, 1);
+        assert_eq!(report.checks.verdict, "violated");
+        let p = report.pre_queue.expect("pre-queued");
+        assert_eq!((p.placed, p.first_place), (0, None));
+    }
+
+    #[test]
+    fn stamps_are_summed_over_fans_and_refusals_counted_by_code() {
+        let stamped = |index: u64, bot: bool, work_us: &[u64]| {
+            let mut r = fan(index, index + 1, 1_000, 990);
+            r.bot = bot;
+            r.stamps_solved = work_us.len() as u32;
+            r.stamp_work_us = work_us.to_vec();
+            r.stamp_us = work_us.iter().map(|w| w + 1_000).collect();
+            r.stamp_refusals = [("stamp_required".to_owned(), 1)].into();
+            r
+        };
+        let mut stale = stamped(2, false, &[3_000, 5_000]);
+        stale.stamp_refusals.insert("stamp_stale".into(), 1);
+        let records = [
+            stamped(0, false, &[1_000]),
+            stamped(1, true, &[2_000]),
+            stale,
+            fan(3, 4, 1_000, 990),
+        ];
+        let report = analyse(run(), &records, None);
+        let st = report.stamps.as_ref().expect("stamps were solved");
+        assert_eq!((st.solved, st.fans), (4, 3));
+        assert_eq!((st.bot_solved, st.bot_accounts), (1, 1));
+        assert_eq!(st.work.p50_ms, 3.0);
+        assert_eq!(st.stamp.max_ms, 6.0);
+        assert_eq!(st.work_s, 0.011);
+        assert_eq!(st.bot_work_s, 0.002);
+        assert_eq!(st.refused["stamp_required"], 3);
+        assert_eq!(st.refused["stamp_stale"], 1);
+        let text = summary(&report);
+        assert!(text.contains("proof of work: 4 stamps by 3 fans"), "{text}");
+        assert!(analyse(run(), &records[3..], None).stamps.is_none());
     }
 
     #[test]

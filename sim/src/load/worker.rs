@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::behaviour::Behaviour;
 use super::fan::{self, FanContext, FanSpec, Progress};
 use super::net::Target;
+use super::stamp::Solver;
 use super::{SOCKETS_PER_WORKER_MAX, WorkerLine, WorkerPlan, unix_now_us};
 
 /// A progress line this often.
@@ -75,6 +76,7 @@ async fn drive(plan: &WorkerPlan, out: &mut impl Write) -> anyhow::Result<()> {
         seed: plan.seed,
         behaviour,
         started,
+        solver: Solver::for_this_process(),
     });
     let (tx, mut rx) = mpsc::channel(RECORDS_QUEUED_MAX);
     spawn_fans(plan, &ctx, started, tx);
