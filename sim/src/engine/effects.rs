@@ -293,7 +293,8 @@ impl Sim<'_> {
             self.t.bot_orders += 1;
             self.t.bot_tickets += seats.len() as u64;
         } else {
-            let (arrived, joined) = (u64::from(f.arrived_ms), u64::from(f.joined_ms));
+            let arrived = u64::from(self.arrived_ms[f.rank as usize]);
+            let joined = u64::from(f.joined_ms);
             let [total, to_join, from_join] = &mut self.genuine_waits_ms;
             total.push(ms32(self.now.saturating_sub(arrived)));
             to_join.push(ms32(joined.saturating_sub(arrived)));
@@ -303,7 +304,7 @@ impl Sim<'_> {
         self.purchases.push(Purchase {
             rank: f.rank,
             position: f.position,
-            arrived_ms: u64::from(f.arrived_ms),
+            arrived_ms: u64::from(self.arrived_ms[f.rank as usize]),
             at_ms: self.now,
             tickets: seats.len() as u8,
             bot,

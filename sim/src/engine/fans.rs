@@ -26,6 +26,7 @@ impl Sim<'_> {
         let arrival = self.arrivals.pop().expect("peeked");
         let rank = self.t.arrivals as u32;
         self.t.arrivals += 1;
+        self.arrived_ms.push(ms32(self.now));
         let bot = self.model.is_bot(&mut self.crowd);
         let accounts = if bot {
             self.t.bots += 1;
@@ -62,7 +63,6 @@ impl Sim<'_> {
         }
         self.fans.push(Fan {
             rank,
-            arrived_ms: ms32(self.now),
             joined_ms: NOT_YET,
             position: 0,
             phase: Phase::Arriving,
