@@ -209,6 +209,7 @@ async fn serve(ws: Ws, fan: FanId, gw: Gateway) {
         conn,
         outbox: Arc::clone(&outbox),
         event: None,
+        pre_queued: false,
         garbage: 0,
     };
     let mut heard = tokio::time::Instant::now();
@@ -303,6 +304,9 @@ struct Session {
     conn: u64,
     outbox: Arc<Outbox>,
     event: Option<EventId>,
+    /// The last status announced was "pre-queued": a recheck that finds
+    /// the fan waiting (drawn) must announce its place.
+    pre_queued: bool,
     garbage: u32,
 }
 
@@ -488,7 +492,10 @@ impl Session {
         let Reply::Status { status } = reply else {
             return;
         };
-        if matches!(status, Some(FanStatus::Waiting { .. })) {
+        // Still waiting below the frontier: the admission push will come.
+        // A fan last heard of in the pre-queue was drawn meanwhile: the hub
+        // must learn its place (a draw it did not see, or raced).
+        if matches!(status, Some(FanStatus::Waiting { .. })) && !self.pre_queued {
             return;
         }
         let sale = self.gw.sale_state(event).await.unwrap_or(SaleState::OnSale);
@@ -497,7 +504,8 @@ impl Session {
 
     /// Tell the fan where it stands, and the hub which fan this
     /// connection follows (and whether it waits, and where).
-    async fn announce(&self, event: EventId, status: Option<FanStatus>, sale: SaleState) {
+    async fn announce(&mut self, event: EventId, status: Option<FanStatus>, sale: SaleState) {
+        self.pre_queued = matches!(status, Some(FanStatus::PreQueued { .. }));
         self.outbox.push(encode(&WsPush::Watching {
             event,
             status: status.clone(),
