@@ -75,6 +75,8 @@ conformance_tests!(
     batch_of_a_thousand_records_and_the_batch_limit,
     extreme_ids_and_times,
     values_that_look_like_frames_round_trip_exactly,
+    feed_retention_keeps_what_the_feed_has_not_read,
+    feed_cursor_never_moves_back,
 );
 
 #[test]

@@ -12,8 +12,8 @@
 use onsale_schema::{EventId, Millis};
 
 use super::{
-    Acquisition, EventLease, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeFlags, NodeId, NodeRecord,
-    Store, StoreError, StoredEvent,
+    Acquisition, EventLease, FeedCursor, JOURNAL_APPEND_BYTES_MAX, JournalBytes, NodeFlags, NodeId,
+    NodeRecord, Store, StoreError, StoredEvent,
 };
 
 /// Makes a fresh, empty store.
@@ -62,6 +62,8 @@ checks!(
     batch_of_a_thousand_records_and_the_batch_limit,
     extreme_ids_and_times,
     values_that_look_like_frames_round_trip_exactly,
+    feed_retention_keeps_what_the_feed_has_not_read,
+    feed_cursor_never_moves_back,
 );
 
 /// Run every check, each on a fresh store from `make`, printing its name.
@@ -1167,4 +1169,93 @@ pub fn values_that_look_like_frames_round_trip_exactly(make: MakeStore<'_>) {
     assert_eq!(stored.journal, batch[1..].to_vec(), "records exact");
     assert_eq!(stored.counter_ceiling, u64::MAX - 1, "counter exact");
     assert_eq!(specs(&*store), vec![(event, framed)], "spec exact");
+}
+
+fn read_seqs(store: &dyn Store, event: EventId, after: u64, limit: usize) -> Vec<u64> {
+    store
+        .read_journal(event, after, limit)
+        .expect("read_journal")
+        .iter()
+        .map(|r| r.seq)
+        .collect()
+}
+
+/// With feed retention on, a snapshot compacts only what the feed has
+/// read (and kept no longer needed); without it, everything it includes.
+/// Either way only records after the snapshot load.
+pub fn feed_retention_keeps_what_the_feed_has_not_read(make: MakeStore<'_>) {
+    let store = make();
+    assert!(
+        !store.feed_retention().unwrap(),
+        "retention is off by default"
+    );
+    let kept = EventId(90);
+    let plain = EventId(91);
+    store.set_feed_retention(true).unwrap();
+    assert!(store.feed_retention().unwrap());
+    let lease = acquire(&*store, kept, "node-a", 0);
+    append(&*store, &lease, &records(1, 40, "x"));
+    store.put_snapshot(&lease, 30, b"state at 30").unwrap();
+    append(&*store, &lease, &records(41, 41, "x"));
+    assert_eq!(seqs(&load(&*store, kept)), (31..=41).collect::<Vec<_>>());
+    assert_eq!(
+        read_seqs(&*store, kept, 0, 1_000),
+        (1..=41).collect::<Vec<_>>(),
+        "no cursor yet: every record is kept for the feed"
+    );
+    assert_eq!(
+        read_seqs(&*store, kept, 5, 3),
+        vec![6, 7, 8],
+        "after and limit"
+    );
+    assert_eq!(
+        store.read_journal(kept, 0, 1).unwrap(),
+        records(1, 1, "x"),
+        "the bytes as appended"
+    );
+
+    // The feed read through 25 and needs from 20 on.
+    let cursor = FeedCursor {
+        published: 25,
+        last_message: 24,
+        keep_from: 20,
+    };
+    store.put_feed_cursor(kept, cursor).unwrap();
+    assert_eq!(store.feed_cursor(kept).unwrap(), Some(cursor));
+    store.put_snapshot(&lease, 35, b"state at 35").unwrap();
+    append(&*store, &lease, &records(42, 45, "x"));
+    assert_eq!(
+        read_seqs(&*store, kept, 0, 1_000),
+        (20..=45).collect::<Vec<_>>()
+    );
+    assert_eq!(seqs(&load(&*store, kept)), (36..=45).collect::<Vec<_>>());
+
+    // Retention off: the next compaction takes everything in the snapshot.
+    store.set_feed_retention(false).unwrap();
+    store.put_snapshot(&lease, 40, b"state at 40").unwrap();
+    append(&*store, &lease, &records(46, 46, "x"));
+    assert_eq!(
+        read_seqs(&*store, kept, 0, 1_000),
+        (41..=46).collect::<Vec<_>>()
+    );
+    assert_eq!(store.feed_cursor(plain).unwrap(), None);
+    assert_eq!(read_seqs(&*store, plain, 0, 10), Vec::<u64>::new());
+}
+
+/// The cursor is kept per event and a write that would move `published`
+/// back (a late retry, a second relay) changes nothing.
+pub fn feed_cursor_never_moves_back(make: MakeStore<'_>) {
+    let store = make();
+    let event = EventId(92);
+    let at = |published| FeedCursor {
+        published,
+        last_message: published,
+        keep_from: published + 1,
+    };
+    store.put_feed_cursor(event, at(10)).unwrap();
+    store.put_feed_cursor(event, at(7)).unwrap();
+    assert_eq!(store.feed_cursor(event).unwrap(), Some(at(10)));
+    store.put_feed_cursor(event, at(12)).unwrap();
+    assert_eq!(store.feed_cursor(event).unwrap(), Some(at(12)));
+    assert_eq!(store.feed_cursor(EventId(93)).unwrap(), None);
 }

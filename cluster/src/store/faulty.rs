@@ -176,4 +176,29 @@ impl<S: Store> Store for FaultyStore<S> {
     fn event_specs(&self) -> Result<Vec<(EventId, super::SpecBytes)>, StoreError> {
         self.inner.event_specs()
     }
+
+    fn set_feed_retention(&self, on: bool) -> Result<(), StoreError> {
+        self.write(|s| s.set_feed_retention(on))
+    }
+
+    fn feed_retention(&self) -> Result<bool, StoreError> {
+        self.inner.feed_retention()
+    }
+
+    fn feed_cursor(&self, event: EventId) -> Result<Option<super::FeedCursor>, StoreError> {
+        self.inner.feed_cursor(event)
+    }
+
+    fn put_feed_cursor(&self, event: EventId, cursor: super::FeedCursor) -> Result<(), StoreError> {
+        self.write(|s| s.put_feed_cursor(event, cursor))
+    }
+
+    fn read_journal(
+        &self,
+        event: EventId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalBytes>, StoreError> {
+        self.inner.read_journal(event, after, limit)
+    }
 }

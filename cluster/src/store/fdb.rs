@@ -35,6 +35,8 @@
 //! | `("journal", event, seq, chunk_no)` | record bytes, chunked |
 //! | `("counter", event)` | `ceiling` |
 //! | `("spec", event, chunk_no)` | spec bytes, chunked |
+//! | `("feed_retention",)` | `1` or `0` |
+//! | `("feed_cursor", event)` | `(published, last_message, keep_from)` |
 //!
 //! **Integrity.** Every snapshot, journal record, spec and counter is
 //! stored sealed in a [`super::frame`] (before chunking) and verified when
@@ -72,8 +74,8 @@ use onsale_schema::{EventId, Millis};
 
 use super::frame::{self, Sealed};
 use super::{
-    Acquisition, Damage, EventLease, JournalBytes, NodeFlags, NodeId, NodeRecord, SpecBytes, Store,
-    StoreError, StoredEvent, acquire_rule, check_batch,
+    Acquisition, Damage, EventLease, FeedCursor, JournalBytes, NodeFlags, NodeId, NodeRecord,
+    SpecBytes, Store, StoreError, StoredEvent, acquire_rule, check_batch, compact_bound,
 };
 
 /// A value read under (`event`, `seq`): its payload, verified if sealed.
@@ -222,11 +224,15 @@ struct EventKeys {
     /// `("journal", event)`.
     journal: Subspace,
     counter: Vec<u8>,
+    feed_cursor: Vec<u8>,
+    feed_retention: Vec<u8>,
 }
 
 impl EventKeys {
     fn new(root: &Subspace, event: EventId) -> EventKeys {
         EventKeys {
+            feed_cursor: root.pack(&("feed_cursor", event.0)),
+            feed_retention: root.pack(&("feed_retention",)),
             event,
             lease: root.pack(&("lease", event.0)),
             snap_head: root.pack(&("snap_head", event.0)),
@@ -437,6 +443,28 @@ async fn read_journal(
         next_chunk = chunk_no + 1;
     }
     Ok(records)
+}
+
+async fn feed_retention(trx: &Transaction, keys: &EventKeys) -> Result<bool, FdbBindingError> {
+    match trx.get(&keys.feed_retention, false).await? {
+        Some(value) => Ok(decode::<u64>(&value)? != 0),
+        None => Ok(false),
+    }
+}
+
+async fn feed_cursor(
+    trx: &Transaction,
+    keys: &EventKeys,
+) -> Result<Option<FeedCursor>, FdbBindingError> {
+    let Some(value) = trx.get(&keys.feed_cursor, false).await? else {
+        return Ok(None);
+    };
+    let (published, last_message, keep_from): (u64, u64, u64) = decode(&value)?;
+    Ok(Some(FeedCursor {
+        published,
+        last_message,
+        keep_from,
+    }))
 }
 
 /// Snapshot chunks `first..` of `bytes` for `seq`, as written by one
@@ -812,7 +840,11 @@ impl Store for FdbStore {
                     trx.clear_range(&this.0, &this.1);
                 }
                 write_snapshot_chunks(&trx, keys, seq, last_group, first);
-                trx.clear_range(&keys.journal.range().0, &keys.record(seq).range().1);
+                let retention = feed_retention(&trx, keys).await?;
+                let through = compact_bound(seq, retention, feed_cursor(&trx, keys).await?);
+                if through > 0 {
+                    trx.clear_range(&keys.journal.range().0, &keys.record(through).range().1);
+                }
                 trx.set(&keys.snap_head, &pack(&(head.seq, head.chunks, head.len)));
                 Ok(())
             }
@@ -893,6 +925,93 @@ impl Store for FdbStore {
             journal,
             counter_ceiling: stored.counter_ceiling,
         })
+    }
+
+    fn set_feed_retention(&self, on: bool) -> Result<(), StoreError> {
+        let key = self.root.pack(&("feed_retention",));
+        self.run(|trx, _| {
+            let key = &key;
+            async move {
+                trx.set(key, &pack(&u64::from(on)));
+                Ok(())
+            }
+        })
+    }
+
+    fn feed_retention(&self) -> Result<bool, StoreError> {
+        let keys = self.keys(EventId(0));
+        self.run(|trx, _| {
+            let keys = &keys;
+            async move { feed_retention(&trx, keys).await }
+        })
+    }
+
+    fn feed_cursor(&self, event: EventId) -> Result<Option<FeedCursor>, StoreError> {
+        let keys = self.keys(event);
+        self.run(|trx, _| {
+            let keys = &keys;
+            async move { feed_cursor(&trx, keys).await }
+        })
+    }
+
+    fn put_feed_cursor(&self, event: EventId, cursor: FeedCursor) -> Result<(), StoreError> {
+        let keys = self.keys(event);
+        self.run(|trx, _| {
+            let keys = &keys;
+            async move {
+                if feed_cursor(&trx, keys)
+                    .await?
+                    .is_some_and(|stored| stored.published > cursor.published)
+                {
+                    return Ok(());
+                }
+                let value = (cursor.published, cursor.last_message, cursor.keep_from);
+                trx.set(&keys.feed_cursor, &pack(&value));
+                Ok(())
+            }
+        })
+    }
+
+    fn read_journal(
+        &self,
+        event: EventId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalBytes>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys(event);
+        let records = self.run(|trx, _| {
+            let keys = &keys;
+            async move {
+                // The oldest record kept above `after` (compaction may have
+                // taken the ones just above it); seqs have no holes from
+                // there on, so `limit` seqs are at most `limit` records.
+                let opt = RangeOption {
+                    limit: Some(1),
+                    ..RangeOption::from((keys.record(after).range().1, keys.journal.range().1))
+                };
+                let first = trx.get_range(&opt, 1, false).await?;
+                let Some(kv) = first.first() else {
+                    return Ok(Vec::new());
+                };
+                let (from, _chunk_no): (u64, u64) = keys
+                    .journal
+                    .unpack(kv.key())
+                    .map_err(|e| bad_tuple(kv.key(), e))?;
+                let last = from.saturating_add(limit as u64 - 1);
+                let range = (keys.record(from).range().0, keys.record(last).range().1);
+                read_journal(&trx, keys, range).await
+            }
+        })?;
+        records
+            .into_iter()
+            .map(|r| {
+                let bytes = unseal(Sealed::JournalRecord, event, Some(r.seq), r.bytes)?;
+                Ok(JournalBytes { seq: r.seq, bytes })
+            })
+            .collect()
     }
 
     fn put_event_spec(&self, event: EventId, spec: &[u8]) -> Result<(), StoreError> {

@@ -158,6 +158,45 @@ pub struct JournalBytes {
     pub bytes: Vec<u8>,
 }
 
+/// Where the change feed stands in one event's journal (see the
+/// `onsale-feed` crate). Kept in the store beside the event, written by
+/// the relay, never by the event's owner: it is not fenced, and a write
+/// that would move `published` backwards is ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeedCursor {
+    /// Every record at or below this seq was published (or makes no
+    /// message).
+    pub published: u64,
+    /// The seq of the last record that made a message (0: none yet): the
+    /// next message names it, so a consumer sees any gap.
+    pub last_message: u64,
+    /// The oldest record the relay must read again to know, at
+    /// `published`, what it knew (the holds still open): compaction keeps
+    /// this record and every later one.
+    pub keep_from: u64,
+}
+
+/// Most journal records an event keeps at or below its snapshot for a
+/// change feed that has not read them (a relay stopped for long): past
+/// this the oldest go, and the relay reports the gap. 2,000,000 records
+/// is a few hundred MB at most, several times a 60,000-seat sale's whole
+/// journal.
+pub const FEED_RETAIN_RECORDS: u64 = 2_000_000;
+
+/// The highest seq compaction may delete for an event whose snapshot is at
+/// `snapshot`: with feed retention on, the records the feed has not read
+/// (from `keep_from`, or all of them if it never wrote a cursor) stay, up
+/// to [`FEED_RETAIN_RECORDS`] below the snapshot.
+pub(crate) fn compact_bound(snapshot: u64, retention: bool, cursor: Option<FeedCursor>) -> u64 {
+    if !retention {
+        return snapshot;
+    }
+    let keep_from = cursor.map_or(1, |c| c.keep_from.max(1));
+    snapshot
+        .min(keep_from - 1)
+        .max(snapshot.saturating_sub(FEED_RETAIN_RECORDS))
+}
+
 /// An event's durable state as stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -414,6 +453,35 @@ pub trait Store: Send + Sync + 'static {
     /// fails) and, where the backend keeps one, against the event's
     /// high-water mark ([`StoreError::Lost`]).
     fn load_event(&self, event: EventId) -> Result<StoredEvent, StoreError>;
+
+    // ----- the change feed (not fenced: the relay is no event's owner) -----
+
+    /// Keep journal records the change feed has not read yet (on), or
+    /// compact as if there were no feed (off). Off by default; a relay
+    /// turns it on before it reads anything, so that no record written
+    /// meanwhile is compacted away unread.
+    fn set_feed_retention(&self, on: bool) -> Result<(), StoreError>;
+
+    /// Whether journal records are kept for the change feed.
+    fn feed_retention(&self) -> Result<bool, StoreError>;
+
+    /// The feed's cursor in `event`'s journal (`None`: never written).
+    fn feed_cursor(&self, event: EventId) -> Result<Option<FeedCursor>, StoreError>;
+
+    /// Store the feed's cursor for `event`, unless the stored one has
+    /// published further (two relays, or a late retry, never move it back).
+    fn put_feed_cursor(&self, event: EventId, cursor: FeedCursor) -> Result<(), StoreError>;
+
+    /// At most `limit` journal records of `event` with seq above `after`,
+    /// ascending: those after the snapshot and, with feed retention on,
+    /// those kept below it. Each is verified against its checksum. A first
+    /// record above `after + 1` means the ones between were compacted.
+    fn read_journal(
+        &self,
+        event: EventId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalBytes>, StoreError>;
 
     // ----- operators' desired state -----
 

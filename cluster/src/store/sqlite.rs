@@ -49,8 +49,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, Transactio
 use super::frame::{self, FrameError, Sealed};
 use super::marks::{Mark, Marks};
 use super::{
-    Acquisition, Damage, EventLease, JournalBytes, Lost, NodeFlags, NodeId, NodeRecord, SpecBytes,
-    Store, StoreError, StoredEvent, acquire_rule, check_batch,
+    Acquisition, Damage, EventLease, FeedCursor, JournalBytes, Lost, NodeFlags, NodeId, NodeRecord,
+    SpecBytes, Store, StoreError, StoredEvent, acquire_rule, check_batch, compact_bound,
 };
 
 /// The schema this build writes. Bump it with a migration in
@@ -283,7 +283,13 @@ impl SqliteStore {
                  node TEXT PRIMARY KEY,
                  cordoned INTEGER NOT NULL,
                  draining INTEGER NOT NULL
-             ) WITHOUT ROWID;",
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS feed_cursors (
+                 event INTEGER PRIMARY KEY,
+                 published INTEGER NOT NULL,
+                 last_message INTEGER NOT NULL,
+                 keep_from INTEGER NOT NULL
+             );",
         )
         .map_err(|e| open_error(path, e))?;
         if found.is_none_or(|v| v < 2) {
@@ -667,8 +673,40 @@ fn first_journal_seq(tx: &Transaction<'_>, event: EventId) -> Result<Option<u64>
     seq.map(stored_seq).transpose()
 }
 
+fn feed_retention(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    let on: Option<i64> = tx
+        .prepare_cached("SELECT value FROM meta WHERE key = 'feed_retention'")
+        .map_err(sql)?
+        .query_row([], |row| row.get(0))
+        .optional()
+        .map_err(sql)?;
+    Ok(on.is_some_and(|on| on != 0))
+}
+
+fn feed_cursor(tx: &Transaction<'_>, event: EventId) -> Result<Option<FeedCursor>, StoreError> {
+    let row: Option<(i64, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT published, last_message, keep_from FROM feed_cursors WHERE event = ?1",
+        )
+        .map_err(sql)?
+        .query_row([event_key(event)], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
+        .map_err(sql)?;
+    row.map(|(published, last_message, keep_from)| {
+        Ok(FeedCursor {
+            published: stored_seq(published)?,
+            last_message: stored_seq(last_message)?,
+            keep_from: stored_seq(keep_from)?,
+        })
+    })
+    .transpose()
+}
+
 /// Delete at most `rows_max` journal records at or below the snapshot's
-/// seq, oldest first (amortised compaction; see the module docs).
+/// seq, oldest first (amortised compaction; see the module docs), except
+/// those the change feed still needs ([`compact_bound`]).
 fn compact(
     tx: &Transaction<'_>,
     event: EventId,
@@ -681,8 +719,12 @@ fn compact(
     if oldest > snapshot || rows_max == 0 {
         return Ok(());
     }
+    let bound = compact_bound(snapshot, feed_retention(tx)?, feed_cursor(tx, event)?);
+    if oldest > bound {
+        return Ok(());
+    }
     // Seqs are distinct: this range holds at most `rows_max` records.
-    let through = snapshot.min(oldest.saturating_add(rows_max - 1));
+    let through = bound.min(oldest.saturating_add(rows_max - 1));
     tx.prepare_cached("DELETE FROM journal WHERE event = ?1 AND seq <= ?2")
         .map_err(sql)?
         .execute((event_key(event), seq_key(through)?))
@@ -1075,6 +1117,82 @@ impl Store for SqliteStore {
         })?;
         self.check_mark(event, &stored)?;
         Ok(stored)
+    }
+
+    fn set_feed_retention(&self, on: bool) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('feed_retention', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .map_err(sql)?
+            .execute([i64::from(on)])
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn feed_retention(&self) -> Result<bool, StoreError> {
+        self.read(|tx| feed_retention(tx))
+    }
+
+    fn feed_cursor(&self, event: EventId) -> Result<Option<FeedCursor>, StoreError> {
+        self.read(|tx| feed_cursor(tx, event))
+    }
+
+    fn put_feed_cursor(&self, event: EventId, cursor: FeedCursor) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO feed_cursors (event, published, last_message, keep_from)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (event) DO UPDATE SET
+                     published = excluded.published,
+                     last_message = excluded.last_message,
+                     keep_from = excluded.keep_from
+                 WHERE excluded.published >= feed_cursors.published",
+            )
+            .map_err(sql)?
+            .execute((
+                event_key(event),
+                seq_key(cursor.published)?,
+                seq_key(cursor.last_message)?,
+                seq_key(cursor.keep_from)?,
+            ))
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn read_journal(
+        &self,
+        event: EventId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalBytes>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, bytes FROM journal WHERE event = ?1 AND seq > ?2
+                     ORDER BY seq LIMIT ?3",
+                )
+                .map_err(sql)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map((event_key(event), seq_key(after)?, limit), |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(sql)?;
+            let mut records = Vec::new();
+            for row in rows {
+                let (seq, bytes) = row.map_err(sql)?;
+                let seq = stored_seq(seq)?;
+                records.push(JournalBytes {
+                    seq,
+                    bytes: unseal(Sealed::JournalRecord, event, Some(seq), bytes)?,
+                });
+            }
+            Ok(records)
+        })
     }
 
     fn put_event_spec(&self, event: EventId, spec: &[u8]) -> Result<(), StoreError> {
