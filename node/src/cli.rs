@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// The onsale node.
 ///
@@ -195,6 +195,18 @@ pub(crate) struct Args {
     /// event over the mesh), `both` does both.
     #[arg(long, env = "ONSALE_ROLE", value_enum, default_value_t = Role::Both)]
     pub(crate) role: Role,
+    #[command(flatten)]
+    pub(crate) feed: crate::feed::FeedArgs,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+/// What the binary does besides running a node or the demo.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Relay the change feed alone: trail every event's journal in the
+    /// store and publish to NATS JetStream (see `--feed`).
+    Relay(crate::feed::RelayArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -2,12 +2,14 @@
 //!
 //! The one binary users run and the process tests start: flags
 //! (`cli.rs`), the assembly of store, node, provider, secrets and gateway
-//! (`run.rs`, `secrets.rs`), the process setup that measurements depend on
+//! (`run.rs`, `secrets.rs`), the change feed (`feed.rs`: `--feed` and
+//! `onsale relay`), the process setup that measurements depend on
 //! (`system.rs`: allocator, transparent huge pages, open files), and the
 //! deterministic demo table (`demo.rs`).
 
 mod cli;
 mod demo;
+mod feed;
 mod run;
 mod secrets;
 mod system;
@@ -31,6 +33,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(cli::Command::Relay(relay)) = &args.command {
+        return feed::run_relay(relay);
+    }
     match (args.rpc, args.listen, args.cluster_listen, args.demo) {
         (None, None, None, true) => demo::run(args.fans, args.seed, &mut std::io::stdout().lock()),
         (None, None, None, false) => bail!(

@@ -195,6 +195,9 @@ fn serve<S: Store>(
             }
             None => None,
         };
+        if owns_events {
+            args.feed.spawn(Arc::clone(&store));
+        }
         let config = NodeConfig {
             node: node.clone(),
             addr,
