@@ -17,6 +17,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 # openssl: the mesh TLS test makes its CA and certificates with it.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# nats-server: the change feed's broker, run with JetStream by the feed's
+# tests (tests/src/nats.rs). Debian installs it in /usr/sbin.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing ${need[*]}"

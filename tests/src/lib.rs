@@ -1,8 +1,10 @@
 //! Support for the cross-crate tests in `tests/tests/`: real node
-//! processes on a real store, driven over the node RPC on loopback.
+//! processes on a real store, driven over the node RPC on loopback, and a
+//! real NATS JetStream broker for the change feed ([`nats`]).
 
 pub mod bench;
 pub mod client;
+pub mod nats;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
