@@ -297,6 +297,33 @@ impl Store for Counted {
     fn event_specs(&self) -> Result<Vec<(EventId, onsale_cluster::store::SpecBytes)>, StoreError> {
         self.inner.event_specs()
     }
+    fn set_feed_retention(&self, on: bool) -> Result<(), StoreError> {
+        self.inner.set_feed_retention(on)
+    }
+    fn feed_retention(&self) -> Result<bool, StoreError> {
+        self.inner.feed_retention()
+    }
+    fn feed_cursor(
+        &self,
+        e: EventId,
+    ) -> Result<Option<onsale_cluster::store::FeedCursor>, StoreError> {
+        self.inner.feed_cursor(e)
+    }
+    fn put_feed_cursor(
+        &self,
+        e: EventId,
+        cursor: onsale_cluster::store::FeedCursor,
+    ) -> Result<(), StoreError> {
+        self.inner.put_feed_cursor(e, cursor)
+    }
+    fn read_journal(
+        &self,
+        e: EventId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalBytes>, StoreError> {
+        self.inner.read_journal(e, after, limit)
+    }
 }
 
 // ----- a node on a fresh store, and the event ---------------------------------

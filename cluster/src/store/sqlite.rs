@@ -1133,7 +1133,7 @@ impl Store for SqliteStore {
     }
 
     fn feed_retention(&self) -> Result<bool, StoreError> {
-        self.read(|tx| feed_retention(tx))
+        self.read(feed_retention)
     }
 
     fn feed_cursor(&self, event: EventId) -> Result<Option<FeedCursor>, StoreError> {
