@@ -207,6 +207,10 @@ pub(crate) enum Command {
     /// Relay the change feed alone: trail every event's journal in the
     /// store and publish to NATS JetStream (see `--feed`).
     Relay(crate::feed::RelayArgs),
+    /// Write one event's tickets, orders, admissions and journal as
+    /// Parquet files for analytics (DuckDB, pandas, ClickHouse), read
+    /// from the store (also while a node serves it).
+    Export(crate::export::ExportArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -3,12 +3,14 @@
 //! The one binary users run and the process tests start: flags
 //! (`cli.rs`), the assembly of store, node, provider, secrets and gateway
 //! (`run.rs`, `secrets.rs`), the change feed (`feed.rs`: `--feed` and
-//! `onsale relay`), the process setup that measurements depend on
+//! `onsale relay`), the Parquet export for analytics (`export.rs`:
+//! `onsale export`), the process setup that measurements depend on
 //! (`system.rs`: allocator, transparent huge pages, open files), and the
 //! deterministic demo table (`demo.rs`).
 
 mod cli;
 mod demo;
+mod export;
 mod feed;
 mod run;
 mod secrets;
@@ -33,8 +35,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Some(cli::Command::Relay(relay)) = &args.command {
-        return feed::run_relay(relay);
+    match &args.command {
+        Some(cli::Command::Relay(relay)) => return feed::run_relay(relay),
+        Some(cli::Command::Export(export)) => return export::run_export(export),
+        None => {}
     }
     match (args.rpc, args.listen, args.cluster_listen, args.demo) {
         (None, None, None, true) => demo::run(args.fans, args.seed, &mut std::io::stdout().lock()),
