@@ -29,9 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use onsale_cluster::node::Node;
-use onsale_schema::message::{
-    Area, Command, HoldRequest, PaymentSettled, ProviderAnswer, Reply, SaleCommand,
-};
+use onsale_schema::message::{Command, Reply, SaleCommand};
 use onsale_schema::{EventConfig, EventId, FanId};
 use onsale_tests::{NodeProcess, bench, free_port, lease_holder, scratch_dir, spec, venue_json};
 
@@ -153,26 +151,17 @@ struct LoadResult {
     p99_elsewhere_us: Option<u64>,
 }
 
-/// What one buyer saw.
-#[derive(Default)]
-struct Seen {
-    sold: u64,
-    refused: u64,
-    beside: Vec<u64>,
-    elsewhere: Vec<u64>,
-}
-
 /// Buyers on events `first..first + EVENTS` (the first is the hot one
 /// when `hot`); `shares_hot[i]`: event `first + i` has the hot one's owner.
 async fn load(gateway: &Node, first: u64, shares_hot: &[bool], hot: bool) -> LoadResult {
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Arc::new(Mutex::new(bench::Seen::default()));
     let until = Instant::now() + PHASE;
     let started = Instant::now();
     let mut buyers = Vec::new();
     for b in 0..BUYERS {
         let (gateway, seen, shares_hot) = (gateway.clone(), Arc::clone(&seen), shares_hot.to_vec());
         buyers.push(tokio::spawn(async move {
-            let mut mine = Seen::default();
+            let mut mine = bench::Seen::default();
             let mut n = 0_u64;
             while Instant::now() < until {
                 // Half the buyers on event 1 when hot; else round robin.
@@ -183,7 +172,7 @@ async fn load(gateway: &Node, first: u64, shares_hot: &[bool], hot: bool) -> Loa
                 };
                 let fan = FanId(1 + first * 100_000_000 + b * 1_000_000 + n);
                 n += 1;
-                let times = sale(&gateway, EventId(first + i), fan, &mut mine).await;
+                let times = bench::sale(&gateway, EventId(first + i), fan, &mut mine).await;
                 if i != 0 {
                     let bucket = if shares_hot[i as usize] {
                         &mut mine.beside
@@ -215,46 +204,4 @@ async fn load(gateway: &Node, first: u64, shares_hot: &[bool], hot: bool) -> Loa
         p99_elsewhere_us: (!seen.elsewhere.is_empty())
             .then(|| bench::quantile(&seen.elsewhere, 0.99)),
     }
-}
-
-/// One fan's sale; the latency (µs) of each command it sent.
-async fn sale(gateway: &Node, event: EventId, fan: FanId, seen: &mut Seen) -> Vec<u64> {
-    let mut times = Vec::with_capacity(4);
-    let mut timed = async |command: Command| {
-        let t = Instant::now();
-        let reply = gateway.call(event, command).await;
-        times.push(t.elapsed().as_micros() as u64);
-        reply
-    };
-    if !matches!(timed(Command::Join { fan }).await, Reply::Joined { .. }) {
-        seen.refused += 1;
-        return times;
-    }
-    let request = HoldRequest::Best {
-        count: 1,
-        area: Area::Anywhere,
-    };
-    let Reply::HoldPlaced { placed } = timed(Command::Hold { fan, request }).await else {
-        seen.refused += 1;
-        return times;
-    };
-    let pay = Command::SubmitPayment {
-        fan,
-        hold: placed.hold,
-    };
-    let Reply::PaymentStarted { started } = timed(pay).await else {
-        seen.refused += 1;
-        return times;
-    };
-    let answer = Command::ProviderAnswer {
-        payment: started.payment,
-        answer: ProviderAnswer::Confirmed,
-    };
-    match timed(answer).await {
-        Reply::PaymentSettled {
-            settled: PaymentSettled::Sold { .. },
-        } => seen.sold += 1,
-        _ => seen.refused += 1,
-    }
-    times
 }

@@ -10,7 +10,9 @@ use onsale_cluster::mesh::{Mesh, MeshConfig};
 use onsale_cluster::node::{Node, NodeConfig};
 use onsale_cluster::store::sqlite::SqliteStore;
 use onsale_cluster::store::{NodeId, Store};
+use onsale_schema::message::{Area, Command, HoldRequest, PaymentSettled, ProviderAnswer, Reply};
 use onsale_schema::token::TokenKey;
+use onsale_schema::{EventId, FanId};
 
 use crate::free_port;
 
@@ -86,4 +88,59 @@ pub fn quantile(sorted: &[u64], q: f64) -> u64 {
         .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
         .copied()
         .unwrap_or(0)
+}
+
+/// What one buyer saw: sales, refusals, and command latencies (µs) kept
+/// by the caller.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub sold: u64,
+    pub refused: u64,
+    pub beside: Vec<u64>,
+    pub elsewhere: Vec<u64>,
+}
+
+/// One fan's whole durable sale through `gateway` (join, hold the best
+/// seat, submit the payment, the provider's confirmation delivered as a
+/// command: a node started with `--provider webhook`), counted in `seen`;
+/// the latency (µs) of each command it sent.
+pub async fn sale(gateway: &Node, event: EventId, fan: FanId, seen: &mut Seen) -> Vec<u64> {
+    let mut times = Vec::with_capacity(4);
+    let mut timed = async |command: Command| {
+        let t = Instant::now();
+        let reply = gateway.call(event, command).await;
+        times.push(t.elapsed().as_micros() as u64);
+        reply
+    };
+    if !matches!(timed(Command::Join { fan }).await, Reply::Joined { .. }) {
+        seen.refused += 1;
+        return times;
+    }
+    let request = HoldRequest::Best {
+        count: 1,
+        area: Area::Anywhere,
+    };
+    let Reply::HoldPlaced { placed } = timed(Command::Hold { fan, request }).await else {
+        seen.refused += 1;
+        return times;
+    };
+    let pay = Command::SubmitPayment {
+        fan,
+        hold: placed.hold,
+    };
+    let Reply::PaymentStarted { started } = timed(pay).await else {
+        seen.refused += 1;
+        return times;
+    };
+    let answer = Command::ProviderAnswer {
+        payment: started.payment,
+        answer: ProviderAnswer::Confirmed,
+    };
+    match timed(answer).await {
+        Reply::PaymentSettled {
+            settled: PaymentSettled::Sold { .. },
+        } => seen.sold += 1,
+        _ => seen.refused += 1,
+    }
+    times
 }

@@ -1,0 +1,182 @@
+//! What the change feed costs a node: durable sales/s with `--feed` off
+//! and on, side by side in one run.
+//!
+//!     ONSALE_BENCH_PIN=1 cargo bench -p onsale-tests --bench feed_cost
+//!
+//! Rounds of two phases (feed off, then on; `ONSALE_FEED_COST_ROUNDS`,
+//! default 3), each on a fresh store and a fresh `onsale --role node`
+//! process (`--provider webhook`), with one event of 50,000 seats. This
+//! process is a gateway on the mesh; [`BUYERS`] buyers in a closed loop
+//! each buy one seat after another (join, hold, pay, the provider's
+//! confirmation): a sale counts when the event answers `sold`, after it is
+//! in the journal. With the feed on, the node relays to a real
+//! `nats-server` (JetStream, file storage) started here.
+//!
+//! With `ONSALE_BENCH_PIN=1` the node runs on CPU 0 (its relay with it),
+//! this process and nats-server on CPU 1.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use onsale_schema::message::{Command, Reply, SaleCommand};
+use onsale_schema::{EventConfig, EventId, FanId};
+use onsale_tests::nats::{NatsServer, stream_messages};
+use onsale_tests::{NodeProcess, bench, free_port, scratch_dir, spec, venue_json};
+
+const COOKIE: &str = "feed cost bench cookie, shared by the cluster";
+const EVENT: EventId = EventId(1);
+const BUYERS: u64 = 200;
+const PHASE: Duration = Duration::from_secs(8);
+
+fn main() -> anyhow::Result<()> {
+    let pin = std::env::var("ONSALE_BENCH_PIN").is_ok_and(|v| v == "1");
+    let rounds: u64 = std::env::var("ONSALE_FEED_COST_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!(
+        "feed cost: {BUYERS} buyers in a closed loop, {PHASE:?} a phase, {rounds} rounds of feed off / on{}",
+        if pin {
+            ", node on CPU 0, bench and nats-server on CPU 1"
+        } else {
+            ", unpinned"
+        }
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let off = runtime.block_on(phase(round, false, pin))?;
+        let on = runtime.block_on(phase(round, true, pin))?;
+        let ratio = on / off;
+        ratios.push(ratio);
+        println!(
+            "round {round}: off {off:.0} sales/s, on {on:.0} sales/s: on/off {ratio:.3} ({:+.1} %)",
+            (ratio - 1.0) * 100.0
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "on/off over {rounds} rounds: min {:.3}, median {:.3}, max {:.3}",
+        ratios[0],
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() - 1]
+    );
+    Ok(())
+}
+
+/// One phase on a fresh node; its durable sales/s.
+async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
+    let nats = if feed {
+        Some(NatsServer::start().await)
+    } else {
+        None
+    };
+    let dir = scratch_dir(&format!("feed-cost-{round}-{feed}"));
+    let store = dir.join("bench.db");
+    let cookie = dir.join("cookie");
+    bench::write_cookie(&cookie, COOKIE)?;
+    let addr = format!("127.0.0.11:{}", free_port());
+    let mut args: Vec<String> = [
+        "--cluster-listen",
+        &addr,
+        "--cookie-file",
+        &cookie.display().to_string(),
+        "--node-id",
+        "n0",
+        "--role",
+        "node",
+        "--provider",
+        "webhook",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    if let Some(nats) = &nats {
+        args.extend(["--feed".to_owned(), nats.url()]);
+    }
+    let node = NodeProcess::start_with(&store, &addr, &args, "onsale mesh n0 on")?;
+    if pin {
+        bench::pin_to(node.pid().expect("running"), "0");
+        bench::pin_to(std::process::id(), "1");
+        if let Some(pid) = nats.as_ref().and_then(NatsServer::pid) {
+            bench::pin_to(pid, "1");
+        }
+    }
+    let gateway =
+        bench::mesh_gateway(&store, "127.0.0.21", std::slice::from_ref(&addr), &cookie).await?;
+    let config = EventConfig {
+        shoppers_max: 100_000,
+        tickets_per_fan_max: 2,
+        ..EventConfig::default()
+    };
+    let created = gateway
+        .create_event(spec(EVENT.0, venue_json(25, 40, 50), config))
+        .await;
+    anyhow::ensure!(
+        matches!(created, Reply::Overview { .. }),
+        "create: {created:?}"
+    );
+    let opened = gateway
+        .call(
+            EVENT,
+            Command::Sale {
+                command: SaleCommand::Open,
+            },
+        )
+        .await;
+    anyhow::ensure!(matches!(opened, Reply::Sale { .. }), "open: {opened:?}");
+
+    let seen = Arc::new(Mutex::new(bench::Seen::default()));
+    let until = Instant::now() + PHASE;
+    let started = Instant::now();
+    let buyers: Vec<_> = (0..BUYERS)
+        .map(|b| {
+            let (gateway, seen) = (gateway.clone(), Arc::clone(&seen));
+            tokio::spawn(async move {
+                let mut mine = bench::Seen::default();
+                let mut n = 0;
+                while Instant::now() < until {
+                    let fan = FanId(1 + b * 1_000_000 + n);
+                    n += 1;
+                    bench::sale(&gateway, EVENT, fan, &mut mine).await;
+                }
+                let mut seen = seen.lock().expect("not poisoned");
+                seen.sold += mine.sold;
+                seen.refused += mine.refused;
+            })
+        })
+        .collect();
+    for buyer in buyers {
+        let _ = buyer.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (sold, refused) = {
+        let seen = seen.lock().expect("not poisoned");
+        (seen.sold, seen.refused)
+    };
+    if let Some(nats) = &nats {
+        // The feed kept up: every sale is in the stream by now or soon.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sold_messages = stream_messages(&nats.url(), "ONSALE")
+                .await
+                .iter()
+                .filter(|m| m.subject.ends_with(".sold"))
+                .count() as u64;
+            if sold_messages >= sold || Instant::now() > deadline {
+                println!("  feed on: {sold_messages} sold messages in the stream for {sold} sales");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "  round {round}, feed {}: {sold} sold, {refused} refused in {elapsed:.1} s",
+        if feed { "on" } else { "off" }
+    );
+    Ok(sold as f64 / elapsed)
+}
