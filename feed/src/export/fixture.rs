@@ -36,8 +36,8 @@ pub const NODE: &str = "export-fixture";
 /// 2026-01-01T00:00:00Z: where fixtures start their clock by default.
 pub const START: Millis = Millis(1_767_225_600_000);
 
-/// An event's spec for `venue_json`, with a config where the room is never
-/// full and counter blocks are rare.
+/// An event's spec for `venue_json`, with a config where the room holds
+/// 1,000 waiting fans per ticket left and counter blocks are rare.
 #[must_use]
 pub fn spec(event: EventId, venue_json: &str) -> EventSpec {
     EventSpec {
