@@ -37,6 +37,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo clippy --features fdb (FoundationDB backend: compiled, not run here)"
 cargo clippy -p onsale-cluster -p onsale-node --all-targets --locked --features fdb -- -D warnings
+# DuckDB reads the Parquet export (node/tests/export.rs runs
+# scripts/duckdb-check.py when python3 can import duckdb; PyPI's wheel).
+python3 -c 'import duckdb' 2>/dev/null || timeout 180 pip install -q duckdb \
+    || echo "duckdb not installed: the export's DuckDB check is skipped"
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== the run command works (the README's: a node with the demo events and the fan page)"

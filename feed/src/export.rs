@@ -58,7 +58,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use onsale_cluster::node::{RestoreError, restore};
-use onsale_cluster::store::{JournalBytes, Store, StoreError, StoredEvent};
+use onsale_cluster::store::{JournalBytes, Store, StoreError};
 use onsale_schema::snapshot::{
     EventSnapshot, JournalEntry, JournalRecord, OrderRecord, RecordError, ReleaseReason,
 };
@@ -253,7 +253,7 @@ pub fn export<S: Store + ?Sized>(
         });
     };
     let spec = spec.clone().map_err(StoreError::Damaged)?;
-    let stored = load(store, event)?;
+    let stored = store.load_event(event)?;
     let core = restore(&spec, &stored, now).map_err(|source| ExportError::Restore {
         event: event.0,
         source,
@@ -302,27 +302,6 @@ pub fn export<S: Store + ?Sized>(
         timeline: history.range,
         timeline_missing: history.missing,
     })
-}
-
-/// Reads of an event's state [`load`] makes before it believes a loss.
-const LOAD_ATTEMPTS: u32 = 5;
-
-/// [`Store::load_event`], read again on [`StoreError::Lost`]: a read taken
-/// while the event's owner commits can end before the commit and then
-/// find the high-water mark the commit raised (the store checks the mark
-/// after its read), which it reports as a loss. A read begun after the
-/// mark was raised sees the commit; a real loss is reported every time.
-fn load<S: Store + ?Sized>(store: &S, event: EventId) -> Result<StoredEvent, StoreError> {
-    let mut attempt = 1;
-    loop {
-        match store.load_event(event) {
-            Err(StoreError::Lost(_)) if attempt < LOAD_ATTEMPTS => {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            loaded => return loaded,
-        }
-    }
 }
 
 // ----- staging: temporary files renamed into place together -----

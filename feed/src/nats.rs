@@ -13,6 +13,13 @@
 //! One relay publishes to a stream: a second would be refused its
 //! messages until the first stops (never a duplicate or a reordering).
 //!
+//! **One ack a batch.** Because of that chain, only a batch's last
+//! message needs an acknowledgement: the others are plain publishes, and
+//! the last one stored proves every one before it was (see
+//! `publish_batch`). The broker sends one ack per batch, not per message
+//! (every message is acknowledged at first and after an error, so that a
+//! refusal is named for the message refused).
+//!
 //! The connection is made lazily and dropped after any error, so that
 //! nothing queued by a broken connection is sent later out of order; the
 //! stream is made if missing (unless told not to) each time.
@@ -73,6 +80,9 @@ pub struct NatsSink {
     /// The id of the last message the stream stored for us, while nothing
     /// failed since: the next message names it.
     chain: Option<String>,
+    /// Acknowledge every message of the next batch (at first and after an
+    /// error), not only its last.
+    careful: bool,
 }
 
 impl NatsSink {
@@ -82,6 +92,7 @@ impl NatsSink {
             config,
             context: None,
             chain: None,
+            careful: true,
         }
     }
 
@@ -93,6 +104,7 @@ impl NatsSink {
     fn forget_connection(&mut self) {
         self.context = None;
         self.chain = None;
+        self.careful = true;
     }
 
     /// Connect and make sure the stream exists (made if allowed).
@@ -140,28 +152,77 @@ impl NatsSink {
         Ok(context)
     }
 
+    /// Every message but the last goes out as a plain publish (no reply,
+    /// no ack to wait for); the last is a JetStream publish whose ack
+    /// vouches for the whole batch: each message names its predecessor, so
+    /// the broker stores a message only after the one before it, and the
+    /// last stored means all were. A message the broker refused makes
+    /// every later one refused, down to the last. So after an error (and
+    /// at first) a batch is published carefully, every message
+    /// acknowledged, so that a refusal is reported in the broker's words
+    /// ("maximum messages exceeded") for the message it refused, not as a
+    /// broken chain.
     async fn publish_batch(&mut self, batch: &[FeedMessage]) -> Result<(), SinkError> {
         let context = self.context().await?;
-        let mut acks = Vec::with_capacity(batch.len());
-        for message in batch {
-            let mut publish = jetstream::message::PublishMessage::build()
-                .payload(Bytes::copy_from_slice(&message.body))
-                .message_id(&message.id);
+        if self.careful {
+            let mut acks = Vec::with_capacity(batch.len());
+            for message in batch {
+                acks.push(self.send_acked(&context, message).await?);
+            }
+            for (ack, message) in acks.into_iter().zip(batch) {
+                ack.await
+                    .map_err(|e| publish_error(&self.config, message, e.kind(), &e.to_string()))?;
+            }
+            self.careful = false;
+            return Ok(());
+        }
+        let Some((last, rest)) = batch.split_last() else {
+            return Ok(());
+        };
+        let client = context.client();
+        for message in rest {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.as_str());
             if let Some(previous) = &self.chain {
-                publish = publish.expected_last_message_id(previous);
+                headers.insert(
+                    async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID,
+                    previous.as_str(),
+                );
             }
             self.chain = Some(message.id.clone());
-            let ack = context
-                .send_publish(message.subject.clone(), publish)
+            client
+                .publish_with_headers(
+                    message.subject.clone(),
+                    headers,
+                    Bytes::copy_from_slice(&message.body),
+                )
                 .await
-                .map_err(|e| publish_error(&self.config, message, e.kind(), &e.to_string()))?;
-            acks.push(ack);
+                .map_err(|e| SinkError::Unreachable(format!("{}: {e}", self.config.url)))?;
         }
-        for (ack, message) in acks.into_iter().zip(batch) {
-            ack.await
-                .map_err(|e| publish_error(&self.config, message, e.kind(), &e.to_string()))?;
-        }
+        let ack = self.send_acked(&context, last).await?;
+        ack.await
+            .map_err(|e| publish_error(&self.config, last, e.kind(), &e.to_string()))?;
         Ok(())
+    }
+
+    /// Publish one message chained to the last, as a JetStream publish:
+    /// its ack to await.
+    async fn send_acked(
+        &mut self,
+        context: &Context,
+        message: &FeedMessage,
+    ) -> Result<jetstream::context::PublishAckFuture, SinkError> {
+        let mut publish = jetstream::message::PublishMessage::build()
+            .payload(Bytes::copy_from_slice(&message.body))
+            .message_id(&message.id);
+        if let Some(previous) = &self.chain {
+            publish = publish.expected_last_message_id(previous);
+        }
+        self.chain = Some(message.id.clone());
+        context
+            .send_publish(message.subject.clone(), publish)
+            .await
+            .map_err(|e| publish_error(&self.config, message, e.kind(), &e.to_string()))
     }
 }
 

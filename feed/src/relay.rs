@@ -95,6 +95,8 @@ pub struct Relay<S: Sink> {
     /// The broker's last message was read at start.
     synced: bool,
     last_error: Option<(String, Instant)>,
+    /// The cursor being saved, of the event last published.
+    cursor_write: Option<(EventId, tokio::task::JoinHandle<Result<(), StoreError>>)>,
 }
 
 impl<S: Sink> std::fmt::Debug for Relay<S> {
@@ -143,6 +145,7 @@ impl<S: Sink> Relay<S> {
             lanes: BTreeMap::new(),
             synced: false,
             last_error: None,
+            cursor_write: None,
         }
     }
 
@@ -184,6 +187,7 @@ impl<S: Sink> Relay<S> {
                 }
             }
         }
+        self.cursor_saved().await;
         tracing::info!("change feed relay stopped");
         Ok(())
     }
@@ -345,6 +349,13 @@ impl<S: Sink> Relay<S> {
         messages: Vec<FeedMessage>,
         through: u64,
     ) -> Result<bool, RelayFault> {
+        if self
+            .cursor_write
+            .as_ref()
+            .is_some_and(|(writing, _)| *writing != event)
+        {
+            self.cursor_saved().await;
+        }
         if !messages.is_empty()
             && let Err(e) = self.sink.publish(&messages).await
         {
@@ -364,18 +375,36 @@ impl<S: Sink> Relay<S> {
         };
         metrics::gauge!("onsale_feed_published_seq", "event" => event.0.to_string())
             .set(through as f64);
-        if let Err(e) = blocking(&self.store, move |s| s.put_feed_cursor(event, cursor)).await {
-            // Published but not recorded: published again after a
-            // restart, and dropped by the broker as a repeat.
-            tracing::warn!(%event, error = %e, "change feed: the cursor could not be saved");
-        }
+        // Saved while the next batch is published (one write in flight).
+        self.cursor_saved().await;
+        let store = Arc::clone(&self.store);
+        let write = tokio::task::spawn_blocking(move || store.put_feed_cursor(event, cursor));
+        self.cursor_write = Some((event, write));
         Ok(true)
+    }
+
+    /// Wait for the cursor write in flight, if any. A cursor not saved
+    /// means a batch published again after a restart, dropped by the
+    /// broker as a repeat; so another event's batch is published only
+    /// once the previous event's cursor is saved (the relay's start reads
+    /// the broker's last message, which covers that one event only).
+    async fn cursor_saved(&mut self) {
+        if let Some((event, write)) = self.cursor_write.take() {
+            match write.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(%event, error = %e, "change feed: the cursor could not be saved");
+                }
+                Err(e) => tracing::warn!(%event, error = %e, "change feed: the cursor write panicked"),
+            }
+        }
     }
 
     /// Rebuild what the feed knows of `event` at its stored cursor (or at
     /// what the broker is known to hold): read the kept records again from
     /// the cursor's `keep_from` without publishing.
     async fn rebuild(&mut self, event: EventId) -> Result<(), RelayFault> {
+        self.cursor_saved().await;
         let cursor = blocking(&self.store, move |s| s.feed_cursor(event))
             .await?
             .unwrap_or(FeedCursor {

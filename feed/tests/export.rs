@@ -591,3 +591,58 @@ fn the_fixture_leaves_its_whole_journal_in_the_store() {
     let expected: Vec<u64> = (1..=seller.core().journal_seq()).collect();
     assert_eq!(seqs, expected);
 }
+
+/// An export taken while the event keeps selling (as a node would, in
+/// another connection to the same file) describes one consistent moment.
+#[test]
+fn an_export_while_the_event_sells_is_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onsale.db");
+    let mut seller = Seller::create(&path, &fixture::spec(EVENT, STADIUM), fixture::START);
+    seller.store().set_feed_retention(true).unwrap();
+    seller.open();
+    seller.join(2_000);
+    let exports = std::thread::scope(|scope| {
+        let exporting = scope.spawn(|| {
+            (0..5)
+                .map(|run| {
+                    let out = dir.path().join(format!("export-{run}"));
+                    let exported = export_store(&path, &out).expect("exports");
+                    (out, exported)
+                })
+                .collect::<Vec<_>>()
+        });
+        while !exporting.is_finished() {
+            if seller.buy(2, Ending::Sold).is_none() {
+                seller.join(2_000);
+            }
+            seller.flush();
+            seller.advance(50);
+        }
+        exporting.join().expect("export thread")
+    });
+    let mut sold_seen = HashSet::new();
+    for (out, exported) in &exports {
+        let orders = read(&out.join("orders.parquet"));
+        let tickets = read(&out.join("tickets.parquet"));
+        let timeline = read(&out.join("timeline.parquet"));
+        let seats: i64 = orders.iter().map(|r| int(r, "seats").unwrap()).sum();
+        assert_eq!(tickets.len() as i64, seats, "tickets match orders");
+        let sold = timeline
+            .iter()
+            .filter(|r| text(r, "kind").as_deref() == Some("sold"))
+            .count();
+        assert_eq!(sold, orders.len(), "the timeline sold what the orders hold");
+        let last = timeline.last().map_or(0, |r| uint(r, "seq").unwrap());
+        assert_eq!(
+            last, exported.journal_seq,
+            "timeline through the restored seq"
+        );
+        assert_eq!(exported.timeline_missing, 0);
+        sold_seen.insert(orders.len());
+    }
+    assert!(
+        sold_seen.len() > 1,
+        "the exports saw the sale move on: {sold_seen:?}"
+    );
+}

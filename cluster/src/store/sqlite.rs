@@ -55,7 +55,12 @@ use super::{
 
 /// The schema this build writes. Bump it with a migration in
 /// [`SqliteStore::init_schema`]; a file with a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+///
+/// - 2: every value sealed in a frame.
+/// - 3: the change feed's cursors (`feed_cursors`) and retention flag: a
+///   build before it would compact away records the feed has not read,
+///   so it must not open such a store.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a write waits for another process's write before giving up
 /// with [`StoreError::Unavailable`].
@@ -202,6 +207,20 @@ impl SqliteStore {
     /// and check the version, in one transaction (two processes may open a
     /// new file at once). Returns the store's identity.
     fn init_schema(conn: &mut Connection, path: &str, create: bool) -> Result<u64, OpenError> {
+        // A store already at this version opens without a write
+        // transaction: a reader beside a busy node (`onsale export`) must
+        // neither wait for the write lock nor take it.
+        let current = conn
+            .query_row(
+                "SELECT (SELECT value FROM meta WHERE key = 'schema_version'),
+                        (SELECT value FROM meta WHERE key = 'store_id')",
+                [],
+                |row| Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?)),
+            )
+            .ok();
+        if let Some((Some(SCHEMA_VERSION), Some(identity))) = current {
+            return Ok(from_sql(identity));
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| open_error(path, e))?;
@@ -345,15 +364,31 @@ impl SqliteStore {
         })
     }
 
-    /// `Lost` if `stored` is shorter than `event`'s high-water mark.
-    fn check_mark(&self, event: EventId, stored: &StoredEvent) -> Result<(), StoreError> {
+    /// `event`'s high-water mark, read before the data it vouches for: a
+    /// mark is raised only after its commit, so a mark read first is never
+    /// ahead of a read transaction begun after it, even while the owner
+    /// (in another process) commits.
+    fn read_mark(&self, event: EventId) -> Result<Option<Mark>, StoreError> {
         let Some(marks) = &self.marks else {
+            return Ok(None);
+        };
+        marks.read(event).map(Some).map_err(|e| {
+            let path = marks.path(event);
+            StoreError::Unavailable(format!("{event}: high-water mark {}: {e}", path.display()))
+        })
+    }
+
+    /// `Lost` if `stored` is shorter than `mark`, read before it.
+    fn check_mark(
+        &self,
+        event: EventId,
+        mark: Option<Mark>,
+        stored: &StoredEvent,
+    ) -> Result<(), StoreError> {
+        let (Some(marks), Some(mark)) = (&self.marks, mark) else {
             return Ok(());
         };
         let path = marks.path(event);
-        let mark = marks.read(event).map_err(|e| {
-            StoreError::Unavailable(format!("{event}: high-water mark {}: {e}", path.display()))
-        })?;
         let found = Mark {
             seq: stored
                 .journal
@@ -1075,6 +1110,7 @@ impl Store for SqliteStore {
     }
 
     fn load_event(&self, event: EventId) -> Result<StoredEvent, StoreError> {
+        let mark = self.read_mark(event)?;
         let stored = self.read(|tx| {
             let snapshot: Option<(i64, Vec<u8>)> = tx
                 .prepare_cached("SELECT seq, bytes FROM snapshots WHERE event = ?1")
@@ -1115,7 +1151,7 @@ impl Store for SqliteStore {
                 counter_ceiling,
             })
         })?;
-        self.check_mark(event, &stored)?;
+        self.check_mark(event, mark, &stored)?;
         Ok(stored)
     }
 
