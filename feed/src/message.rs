@@ -324,11 +324,8 @@ impl EventFeed {
         body.extend_from_slice(&data[1..]);
         FeedMessage {
             subject: format!("{}.{}.{kind}", self.prefix, self.event.0),
-            id: if kind == "gap" {
-                format!("{}:gap:{seq}", self.event.0)
-            } else {
-                message_id(self.event, seq)
-            },
+            // A gap's seq is its last record, which no other message has.
+            id: message_id(self.event, seq),
             body,
             seq,
             at,
@@ -467,7 +464,7 @@ mod tests {
             "no hold open: nothing before is needed"
         );
         assert_eq!(parse_message_id("7:4"), Some((EventId(7), 4)));
-        assert_eq!(parse_message_id("7:gap:4"), None);
+        assert_eq!(parse_message_id("7:x"), None);
     }
 
     /// Rebuilt by replaying from `keep_from`, a feed makes the same

@@ -10,8 +10,10 @@
 //! last. A batch retried after an error starts without that header (its
 //! first message is the oldest the relay has not seen stored), so the
 //! stream only ever grows by the relay's messages in the relay's order.
-//! One relay publishes to a stream: a second would be refused its
-//! messages until the first stops (never a duplicate or a reordering).
+//! One relay publishes to a stream, and nothing else does: the chain is
+//! stream-wide. A second relay on the same events could not duplicate a
+//! message (ids), but the two would break each other's chains, and its
+//! first message after each error names no predecessor.
 //!
 //! **One ack a batch.** Because of that chain, only a batch's last
 //! message needs an acknowledgement: the others are plain publishes, and
@@ -20,9 +22,10 @@
 //! (every message is acknowledged at first and after an error, so that a
 //! refusal is named for the message refused).
 //!
-//! The connection is made lazily and dropped after any error, so that
-//! nothing queued by a broken connection is sent later out of order; the
-//! stream is made if missing (unless told not to) each time.
+//! The connection is made lazily and replaced after any error (what the
+//! old one still had queued may be sent when it reconnects: being chained,
+//! it lands only in order, and its ids are dropped as repeats); the stream
+//! is made if missing (unless told not to) each time.
 
 use std::time::Duration;
 
@@ -262,14 +265,11 @@ impl Sink for NatsSink {
     }
 }
 
-/// Whether stream subject `pattern` takes every subject under `wanted`
-/// (`x.>`): the same, `>`, or a prefix ending in `>`.
+/// Whether stream subject `pattern` is the feed's `wanted` (`x.>`): a
+/// stream taking more (`>`) would mix other publishers' messages into the
+/// chain of ids the feed's order rests on.
 fn covers(pattern: &str, wanted: &str) -> bool {
     pattern == wanted
-        || pattern == ">"
-        || pattern
-            .strip_suffix('>')
-            .is_some_and(|prefix| wanted.starts_with(prefix))
 }
 
 fn stream_error(config: &NatsConfig, subject: &str, detail: &str) -> SinkError {

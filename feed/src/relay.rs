@@ -42,7 +42,8 @@ use crate::sink::{Sink, SinkError};
 pub struct RelayConfig {
     /// Subjects are `<prefix>.<event>.<kind>`.
     pub prefix: String,
-    /// Records read (and at most messages published) at once per event.
+    /// Records read (and at most messages published) at once per event;
+    /// at most [`BATCH_MAX`].
     pub batch: usize,
     /// Pause when every event is caught up.
     pub idle: Duration,
@@ -68,6 +69,11 @@ pub enum RelayError {
     Store(#[from] StoreError),
 }
 
+/// The largest batch: below async-nats' 5,000 acks in flight (a batch
+/// published with every message acknowledged holds one permit each; a gap
+/// message may come on top).
+pub const BATCH_MAX: usize = 4_096;
+
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -83,6 +89,9 @@ struct Lane {
     /// The broker holds this event's messages through this seq (learnt at
     /// start): records up to it are read without publishing.
     stored_through: u64,
+    /// Store errors in a row, and the event's rest after the last.
+    failures: u32,
+    resting_until: Option<Instant>,
 }
 
 /// The relay (see the module docs).
@@ -136,7 +145,8 @@ fn now_ms() -> u64 {
 
 impl<S: Sink> Relay<S> {
     #[must_use]
-    pub fn new(store: Arc<dyn Store>, sink: S, config: RelayConfig) -> Relay<S> {
+    pub fn new(store: Arc<dyn Store>, sink: S, mut config: RelayConfig) -> Relay<S> {
+        config.batch = config.batch.clamp(1, BATCH_MAX);
         Relay {
             store,
             sink,
@@ -156,8 +166,9 @@ impl<S: Sink> Relay<S> {
         self
     }
 
-    /// Run until `stop` turns true. Broker errors are retried forever;
-    /// only a store that cannot be read or written ends it.
+    /// Run until `stop` turns true. Broker and store errors are retried
+    /// forever (a store error rests only the event it concerns); only a
+    /// store that refuses to keep records for the feed at start ends it.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), RelayError> {
         self.retry_store(|store| store.set_feed_retention(true), &mut stop)
             .await?;
@@ -182,12 +193,22 @@ impl<S: Sink> Relay<S> {
                 Err(e) => {
                     metrics::gauge!("onsale_feed_up").set(0.0);
                     self.report(e.kind(), &e.to_string());
+                    if matches!(e, RelayFault::Sink(_)) {
+                        // Before publishing again, learn from the stream's
+                        // last message how much of the failed batch it
+                        // holds (a chained prefix): that is not published
+                        // again, however long the broker's duplicate
+                        // window.
+                        self.synced = false;
+                    }
                     pause(backoff, &mut stop).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
-        self.cursor_saved().await;
+        if let Err(e) = self.cursor_saved().await {
+            tracing::warn!(error = %e, "change feed: stopped with a cursor not saved");
+        }
         tracing::info!("change feed relay stopped");
         Ok(())
     }
@@ -249,6 +270,8 @@ impl<S: Sink> Relay<S> {
                             feed: None,
                             published: 0,
                             stored_through: 0,
+                            failures: 0,
+                            resting_until: None,
                         },
                     );
                 }
@@ -266,9 +289,32 @@ impl<S: Sink> Relay<S> {
             self.sync().await?;
         }
         let mut busy = false;
-        let events: Vec<EventId> = self.lanes.keys().copied().collect();
+        let now = Instant::now();
+        let events: Vec<EventId> = self
+            .lanes
+            .iter()
+            .filter(|(_, lane)| lane.resting_until.is_none_or(|until| until <= now))
+            .map(|(event, _)| *event)
+            .collect();
         for event in events {
-            busy |= self.step(event).await?;
+            match self.step(event).await {
+                Ok(stepped) => {
+                    busy |= stepped;
+                    self.lanes.get_mut(&event).expect("listed").failures = 0;
+                }
+                // One event's store trouble (a damaged record) rests that
+                // event, with backoff; the others go on.
+                Err(RelayFault::Store(e)) => {
+                    let lane = self.lanes.get_mut(&event).expect("listed");
+                    lane.failures = lane.failures.saturating_add(1);
+                    let rest =
+                        (BACKOFF_MIN * 2_u32.saturating_pow(lane.failures.min(6))).min(BACKOFF_MAX);
+                    lane.resting_until = Some(Instant::now() + rest);
+                    lane.feed = None;
+                    self.report("store", &format!("{event}: {e}"));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(busy)
     }
@@ -279,7 +325,7 @@ impl<S: Sink> Relay<S> {
         if let Some((event, seq)) = last.as_deref().and_then(parse_message_id) {
             tracing::info!(%event, seq, "change feed: the stream's last message");
             if let Some(lane) = self.lanes.get_mut(&event) {
-                lane.stored_through = seq;
+                lane.stored_through = lane.stored_through.max(seq);
                 lane.feed = None;
             } else {
                 // Not listed yet: listed now, so that it is not missed.
@@ -354,7 +400,7 @@ impl<S: Sink> Relay<S> {
             .as_ref()
             .is_some_and(|(writing, _)| *writing != event)
         {
-            self.cursor_saved().await;
+            self.cursor_saved().await?;
         }
         if !messages.is_empty()
             && let Err(e) = self.sink.publish(&messages).await
@@ -376,7 +422,7 @@ impl<S: Sink> Relay<S> {
         metrics::gauge!("onsale_feed_published_seq", "event" => event.0.to_string())
             .set(through as f64);
         // Saved while the next batch is published (one write in flight).
-        self.cursor_saved().await;
+        self.cursor_saved().await?;
         let store = Arc::clone(&self.store);
         let write = tokio::task::spawn_blocking(move || store.put_feed_cursor(event, cursor));
         self.cursor_write = Some((event, write));
@@ -388,23 +434,32 @@ impl<S: Sink> Relay<S> {
     /// broker as a repeat; so another event's batch is published only
     /// once the previous event's cursor is saved (the relay's start reads
     /// the broker's last message, which covers that one event only).
-    async fn cursor_saved(&mut self) {
-        if let Some((event, write)) = self.cursor_write.take() {
-            match write.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(%event, error = %e, "change feed: the cursor could not be saved");
-                }
-                Err(e) => tracing::warn!(%event, error = %e, "change feed: the cursor write panicked"),
+    /// A write that failed is an error: the event is read again from its
+    /// stored cursor (through what the broker acknowledged, which is not
+    /// published again) before anything more is published.
+    async fn cursor_saved(&mut self) -> Result<(), StoreError> {
+        let Some((event, write)) = self.cursor_write.take() else {
+            return Ok(());
+        };
+        let written = write.await.unwrap_or_else(|e| {
+            Err(StoreError::Unavailable(format!(
+                "cursor write panicked: {e}"
+            )))
+        });
+        if let Err(e) = &written {
+            tracing::warn!(%event, error = %e, "change feed: the cursor could not be saved");
+            if let Some(lane) = self.lanes.get_mut(&event) {
+                lane.feed = None;
             }
         }
+        written
     }
 
     /// Rebuild what the feed knows of `event` at its stored cursor (or at
     /// what the broker is known to hold): read the kept records again from
     /// the cursor's `keep_from` without publishing.
     async fn rebuild(&mut self, event: EventId) -> Result<(), RelayFault> {
-        self.cursor_saved().await;
+        self.cursor_saved().await?;
         let cursor = blocking(&self.store, move |s| s.feed_cursor(event))
             .await?
             .unwrap_or(FeedCursor {
@@ -413,7 +468,13 @@ impl<S: Sink> Relay<S> {
                 keep_from: 1,
             });
         let lane = &self.lanes[&event];
-        let target = cursor.published.max(lane.stored_through);
+        // What the broker is known to hold: the stored cursor, what this
+        // relay saw acknowledged (a cursor write may have failed), what
+        // the stream's last message showed at start.
+        let target = cursor
+            .published
+            .max(lane.stored_through)
+            .max(lane.published);
         let mut feed = EventFeed::new(
             event,
             Arc::clone(&lane.venue),
@@ -434,6 +495,9 @@ impl<S: Sink> Relay<S> {
                 self.seed_from_snapshot(event, &mut feed, first.seq).await?;
                 seeded = true;
             }
+            if first.seq > target {
+                break;
+            }
             for bytes in records.iter().take_while(|r| r.seq <= target) {
                 let record = decode(event, bytes)?;
                 if record.seq <= cursor.published {
@@ -452,6 +516,14 @@ impl<S: Sink> Relay<S> {
         if target > cursor.published {
             tracing::info!(%event, from = cursor.published, to = target,
                 "change feed: the broker already holds these; not published again");
+            // Saved now: another restart must not publish them again
+            // (after the broker's duplicate window it would store them).
+            let cursor = FeedCursor {
+                published: target,
+                last_message: feed.last_message(),
+                keep_from: feed.keep_from(target),
+            };
+            blocking(&self.store, move |s| s.put_feed_cursor(event, cursor)).await?;
         }
         let lane = self.lanes.get_mut(&event).expect("listed");
         lane.published = target;
@@ -471,7 +543,9 @@ impl<S: Sink> Relay<S> {
                 StoreError::Corrupt(format!("{event}: snapshot does not decode: {e}"))
             })?;
             for hold in snapshot.holds {
-                feed.know_hold(hold.hold, hold.fan, hold.seats, first_kept);
+                // Kept from the record before the first kept: gone, so a
+                // rebuild finds the gap and reads the snapshot again.
+                feed.know_hold(hold.hold, hold.fan, hold.seats, first_kept - 1);
             }
         }
         Ok(())

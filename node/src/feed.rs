@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use onsale_cluster::store::Store;
-use onsale_cluster::store::open::{OpenMode, open_store};
+use onsale_cluster::store::sqlite::SqliteStore;
 use onsale_feed::nats::{NatsConfig, NatsSink};
 use onsale_feed::relay::{Relay, RelayConfig};
 use tokio::sync::watch;
@@ -97,9 +97,9 @@ pub(crate) fn run_relay(args: &RelayArgs) -> anyhow::Result<()> {
     if args.feed.feed.is_none() {
         anyhow::bail!("onsale relay needs --feed nats://HOST:PORT");
     }
-    let (store, summary) = open_store(&args.store, OpenMode::Existing)
+    let store = SqliteStore::open_for_feed(&args.store)
         .with_context(|| format!("opening the store {}", args.store.display()))?;
-    tracing::info!(store = %args.store.display(), "{summary}");
+    tracing::info!(store = %args.store.display(), "change feed relay on this store");
     let store: Arc<dyn Store> = Arc::new(store);
     let relay = args.feed.relay(store).expect("--feed is set");
     let runtime = tokio::runtime::Builder::new_multi_thread()

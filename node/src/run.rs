@@ -195,8 +195,18 @@ fn serve<S: Store>(
             }
             None => None,
         };
-        if owns_events {
-            args.feed.spawn(Arc::clone(&store));
+        if owns_events && args.feed.feed.is_some() {
+            // On the embedded store the relay reads through a connection
+            // of its own: the node's never waits for it.
+            let relay_store: Arc<dyn Store> = if store.backend() == "sqlite" {
+                Arc::new(
+                    onsale_cluster::store::sqlite::SqliteStore::open_for_feed(&store_path)
+                        .context("opening the store for the change feed")?,
+                )
+            } else {
+                Arc::clone(&store)
+            };
+            args.feed.spawn(relay_store);
         }
         let config = NodeConfig {
             node: node.clone(),

@@ -18,15 +18,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use onsale_cluster::rpc::Client;
 use onsale_schema::message::{Command, Reply, SaleCommand};
 use onsale_schema::{EventConfig, EventId, FanId};
 use onsale_tests::nats::{NatsServer, stream_messages};
-use onsale_tests::{NodeProcess, bench, free_port, scratch_dir, spec, venue_json};
+use onsale_tests::{NodeProcess, OPERATOR_TOKEN, bench, scratch_dir, spec, venue_json};
 
-const COOKIE: &str = "feed cost bench cookie, shared by the cluster";
 const EVENT: EventId = EventId(1);
 const BUYERS: u64 = 200;
-const PHASE: Duration = Duration::from_secs(8);
+const PHASE: Duration = Duration::from_secs(6);
 
 fn main() -> anyhow::Result<()> {
     let pin = std::env::var("ONSALE_BENCH_PIN").is_ok_and(|v| v == "1");
@@ -75,28 +75,12 @@ async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
     };
     let dir = scratch_dir(&format!("feed-cost-{round}-{feed}"));
     let store = dir.join("bench.db");
-    let cookie = dir.join("cookie");
-    bench::write_cookie(&cookie, COOKIE)?;
-    let addr = format!("127.0.0.11:{}", free_port());
-    let mut args: Vec<String> = [
-        "--cluster-listen",
-        &addr,
-        "--cookie-file",
-        &cookie.display().to_string(),
-        "--node-id",
-        "n0",
-        "--role",
-        "node",
-        "--provider",
-        "webhook",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let mut args = vec!["--provider".to_owned(), "webhook".to_owned()];
     if let Some(nats) = &nats {
         args.extend(["--feed".to_owned(), nats.url()]);
     }
-    let node = NodeProcess::start_with(&store, &addr, &args, "onsale mesh n0 on")?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node = NodeProcess::start(&store, &args)?;
     if pin {
         bench::pin_to(node.pid().expect("running"), "0");
         bench::pin_to(std::process::id(), "1");
@@ -104,28 +88,32 @@ async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
             bench::pin_to(pid, "1");
         }
     }
-    let gateway =
-        bench::mesh_gateway(&store, "127.0.0.21", std::slice::from_ref(&addr), &cookie).await?;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(Arc::new(
+            Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes()).await?,
+        ));
+    }
     let config = EventConfig {
         shoppers_max: 100_000,
         tickets_per_fan_max: 2,
         ..EventConfig::default()
     };
-    let created = gateway
-        .create_event(spec(EVENT.0, venue_json(25, 40, 50), config))
-        .await;
+    let created = clients[0]
+        .create_event(spec(EVENT.0, venue_json(40, 50, 50), config))
+        .await?;
     anyhow::ensure!(
         matches!(created, Reply::Overview { .. }),
         "create: {created:?}"
     );
-    let opened = gateway
+    let opened = clients[0]
         .call(
             EVENT,
             Command::Sale {
                 command: SaleCommand::Open,
             },
         )
-        .await;
+        .await?;
     anyhow::ensure!(matches!(opened, Reply::Sale { .. }), "open: {opened:?}");
 
     let seen = Arc::new(Mutex::new(bench::Seen::default()));
@@ -133,14 +121,17 @@ async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
     let started = Instant::now();
     let buyers: Vec<_> = (0..BUYERS)
         .map(|b| {
-            let (gateway, seen) = (gateway.clone(), Arc::clone(&seen));
+            let (client, seen) = (
+                Arc::clone(&clients[b as usize % clients.len()]),
+                Arc::clone(&seen),
+            );
             tokio::spawn(async move {
                 let mut mine = bench::Seen::default();
                 let mut n = 0;
                 while Instant::now() < until {
                     let fan = FanId(1 + b * 1_000_000 + n);
                     n += 1;
-                    bench::sale(&gateway, EVENT, fan, &mut mine).await;
+                    bench::sale(&*client, EVENT, fan, &mut mine).await;
                 }
                 let mut seen = seen.lock().expect("not poisoned");
                 seen.sold += mine.sold;

@@ -100,15 +100,35 @@ pub struct Seen {
     pub elsewhere: Vec<u64>,
 }
 
+/// What a bench's buyers call an event through: an in-process gateway
+/// node on the mesh, or the node RPC.
+pub trait Caller: Sync {
+    fn call_event(&self, event: EventId, command: Command) -> impl Future<Output = Reply> + Send;
+}
+
+impl Caller for Node {
+    fn call_event(&self, event: EventId, command: Command) -> impl Future<Output = Reply> + Send {
+        self.call(event, command)
+    }
+}
+
+impl Caller for onsale_cluster::rpc::Client {
+    async fn call_event(&self, event: EventId, command: Command) -> Reply {
+        self.call(event, command)
+            .await
+            .unwrap_or_else(|e| Reply::error(onsale_schema::ErrorCode::Busy, e.to_string()))
+    }
+}
+
 /// One fan's whole durable sale through `gateway` (join, hold the best
 /// seat, submit the payment, the provider's confirmation delivered as a
 /// command: a node started with `--provider webhook`), counted in `seen`;
 /// the latency (µs) of each command it sent.
-pub async fn sale(gateway: &Node, event: EventId, fan: FanId, seen: &mut Seen) -> Vec<u64> {
+pub async fn sale(gateway: &impl Caller, event: EventId, fan: FanId, seen: &mut Seen) -> Vec<u64> {
     let mut times = Vec::with_capacity(4);
     let mut timed = async |command: Command| {
         let t = Instant::now();
-        let reply = gateway.call(event, command).await;
+        let reply = gateway.call_event(event, command).await;
         times.push(t.elapsed().as_micros() as u64);
         reply
     };

@@ -260,7 +260,9 @@ async fn run_seed(seed: u64) {
     )
     .expect("node starts");
     create_and_open(&node.addr).await;
-    let mut relay = start_relay(&store, &url, &[]);
+    // A duplicate window of 1 s: exactly once must not rest on the broker
+    // dropping repeats (a relay or broker down for longer than the window).
+    let mut relay = start_relay(&store, &url, &["--feed-duplicate-window-s", "1"]);
     let mut rng = Rng(seed.wrapping_mul(104_729) + 3);
     let mut killed = [0; 3];
     for round in 0..6u64 {

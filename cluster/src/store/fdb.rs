@@ -445,8 +445,15 @@ async fn read_journal(
     Ok(records)
 }
 
-async fn feed_retention(trx: &Transaction, keys: &EventKeys) -> Result<bool, FdbBindingError> {
-    match trx.get(&keys.feed_retention, false).await? {
+/// `snapshot`: read without a conflict range (the owner's snapshot write
+/// reads the feed's keys so; a relay's cursor write must not make it
+/// retry, and a stale cursor only keeps more records).
+async fn feed_retention(
+    trx: &Transaction,
+    keys: &EventKeys,
+    snapshot: bool,
+) -> Result<bool, FdbBindingError> {
+    match trx.get(&keys.feed_retention, snapshot).await? {
         Some(value) => Ok(decode::<u64>(&value)? != 0),
         None => Ok(false),
     }
@@ -455,8 +462,9 @@ async fn feed_retention(trx: &Transaction, keys: &EventKeys) -> Result<bool, Fdb
 async fn feed_cursor(
     trx: &Transaction,
     keys: &EventKeys,
+    snapshot: bool,
 ) -> Result<Option<FeedCursor>, FdbBindingError> {
-    let Some(value) = trx.get(&keys.feed_cursor, false).await? else {
+    let Some(value) = trx.get(&keys.feed_cursor, snapshot).await? else {
         return Ok(None);
     };
     let (published, last_message, keep_from): (u64, u64, u64) = decode(&value)?;
@@ -840,8 +848,8 @@ impl Store for FdbStore {
                     trx.clear_range(&this.0, &this.1);
                 }
                 write_snapshot_chunks(&trx, keys, seq, last_group, first);
-                let retention = feed_retention(&trx, keys).await?;
-                let through = compact_bound(seq, retention, feed_cursor(&trx, keys).await?);
+                let retention = feed_retention(&trx, keys, true).await?;
+                let through = compact_bound(seq, retention, feed_cursor(&trx, keys, true).await?);
                 if through > 0 {
                     trx.clear_range(&keys.journal.range().0, &keys.record(through).range().1);
                 }
@@ -942,7 +950,7 @@ impl Store for FdbStore {
         let keys = self.keys(EventId(0));
         self.run(|trx, _| {
             let keys = &keys;
-            async move { feed_retention(&trx, keys).await }
+            async move { feed_retention(&trx, keys, false).await }
         })
     }
 
@@ -950,7 +958,7 @@ impl Store for FdbStore {
         let keys = self.keys(event);
         self.run(|trx, _| {
             let keys = &keys;
-            async move { feed_cursor(&trx, keys).await }
+            async move { feed_cursor(&trx, keys, false).await }
         })
     }
 
@@ -959,7 +967,7 @@ impl Store for FdbStore {
         self.run(|trx, _| {
             let keys = &keys;
             async move {
-                if feed_cursor(&trx, keys)
+                if feed_cursor(&trx, keys, false)
                     .await?
                     .is_some_and(|stored| stored.published > cursor.published)
                 {

@@ -160,6 +160,23 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A second connection to an existing store for the change feed's
+    /// relay, beside a node in the same process: its reads never wait for
+    /// the node's connection, and its commits (cursors only) are not
+    /// fsynced (`synchronous=NORMAL`: they survive the process being
+    /// killed; a power loss may lose the latest, and the messages after an
+    /// older cursor are published again, for the broker to drop).
+    pub fn open_for_feed(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
+        let store = SqliteStore::open_file(path.as_ref(), false)?;
+        store
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| open_error(&store.path, e))?;
+        Ok(store)
+    }
+
     /// A private store in memory, gone when dropped. Cannot be shared with
     /// another process (or another `SqliteStore`): for quick tests only.
     pub fn open_in_memory() -> Result<SqliteStore, OpenError> {
