@@ -13,7 +13,9 @@
 //! `nats-server` (JetStream, file storage) started here.
 //!
 //! With `ONSALE_BENCH_PIN=1` the node runs on CPU 0 (its relay with it),
-//! this process and nats-server on CPU 1.
+//! this process and nats-server on CPU 1. `ONSALE_FEED_COST_RELAY=process`
+//! runs the relay as `onsale relay` beside the node instead (on CPU 1 when
+//! pinned).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,14 +32,20 @@ const PHASE: Duration = Duration::from_secs(6);
 
 fn main() -> anyhow::Result<()> {
     let pin = std::env::var("ONSALE_BENCH_PIN").is_ok_and(|v| v == "1");
+    let separate = std::env::var("ONSALE_FEED_COST_RELAY").is_ok_and(|v| v == "process");
     let rounds: u64 = std::env::var("ONSALE_FEED_COST_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     println!(
-        "feed cost: {BUYERS} buyers in a closed loop, {PHASE:?} a phase, {rounds} rounds of feed off / on{}",
+        "feed cost: {BUYERS} buyers in a closed loop, {PHASE:?} a phase, {rounds} rounds of feed off / on, the relay {}{}",
+        if separate {
+            "a process of its own (onsale relay)"
+        } else {
+            "in the node (--feed)"
+        },
         if pin {
-            ", node on CPU 0, bench and nats-server on CPU 1"
+            ", node on CPU 0, bench, nats-server (and onsale relay) on CPU 1"
         } else {
             ", unpinned"
         }
@@ -47,13 +55,14 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let mut ratios = Vec::new();
     for round in 1..=rounds {
-        let off = runtime.block_on(phase(round, false, pin))?;
-        let on = runtime.block_on(phase(round, true, pin))?;
+        let (off, off_cpu) = runtime.block_on(phase(round, false, pin, separate))?;
+        let (on, on_cpu) = runtime.block_on(phase(round, true, pin, separate))?;
         let ratio = on / off;
         ratios.push(ratio);
         println!(
-            "round {round}: off {off:.0} sales/s, on {on:.0} sales/s: on/off {ratio:.3} ({:+.1} %)",
-            (ratio - 1.0) * 100.0
+            "round {round}: off {off:.0} sales/s, on {on:.0} sales/s: on/off {ratio:.3} ({:+.1} %); the node's CPU a sale: off {off_cpu:.1} µs, on {on_cpu:.1} µs ({:+.1} %)",
+            (ratio - 1.0) * 100.0,
+            (on_cpu / off_cpu - 1.0) * 100.0
         );
     }
     ratios.sort_by(f64::total_cmp);
@@ -67,7 +76,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// One phase on a fresh node; its durable sales/s.
-async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
+async fn phase(round: u64, feed: bool, pin: bool, separate: bool) -> anyhow::Result<(f64, f64)> {
     let nats = if feed {
         Some(NatsServer::start().await)
     } else {
@@ -76,15 +85,43 @@ async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
     let dir = scratch_dir(&format!("feed-cost-{round}-{feed}"));
     let store = dir.join("bench.db");
     let mut args = vec!["--provider".to_owned(), "webhook".to_owned()];
-    if let Some(nats) = &nats {
+    if let Some(nats) = nats.as_ref().filter(|_| !separate) {
         args.extend(["--feed".to_owned(), nats.url()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let node = NodeProcess::start(&store, &args)?;
+    // `onsale relay` beside the node, on the other CPU.
+    let relay = match nats.as_ref().filter(|_| separate) {
+        Some(nats) => {
+            let args: Vec<String> = [
+                "relay",
+                "--store",
+                &store.display().to_string(),
+                "--feed",
+                &nats.url(),
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            Some(NodeProcess::start_with(
+                &store,
+                "-",
+                &args,
+                "onsale relay on",
+            )?)
+        }
+        None => None,
+    };
     if pin {
         bench::pin_to(node.pid().expect("running"), "0");
         bench::pin_to(std::process::id(), "1");
-        if let Some(pid) = nats.as_ref().and_then(NatsServer::pid) {
+        for pid in [
+            nats.as_ref().and_then(NatsServer::pid),
+            relay.as_ref().and_then(NodeProcess::pid),
+        ]
+        .into_iter()
+        .flatten()
+        {
             bench::pin_to(pid, "1");
         }
     }
@@ -100,7 +137,7 @@ async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
         ..EventConfig::default()
     };
     let created = clients[0]
-        .create_event(spec(EVENT.0, venue_json(40, 50, 50), config))
+        .create_event(spec(EVENT.0, venue_json(80, 50, 50), config))
         .await?;
     anyhow::ensure!(
         matches!(created, Reply::Overview { .. }),
@@ -116,6 +153,8 @@ async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
         .await?;
     anyhow::ensure!(matches!(opened, Reply::Sale { .. }), "open: {opened:?}");
 
+    let node_pid = node.pid().expect("running");
+    let cpu_before = cpu_ms(node_pid);
     let seen = Arc::new(Mutex::new(bench::Seen::default()));
     let until = Instant::now() + PHASE;
     let started = Instant::now();
@@ -143,6 +182,7 @@ async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
         let _ = buyer.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let node_cpu_ms = cpu_ms(node_pid).saturating_sub(cpu_before);
     let (sold, refused) = {
         let seen = seen.lock().expect("not poisoned");
         (seen.sold, seen.refused)
@@ -163,11 +203,30 @@ async fn phase(round: u64, feed: bool, pin: bool) -> anyhow::Result<f64> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    drop(relay);
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
+    let cpu_us_per_sale = node_cpu_ms as f64 * 1_000.0 / sold.max(1) as f64;
     println!(
-        "  round {round}, feed {}: {sold} sold, {refused} refused in {elapsed:.1} s",
+        "  round {round}, feed {}: {sold} sold, {refused} refused in {elapsed:.1} s; the node used {node_cpu_ms} ms of CPU: {cpu_us_per_sale:.1} µs a sale",
         if feed { "on" } else { "off" }
     );
-    Ok(sold as f64 / elapsed)
+    Ok((sold as f64 / elapsed, cpu_us_per_sale))
+}
+
+/// CPU time (user + system, ms) process `pid` has used so far.
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (in parentheses): utime is the 12th, stime
+    // the 13th, in clock ticks (100 a second here).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) * 10
 }
