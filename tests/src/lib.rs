@@ -92,6 +92,26 @@ pub fn spec(event: u64, venue_json: String, config: EventConfig) -> EventSpec {
     }
 }
 
+/// Create the event `spec` describes through the node RPC at `addr` and
+/// open its sale; panics naming what was refused.
+pub async fn create_and_open(addr: &str, spec: EventSpec) {
+    use onsale_schema::message::{Command as EventCommand, Reply, SaleCommand};
+    let event = spec.event;
+    let client = onsale_cluster::rpc::Client::connect(addr, OPERATOR_TOKEN.as_bytes())
+        .await
+        .expect("connects");
+    let created = client.create_event(spec).await.expect("create");
+    assert!(
+        matches!(created, Reply::Overview { .. }),
+        "create: {created:?}"
+    );
+    let open = EventCommand::Sale {
+        command: SaleCommand::Open,
+    };
+    let opened = client.call(event, open).await.expect("open");
+    assert!(matches!(opened, Reply::Sale { .. }), "open: {opened:?}");
+}
+
 /// The operators' bearer token every test node is started with.
 pub const OPERATOR_TOKEN: &str = "operator token for tests";
 

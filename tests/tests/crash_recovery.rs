@@ -23,7 +23,9 @@ use onsale_schema::message::{
     Area, Command, FanStatus, HoldRequest, PaymentSettled, ProviderAnswer, Reply, SaleCommand,
 };
 use onsale_schema::{EventConfig, EventId, FanId, HoldId, Millis, OrderId, PaymentId, SeatIdx};
-use onsale_tests::{NodeProcess, OPERATOR_TOKEN, Rng, now_ms, scratch_dir, spec, venue_json};
+use onsale_tests::{
+    NodeProcess, OPERATOR_TOKEN, Rng, create_and_open, now_ms, scratch_dir, spec, venue_json,
+};
 
 const EVENT: EventId = EventId(42);
 const CHECKOUT_MS: u64 = 1_500;
@@ -93,28 +95,7 @@ async fn run_seed(seed: u64, crashes: u32) {
         ],
     )
     .expect("node starts");
-    let client = Client::connect(&node.addr, OPERATOR_TOKEN.as_bytes())
-        .await
-        .expect("connects");
-    let created = client
-        .create_event(spec(EVENT.0, venue_json(2, 8, 10), config()))
-        .await
-        .expect("create");
-    assert!(
-        matches!(created, Reply::Overview { .. }),
-        "create: {created:?}"
-    );
-    let opened = client
-        .call(
-            EVENT,
-            Command::Sale {
-                command: SaleCommand::Open,
-            },
-        )
-        .await
-        .expect("open");
-    assert!(matches!(opened, Reply::Sale { .. }), "open: {opened:?}");
-    drop(client);
+    create_and_open(&node.addr, spec(EVENT.0, venue_json(2, 8, 10), config())).await;
 
     let ledger: Shared = Arc::default();
     let mut rng = Rng(seed.wrapping_mul(7_919) + 1);

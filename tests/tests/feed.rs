@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use onsale_cluster::rpc::Client;
-use onsale_schema::message::{Area, Command, FanStatus, HoldRequest, Reply, SaleCommand};
+use onsale_schema::message::{Area, Command, FanStatus, HoldRequest, Reply};
 use onsale_schema::{EventConfig, EventId, FanId};
 use onsale_tests::nats::{NatsServer, StreamMessage, create_stream, stream_messages};
 use onsale_tests::{NodeProcess, OPERATOR_TOKEN, Rng, scratch_dir, spec, venue_json};
@@ -53,27 +53,7 @@ fn start_relay(store: &Path, url: &str, extra: &[&str]) -> NodeProcess {
 }
 
 async fn create_and_open(addr: &str) {
-    let client = Client::connect(addr, OPERATOR_TOKEN.as_bytes())
-        .await
-        .expect("connects");
-    let created = client
-        .create_event(spec(EVENT.0, venue_json(2, 8, 10), config()))
-        .await
-        .expect("create");
-    assert!(
-        matches!(created, Reply::Overview { .. }),
-        "create: {created:?}"
-    );
-    let opened = client
-        .call(
-            EVENT,
-            Command::Sale {
-                command: SaleCommand::Open,
-            },
-        )
-        .await
-        .expect("open");
-    assert!(matches!(opened, Reply::Sale { .. }), "open: {opened:?}");
+    onsale_tests::create_and_open(addr, spec(EVENT.0, venue_json(2, 8, 10), config())).await;
 }
 
 /// Join, wait for the turn, hold 1..=3 seats, pay (the simulated provider
